@@ -1,0 +1,40 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-slow bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[plot,arviz]"
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/jinverse demo
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+test-slow: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m slow
+
+bench: $(VENV)/.bench-installed
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check jinverse tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) build *.egg-info

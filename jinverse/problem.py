@@ -1,0 +1,161 @@
+"""`InverseProblem`: forward model + prior + likelihood, and the one log-posterior.
+
+Every solver in jinverse (MAP, every sampler, Laplace) evaluates `InverseProblem.log_density`,
+the log-posterior in the prior's unconstrained space; the log-Jacobian of the bijector is added
+there and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._checks import check_key
+from .likelihoods import AbstractLikelihood
+from .priors import AbstractPrior
+
+
+class InverseProblem(eqx.Module):
+    """``p(θ | y) ∝ likelihood(y | forward(θ)) · prior(θ)``.
+
+    Args:
+        forward: maps one θ (no batch axis) to one prediction: a JAX function, an
+            `equinox.Module` (e.g. a trained network) or a matrix (``θ ↦ A @ θ``).
+        prior: a `jinverse.priors` prior (or `Joint` for a pytree θ).
+        likelihood: a `jinverse.likelihoods` likelihood.
+
+    Example::
+
+        problem = ji.InverseProblem(lambda t: A @ t, ji.priors.Gaussian(jnp.zeros(n), 1.0),
+                                    ji.likelihoods.Gaussian(0.1))
+    """
+
+    forward: Callable[..., Any]
+    prior: AbstractPrior
+    likelihood: AbstractLikelihood
+
+    def __init__(self, forward, prior, likelihood):
+        if isinstance(forward, (np.ndarray, jax.Array)):
+            forward = MatrixOperator(forward)
+        if not callable(forward):
+            raise TypeError(f"forward: got {type(forward).__name__}, expected a callable on θ or a matrix")
+        if not isinstance(prior, AbstractPrior):
+            raise TypeError(f"prior: got {type(prior).__name__}, expected a jinverse.priors prior")
+        if not isinstance(likelihood, AbstractLikelihood):
+            raise TypeError(f"likelihood: got {type(likelihood).__name__}, expected a jinverse.likelihoods likelihood")
+        self.forward, self.prior, self.likelihood = forward, prior, likelihood
+
+    # -- densities in θ's own space ---------------------------------------------------
+    def log_prior(self, theta) -> Float[Array, ""]:
+        return self.prior.log_prob(theta)
+
+    def log_likelihood(self, theta, y) -> Float[Array, ""]:
+        return self.likelihood.log_prob(y, self.forward(theta))
+
+    def log_posterior(self, theta, y) -> Float[Array, ""]:
+        """Unnormalised log p(θ | y) for one θ and one observation."""
+        return self.log_likelihood(theta, y) + self.log_prior(theta)
+
+    # -- the one density every solver uses --------------------------------------------
+    def log_density(self, u, y, *, jacobian: bool = True) -> Float[Array, ""]:
+        """log p(θ(u) | y) in the unconstrained space, with ``+ log|dθ/du|`` when ``jacobian``.
+
+        Samplers target it with the Jacobian (a density of u); the MAP optimiser without it,
+        so that the optimum is the mode in θ's own space.
+        """
+        theta = self.prior.from_unconstrained(u)
+        lp = self.log_posterior(theta, y)
+        if jacobian:
+            lp = lp + self.prior.log_det_jacobian(u)
+        return lp
+
+    def to_unconstrained(self, theta):
+        return self.prior.to_unconstrained(theta)
+
+    def from_unconstrained(self, u):
+        return self.prior.from_unconstrained(u)
+
+    # -- generative side ----------------------------------------------------------------
+    def simulate(self, key: PRNGKeyArray, theta) -> Array:
+        """One noisy observation y ~ p(y | θ)."""
+        return self.likelihood.sample(key, self.forward(theta))
+
+    def sample_prior(self, key: PRNGKeyArray, shape: tuple[int, ...] = ()) -> PyTree:
+        """Draws of θ from the prior, with leading axes ``shape``."""
+        check_key("key", key)
+        return self.prior.sample(key, tuple(shape))
+
+    # -- shapes -------------------------------------------------------------------------
+    def theta_shape_dtype(self):
+        return self.prior.theta_shape_dtype()
+
+    def prediction_shape_dtype(self):
+        try:
+            return jax.eval_shape(self.forward, self.theta_shape_dtype())
+        except Exception as exc:
+            raise ValueError(f"forward: failed on a θ shaped like the prior's event "
+                             f"{self.prior.event_shape}: {exc}") from exc
+
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one observation (the event shape of ``y``)."""
+        pred = self.prediction_shape_dtype()
+        if not isinstance(pred, jax.ShapeDtypeStruct):
+            raise ValueError(f"forward: returns a pytree {jax.tree.structure(pred)}, expected one array")
+        return self.likelihood.event_shape(pred)
+
+    def check_y(self, y, name: str = "y") -> tuple[Array, tuple[int, ...]]:
+        """Validate observations ``y`` shaped ``(*batch, *event)``; return ``(y, batch_shape)``."""
+        if isinstance(y, jax.core.Tracer):
+            raise TypeError(f"{name}: got a traced value; call jinverse solvers outside jit "
+                            "(they compile themselves) or use the functional core directly")
+        try:
+            arr = np.asarray(y)
+        except Exception as exc:
+            raise TypeError(f"{name}: got {type(y).__name__}, expected an array of observations") from exc
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise TypeError(f"{name}: got dtype {arr.dtype}, expected numbers")
+        event = self.data_shape()
+        k = len(event)
+        if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != tuple(event):
+            raise ValueError(f"{name}: got shape {arr.shape}, expected (*batch, {', '.join(map(str, event))}"
+                             f"{',' if len(event) == 1 else ''}) — one observation has shape {event}")
+        self.likelihood.check_data(arr, self.prediction_shape_dtype(), name)
+        dtype = jnp.result_type(float)
+        return jnp.asarray(arr, dtype=dtype), tuple(arr.shape[: arr.ndim - k])
+
+    def check_theta(self, theta, name: str, batch_shape: tuple[int, ...]) -> PyTree:
+        """Validate a θ pytree shaped ``event`` or ``(*batch, *event)``; broadcast to the batch."""
+        ref = self.theta_shape_dtype()
+        try:
+            leaves = jax.tree.leaves(jax.tree.map(lambda a, r: None, theta, ref, is_leaf=lambda x: x is None))
+            del leaves
+        except ValueError as exc:
+            raise ValueError(f"{name}: got a pytree of structure {jax.tree.structure(theta)}, "
+                             f"expected {jax.tree.structure(ref)}") from exc
+
+        def fix(a, r):
+            a = jnp.asarray(a, dtype=r.dtype)
+            if a.shape == r.shape:
+                return jnp.broadcast_to(a, (*batch_shape, *r.shape))
+            if a.shape == (*batch_shape, *r.shape):
+                return a
+            raise ValueError(f"{name}: got shape {a.shape}, expected {r.shape} or {(*batch_shape, *r.shape)}")
+
+        out = jax.tree.map(fix, theta, ref)
+        if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out)):
+            raise ValueError(f"{name}: got non-finite values, expected finite starting points")
+        return out
+
+
+class MatrixOperator(eqx.Module):
+    """A dense linear forward model ``θ ↦ A @ θ``."""
+
+    matrix: Float[Array, "m n"]
+
+    def __call__(self, theta):
+        return self.matrix @ theta

@@ -4,6 +4,13 @@ from . import bijectors as bijectors
 from . import likelihoods as likelihoods
 from . import priors as priors
 from . import problems as problems
+from .map import MAPResult as MAPResult
+from .map import Status as Status
+from .map import solve_map as solve_map
+from .laplace import GaussianApproximation as GaussianApproximation
+from .laplace import laplace as laplace
+from .posterior import Posterior as Posterior
+from .sampling import sample as sample
 from .problem import InverseProblem as InverseProblem
 from .problem import MatrixOperator as MatrixOperator
 from .problems import Benchmark as Benchmark

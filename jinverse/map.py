@@ -1,0 +1,334 @@
+"""Batched MAP estimation: maximise the one log-posterior with an optax optimiser.
+
+`solve_map` validates its inputs on the host, flattens the batch (and the starts) into one axis
+and runs `_solve_one` — the one MAP loop — over it with ``jax.lax.map(..., batch_size=chunk)``:
+each chunk is a ``vmap`` of the loop, so a lane only waits for the slowest lane of its own chunk
+(see the performance notes in DESIGN.md). Large batches go through the same compiled program in
+blocks of fixed size, so memory stays bounded and no new size recompiles.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from ._checks import check_key, check_positive_int
+from .problem import InverseProblem
+
+
+class Status(enum.IntEnum):
+    """Why the optimiser stopped, per batch element."""
+
+    CONVERGED = 0  # gradient norm below tol * (1 + |objective|) (see solve_map's tol)
+    MAX_STEPS = 1  # ran out of steps before converging
+    NONFINITE = 2  # objective or gradient became NaN/inf (e.g. the forward model failed)
+    STALLED = 3  # no decrease of the objective in a step (line search could not progress)
+
+    def describe(self) -> str:
+        return _STATUS_TEXT[self]
+
+
+_STATUS_TEXT = {
+    Status.CONVERGED: "converged",
+    Status.MAX_STEPS: "stopped at max_steps without converging",
+    Status.NONFINITE: "non-finite objective or gradient",
+    Status.STALLED: "stalled: the objective stopped decreasing before the gradient was small",
+}
+
+
+class MAPResult(eqx.Module):
+    """The MAP estimate for each batch element (all fields carry the batch axes of ``y``).
+
+    Attributes:
+        theta: the estimate, ``(*batch, *theta_shape)``, in θ's own (constrained) space.
+        log_posterior: the unnormalised log-posterior at ``theta``.
+        grad_norm: the gradient norm of the objective (in the unconstrained space) at the end.
+        num_steps: optimiser steps taken.
+        converged: True where the status is `Status.CONVERGED`.
+        status: a `Status` code per element.
+        starts: with ``num_starts > 1``, the result of every start, with an extra axis after the
+            batch axes (``(*batch, num_starts, ...)``); None otherwise.
+    """
+
+    theta: PyTree
+    log_posterior: Float[Array, "*batch"]
+    grad_norm: Float[Array, "*batch"]
+    num_steps: Int[Array, "*batch"]
+    converged: Bool[Array, "*batch"]
+    status: Int[Array, "*batch"]
+    starts: MAPResult | None = None
+
+    def messages(self) -> np.ndarray:
+        """A human-readable reason per batch element."""
+        codes = np.asarray(self.status)
+        return np.vectorize(lambda c: Status(int(c)).describe(), otypes=[object])(codes)
+
+    def distinct(self, index: tuple[int, ...] = (), *, atol: float = 1e-3) -> list[PyTree]:
+        """The distinct converged solutions among the starts of batch element ``index``.
+
+        Many-to-one forward models have several: each start that converged is kept unless it is
+        within ``atol`` (max-abs, flattened θ) of one already kept; best log-posterior first.
+        """
+        if self.starts is None:
+            return [jax.tree.map(lambda a: a[index], self.theta)]
+        s = self.starts
+        lp = np.asarray(s.log_posterior[index])
+        ok = np.asarray(s.converged[index])
+        flat = np.stack([np.concatenate([np.ravel(leaf[index][j]) for leaf in jax.tree.leaves(s.theta)])
+                         for j in range(lp.shape[0])])
+        kept: list[int] = []
+        for j in np.argsort(-lp):
+            if ok[j] and all(np.max(np.abs(flat[j] - flat[k])) > atol for k in kept):
+                kept.append(int(j))
+        return [jax.tree.map(lambda a: a[index][j], s.theta) for j in kept]
+
+
+class _Settings(NamedTuple):
+    optimizer: Any  # an optax GradientTransformation, or "newton"
+    max_steps: int
+    tol: float
+    chunk_size: int
+
+
+def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
+    """The MAP loop for one observation and one start, in the unconstrained space.
+
+    A step proposes a new point from the current one (`_optax_step`: the optax update, with
+    L-BFGS's line search inside it; `_newton_step`: one damped-Newton trial) and returns the
+    objective and gradient there. The loop stops when the gradient is small, the objective is
+    non-finite, it stops decreasing, or at max_steps.
+    """
+
+    def objective(u):
+        return -problem.log_density(u, y, jacobian=False)
+
+    if settings.optimizer == "newton":
+        init, step = _newton_step(objective)
+    else:
+        init, step = _optax_step(objective, settings.optimizer)
+    v0, g0 = jax.value_and_grad(objective)(u0)
+
+    def small(v, g):
+        return otu.tree_norm(g) <= settings.tol * (1.0 + jnp.abs(v))
+
+    def cond(carry):
+        _, _, v, g, k, stalled = carry
+        finite = jnp.isfinite(v) & jnp.isfinite(otu.tree_norm(g))
+        return (k < settings.max_steps) & finite & ~small(v, g) & ~stalled
+
+    def body(carry):
+        u, state, v, g, k, _ = carry
+        u_new, state, v_new, g_new, stalled = step(u, state, v, g)
+        return u_new, state, v_new, g_new, k + 1, stalled & ~small(v_new, g_new)
+
+    carry = (u0, init(u0), v0, g0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    u, _, v, g, k, stalled = jax.lax.while_loop(cond, body, carry)
+    gnorm = otu.tree_norm(g)
+    finite = jnp.isfinite(v) & jnp.isfinite(gnorm) & jnp.all(
+        jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(u)]))
+    # Stalled at the rounding floor (no decrease representable) with a small gradient counts as
+    # converged, like SciPy's relative-reduction test; a stall far from a stationary point does not.
+    done = small(v, g) | (stalled & (gnorm <= math.sqrt(settings.tol) * (1.0 + jnp.abs(v))))
+    status = jnp.where(~finite, Status.NONFINITE,
+                       jnp.where(done, Status.CONVERGED,
+                                 jnp.where(stalled, Status.STALLED, Status.MAX_STEPS)))
+    return problem.from_unconstrained(u), -v, gnorm, k, status.astype(jnp.int32)
+
+
+def _optax_step(objective, opt):
+    """One optax update. With a line search (L-BFGS) the step is stalled when the objective did
+    not decrease; plain first-order optimisers (adam, sgd) need not decrease every step."""
+    value_and_grad = optax.value_and_grad_from_state(objective)
+    cached = otu.tree_get(opt.init(jnp.zeros(1)), "value", default=None) is not None
+
+    def step(u, state, v, g):
+        updates, state = opt.update(g, state, u, value=v, grad=g, value_fn=objective)
+        u_new = optax.apply_updates(u, updates)
+        if cached:  # L-BFGS's line search already evaluated the new point
+            v_new, g_new = value_and_grad(u_new, state=state)
+        else:
+            v_new, g_new = jax.value_and_grad(objective)(u_new)
+        return u_new, state, v_new, g_new, (~(v_new < v)) & cached
+
+    return opt.init, step
+
+
+def _newton_step(objective):
+    """One Levenberg-Marquardt-damped Newton trial with the dense Hessian of the objective.
+
+    Solves ``(H + mu I) d = -g``; the trial is accepted when it lowers the objective (then
+    ``mu`` shrinks), else rejected and ``mu`` grows. Every lane does the same work per step, so
+    vmapped lanes stay in step. Stalled when ``mu`` exceeds 1e16 (no descent direction found).
+    """
+
+    def step(u, mu, v, g):
+        flat_u, unravel = jax.flatten_util.ravel_pytree(u)
+        flat_f = lambda x: objective(unravel(x))  # noqa: E731
+        flat_g, _ = jax.flatten_util.ravel_pytree(g)
+        hess = jax.hessian(flat_f)(flat_u)
+        scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(hess))), 1e-12)
+        eye = jnp.eye(flat_u.size, dtype=flat_u.dtype)
+        d = jnp.linalg.solve(hess + mu * scale * eye, -flat_g)
+        trial = unravel(flat_u + d)
+        v_new, g_new = jax.value_and_grad(objective)(trial)
+        ok = (v_new < v) & jnp.isfinite(v_new) & (jnp.dot(d, flat_g) < 0)
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        u_out = jax.tree.map(keep, trial, u)
+        mu_new = jnp.where(ok, jnp.maximum(mu / 4, 1e-12), mu * 4)
+        return u_out, mu_new, keep(v_new, v), jax.tree.map(keep, g_new, g), mu_new > 1e16
+
+    def init(u):
+        return jnp.asarray(1e-3, jax.flatten_util.ravel_pytree(u)[0].dtype)
+
+    return init, step
+
+
+@eqx.filter_jit
+def _solve_block(problem, y, u0, settings: _Settings):
+    """All (observation, start) pairs of one block: lax.map over chunks of vmapped loops."""
+    fn = functools.partial(_solve_one, problem, settings=settings)
+    return jax.lax.map(lambda args: fn(*args), (y, u0), batch_size=settings.chunk_size)
+
+
+@functools.cache
+def default_optimizer() -> optax.GradientTransformationExtraArgs:
+    """``optax.lbfgs()``, made once so repeated calls hit the compilation cache."""
+    return optax.lbfgs()
+
+
+def solve_map(
+    problem: InverseProblem,
+    y: Float[Array, "*batch *event"],
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    init: PyTree | None = None,
+    max_steps: int = 500,
+    tol: float | None = None,
+    num_starts: int = 1,
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+    block_size: int = 65536,
+) -> MAPResult:
+    """Maximum a-posteriori estimate of θ for every observation in ``y``.
+
+    Args:
+        problem: the `InverseProblem`.
+        y: observations shaped ``(*batch, *event)``; every result carries the ``batch`` axes.
+        optimizer: any optax ``GradientTransformation``; default ``optax.lbfgs()``. Or
+            ``"newton"``: Levenberg-Marquardt-damped Newton steps with the dense Hessian of the
+            same log-posterior — much faster for a modest number of unknowns (say n <= 100),
+            e.g. least-squares inversion of a small network.
+        init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``; default the prior's
+            center (one start) or draws from the prior (``num_starts > 1``).
+        max_steps: optimiser steps per start.
+        tol: converged when ``||grad|| <= tol * (1 + |objective|)``, gradient taken in the
+            unconstrained space; default 1e-8 in float64, 1e-4 in float32. A run that can no
+            longer lower the objective (rounding floor) counts as converged when
+            ``||grad|| <= sqrt(tol) * (1 + |objective|)``, else it is `Status.STALLED`.
+        num_starts: starts per observation; the best (highest log-posterior) is returned and all
+            are kept in ``result.starts`` (`MAPResult.distinct` lists the distinct solutions).
+        key: a JAX PRNG key, required when starts are drawn from the prior.
+        chunk_size: lanes vmapped together inside ``lax.map`` (default 16).
+        block_size: observations × starts per compiled call; larger batches are streamed.
+
+    Returns:
+        A `MAPResult`; elements that did not converge or went non-finite are flagged in
+        ``status``/``converged`` and never affect other elements.
+
+    Example::
+
+        result = ji.solve_map(problem, y_batch)      # y_batch.shape == (1000, m)
+        result.theta.shape                           # (1000, n)
+    """
+    if not isinstance(problem, InverseProblem):
+        raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
+    y, batch_shape = problem.check_y(y)
+    max_steps = check_positive_int("max_steps", max_steps)
+    num_starts = check_positive_int("num_starts", num_starts)
+    block_size = check_positive_int("block_size", block_size)
+    chunk_size = 16 if chunk_size is None else check_positive_int("chunk_size", chunk_size)
+    if tol is None:
+        tol = 1e-8 if y.dtype == jnp.float64 else 1e-4
+    if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"tol: got {tol!r}, expected a positive number")
+    optimizer = default_optimizer() if optimizer is None else optimizer
+    if isinstance(optimizer, str):
+        if optimizer != "newton":
+            raise ValueError(f"optimizer: got {optimizer!r}, expected an optax GradientTransformation "
+                             "or 'newton'")
+    elif isinstance(optimizer, optax.GradientTransformation):
+        optimizer = optax.with_extra_args_support(optimizer)
+    else:
+        raise TypeError(f"optimizer: got {type(optimizer).__name__}, expected an optax "
+                        "GradientTransformation or 'newton'")
+
+    n_obs = math.prod(batch_shape)
+    event = y.shape[len(batch_shape):]
+    theta0 = _starts(problem, init, num_starts, key, batch_shape)  # (n_obs, S, *theta)
+    u0 = jax.tree.map(lambda a: a.reshape(n_obs * num_starts, *a.shape[2:]),
+                      jax.vmap(jax.vmap(problem.to_unconstrained))(theta0))
+    y_rep = jnp.repeat(y.reshape(n_obs, *event), num_starts, axis=0)
+
+    settings = _Settings(optimizer, max_steps, float(tol), chunk_size)
+    outs = _run_blocks(problem, y_rep, u0, settings, block_size)
+    theta, lp, gnorm, steps, status = jax.tree.map(
+        lambda a: a.reshape(n_obs, num_starts, *a.shape[1:]), outs)
+    all_starts = MAPResult(theta, lp, gnorm, steps, status == Status.CONVERGED, status)
+    best = jnp.argmax(jnp.where(jnp.isfinite(lp), lp, -jnp.inf), axis=1)
+    pick = jax.tree.map(lambda a: jnp.take_along_axis(
+        a, best.reshape(n_obs, 1, *([1] * (a.ndim - 2))), axis=1)[:, 0], all_starts)
+    unflat = functools.partial(_unflatten_batch, batch_shape=batch_shape)
+    result = jax.tree.map(unflat, pick)
+    if num_starts > 1:
+        result = eqx.tree_at(lambda r: r.starts, result, jax.tree.map(unflat, all_starts),
+                             is_leaf=lambda x: x is None)
+    return result
+
+
+def _unflatten_batch(a, batch_shape):
+    return a.reshape(*batch_shape, *a.shape[1:])
+
+
+def _run_blocks(problem, y, u0, settings, block_size):
+    """Run `_solve_block` over the flat lanes, ``block_size`` at a time (last block padded)."""
+    total = y.shape[0]
+    if total <= block_size:
+        return _solve_block(problem, y, u0, settings)
+    pieces = []
+    for start in range(0, total, block_size):
+        stop = min(start + block_size, total)
+        idx = jnp.arange(start, start + block_size).clip(max=total - 1)  # pad by repeating the last lane
+        out = _solve_block(problem, y[idx], jax.tree.map(lambda a: a[idx], u0), settings)
+        pieces.append(jax.tree.map(lambda a: a[: stop - start], out))
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *pieces)
+
+
+def _starts(problem, init, num_starts, key, batch_shape):
+    """Starting θ shaped ``(n_obs, num_starts, *theta_shape)``."""
+    n_obs = math.prod(batch_shape)
+    if init is not None:
+        theta = problem.check_theta(init, "init", batch_shape)
+        theta = jax.tree.map(lambda a: a.reshape(n_obs, *a.shape[len(batch_shape):]), theta)
+        if num_starts == 1:
+            return jax.tree.map(lambda a: a[:, None], theta)
+        check_key("key", key)
+        draws = problem.sample_prior(key, (n_obs, num_starts - 1))
+        return jax.tree.map(lambda a, d: jnp.concatenate([a[:, None], d.astype(a.dtype)], axis=1), theta, draws)
+    if num_starts == 1:
+        center = problem.prior.center()
+        return jax.tree.map(lambda c: jnp.broadcast_to(c, (n_obs, 1, *jnp.shape(c))), center)
+    if key is None:
+        raise TypeError("key: got None, expected a JAX PRNG key (num_starts > 1 draws starts from the prior)")
+    check_key("key", key)
+    return problem.sample_prior(key, (n_obs, num_starts))

@@ -2,6 +2,7 @@
 
 from . import bijectors as bijectors
 from . import likelihoods as likelihoods
+from . import linear as linear
 from . import priors as priors
 from . import problems as problems
 from .map import MAPResult as MAPResult

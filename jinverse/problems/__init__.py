@@ -1,7 +1,12 @@
 """Built-in benchmark problems (``ji.problems``): ``names()``, ``load(name, **options)``."""
 
+from . import classical as classical
+from . import imaging as imaging
+from . import sbi as sbi
+from . import trained as trained
+from . import metrics as metrics
+from ._evaluate import evaluate as evaluate
 from ._registry import Benchmark as Benchmark
 from ._registry import load as load
 from ._registry import names as names
 from ._registry import register as register
-from . import classical as classical

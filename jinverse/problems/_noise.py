@@ -12,6 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_positive_int
+from ..likelihoods import Gaussian as GaussianLikelihood
+from ..priors import AbstractPrior
+from ..priors import Gaussian as GaussianPrior
+from ..problem import InverseProblem
+from ._registry import Benchmark
 
 
 def check_noise(noise) -> float:
@@ -62,3 +67,30 @@ def tile(theta, batch: int | None):
     """θ_true for the batch: the same θ repeated ``batch`` times (or θ itself)."""
     theta = jnp.asarray(theta)
     return theta if batch is None else jnp.broadcast_to(theta, (batch, *theta.shape))
+
+
+def rms(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.linalg.norm(x) / np.sqrt(x.size))
+
+
+def gaussian_benchmark(name, forward, x, clean, *, noise, seed, batch, prior, options, info=None,
+                       metric="rel_error", data=None, reference=None) -> Benchmark:
+    """A `Benchmark` with Gaussian noise of relative level ``noise`` on ``clean = forward(x)``.
+
+    ``data`` (default ``clean``) is what the noise is added to (e.g. Hansen's published ``b``);
+    the default prior is ``N(0, rms(x)² I)``. ``info`` gains ``"noise_std"``.
+    """
+    noise, batch = check_noise(noise), check_batch(batch)
+    seed = check_positive_int("seed", seed, minimum=0)
+    std = relative_std(clean, noise)
+    y = noisy_data(seed, jnp.asarray(clean if data is None else data), std, batch)
+    if prior is None:
+        prior = GaussianPrior(jnp.zeros(np.shape(x)), rms(x))
+    elif not isinstance(prior, AbstractPrior):
+        raise TypeError(f"prior: got {type(prior).__name__}, expected a jinverse.priors prior or None")
+    problem = InverseProblem(forward, prior, GaussianLikelihood(std))
+    return Benchmark(name=name, problem=problem, y=y, theta_true=tile(x, batch),
+                     reference={"solution": jnp.asarray(x), **(reference or {})}, metric=metric,
+                     options={**options, "noise": noise, "seed": seed, "batch": batch},
+                     info={**(info or {}), "noise_std": std})

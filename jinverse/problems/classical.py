@@ -24,11 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_positive_int
-from ..likelihoods import Gaussian as GaussianLikelihood
-from ..priors import AbstractPrior
-from ..priors import Gaussian as GaussianPrior
-from ..problem import InverseProblem
-from ._noise import check_batch, check_choice, check_noise, noisy_data, relative_std, tile
+from ._noise import check_choice, gaussian_benchmark
 from ._registry import Benchmark, register
 
 _FAMILY = "classical"
@@ -253,25 +249,14 @@ def hansen(name: str, n: int, **params) -> tuple[np.ndarray, np.ndarray, np.ndar
 # -- the benchmarks -------------------------------------------------------------------------
 
 
-def linear_benchmark(name, A, b, x, *, noise, seed, batch, rhs, prior, options, info=None,
-                     metric="rel_error") -> Benchmark:
-    """A `Benchmark` for ``y = A θ + e`` from a dense ``A`` and Hansen-style ``(b, x)``."""
-    noise, batch = check_noise(noise), check_batch(batch)
-    seed = check_positive_int("seed", seed, minimum=0)
+def linear_benchmark(name, A, b, x, *, noise, seed, batch, rhs, prior, options) -> Benchmark:
+    """A `Benchmark` for ``y = A θ + e`` from a dense ``A`` and Hansen's ``(b, x)``."""
     check_choice("rhs", rhs, ("published", "exact"))
     Ax = A @ x
-    std = relative_std(Ax, noise)
-    clean = b if rhs == "published" else Ax
-    y = noisy_data(seed, jnp.asarray(clean), std, batch)
-    if prior is None:
-        prior = GaussianPrior(jnp.zeros_like(jnp.asarray(x)), float(np.linalg.norm(x) / math.sqrt(x.size)))
-    elif not isinstance(prior, AbstractPrior):
-        raise TypeError(f"prior: got {type(prior).__name__}, expected a jinverse.priors prior or None")
-    problem = InverseProblem(jnp.asarray(A), prior, GaussianLikelihood(std))
-    return Benchmark(name=name, problem=problem, y=y, theta_true=tile(x, batch),
-                     reference={"solution": jnp.asarray(x)}, metric=metric,
-                     options={**options, "noise": noise, "seed": seed, "batch": batch, "rhs": rhs},
-                     info={"A": jnp.asarray(A), "b": jnp.asarray(b), "noise_std": std, **(info or {})})
+    return gaussian_benchmark(name, jnp.asarray(A), x, Ax, noise=noise, seed=seed, batch=batch,
+                              prior=prior, options={**options, "rhs": rhs},
+                              info={"A": jnp.asarray(A), "b": jnp.asarray(b)},
+                              data=b if rhs == "published" else Ax)
 
 
 def _bench(name, n, noise, seed, batch, rhs, prior, **params):

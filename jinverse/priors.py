@@ -320,3 +320,4 @@ class Joint(AbstractPrior):
 
     def log_det_jacobian(self, u):
         return sum(jax.tree.leaves(self._map(lambda p, v: p.log_det_jacobian(v), u)))
+from .regularizers import GMRF, Gamma, SparseL1, TotalVariation  # noqa: E402, F401

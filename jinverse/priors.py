@@ -117,7 +117,7 @@ class Gaussian(AbstractPrior):
         n = r.size
         if self.std is not None:
             z = r / self.std
-            return -0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(self.std)) - 0.5 * n * _LOG_2PI
+            return -0.5 * jnp.sum(z**2) - jnp.sum(jnp.broadcast_to(jnp.log(self.std), z.shape)) - 0.5 * n * _LOG_2PI
         logdiag = jnp.sum(jnp.log(jnp.diagonal(self.chol)))
         if self.is_precision:  # P = L L^T: quadratic form ||L^T r||^2
             z = self.chol.T @ r
@@ -198,7 +198,8 @@ class Uniform(AbstractPrior):
 
     def log_prob(self, theta):
         inside = jnp.all((theta >= self.low) & (theta <= self.high))
-        return jnp.where(inside, -jnp.sum(jnp.log(self.high - self.low)), -jnp.inf)
+        log_width = jnp.broadcast_to(jnp.log(self.high - self.low), jnp.shape(theta))
+        return jnp.where(inside, -jnp.sum(log_width), -jnp.inf)
 
     def sample(self, key, shape=()):
         return jax.random.uniform(key, (*shape, *self.event_shape), self.low.dtype, self.low, self.high)

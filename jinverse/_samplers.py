@@ -1,0 +1,246 @@
+"""The per-method table behind `jinverse.sample`: build a blackjax kernel and run its warmup.
+
+Each entry is a function ``warmup(key, logdensity_fn, positions, num_warmup, num_samples,
+options) -> (states, step)`` where ``positions`` holds one flat start point per chain,
+``(chains, d)``, ``states`` the chains' states after warmup and ``step(key, state) -> (state,
+Stats)`` one transition of one chain with the tuned parameters. ``logdensity_fn`` takes one flat
+unconstrained vector. Per-chain adaptations (window, dual averaging, MCLMC tuning) are vmapped
+over chains; cross-chain ones (ChEES) see all chains at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import optax
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.adaptation.mass_matrix import welford_algorithm
+from blackjax.adaptation.step_size import dual_averaging_adaptation
+from jaxtyping import Array, Bool, Float, Int
+
+
+class Stats(NamedTuple):
+    """Per-draw sampler statistics of one chain (NaN / 0 where a sampler has no such notion)."""
+
+    acceptance_rate: Float[Array, ""]
+    is_divergent: Bool[Array, ""]
+    num_integration_steps: Int[Array, ""]
+    step_size: Float[Array, ""]
+
+
+def _stats(info, step_size, default_steps: int) -> Stats:
+    """Read the common fields off a blackjax info NamedTuple."""
+    f = jnp.result_type(float)
+    acc = getattr(info, "acceptance_rate", jnp.nan)
+    div = getattr(info, "is_divergent", False)
+    steps = getattr(info, "num_integration_steps", default_steps)
+    return Stats(jnp.asarray(acc, f), jnp.asarray(div, bool), jnp.asarray(steps, jnp.int32),
+                 jnp.asarray(step_size, f))
+
+
+def _vmap_chains(fn, key, positions, *args):
+    keys = jax.random.split(key, positions.shape[0])
+    return jax.vmap(lambda k, p: fn(k, p, *args))(keys, positions)
+
+
+# -- NUTS / HMC: Stan's window adaptation (step size + diagonal mass matrix) ----------------
+def _window(algorithm, target: float, **extra):
+    def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
+        opts = dict(extra)
+        opts.update(options)
+        target_rate = opts.pop("target_acceptance_rate", target)
+        dense = opts.pop("dense_mass", False)
+        adapt = blackjax.window_adaptation(
+            algorithm, logdensity_fn, is_mass_matrix_diagonal=not dense,
+            target_acceptance_rate=target_rate,
+            adaptation_info_fn=get_filter_adapt_info_fn(), **opts)
+
+        def one_chain(k, p):
+            (state, params), _ = adapt.run(k, p, num_steps=num_warmup)
+            return state, params
+
+        states, params = _vmap_chains(one_chain, key, positions)
+        default_steps = opts.get("num_integration_steps", 0)
+
+        def step(key, state, params):
+            kernel = algorithm(logdensity_fn, **{**opts, **params})
+            state, info = kernel.step(key, state)
+            return state, _stats(info, params["step_size"], default_steps)
+
+        return states, step, params
+
+    return warmup
+
+
+# -- MALA: step size by dual averaging to the optimal 0.574 acceptance ----------------------
+def _mala(key, logdensity_fn, positions, num_warmup, num_samples, options):
+    target = options.get("target_acceptance_rate", 0.574)
+    da_init, da_update, da_final = dual_averaging_adaptation(target)
+    kernel = blackjax.mala.build_kernel()
+
+    def one_chain(k, p):
+        d = p.shape[0]
+        state = blackjax.mala.init(p, logdensity_fn)
+
+        def body(carry, k):
+            state, da = carry
+            state, info = kernel(k, state, logdensity_fn, jnp.exp(da.log_step_size))
+            return (state, da_update(da, info.acceptance_rate)), None
+
+        start = options.get("initial_step_size", 0.1 / d ** (1 / 3))
+        (state, da), _ = jax.lax.scan(body, (state, da_init(start)), jax.random.split(k, num_warmup))
+        return state, {"step_size": da_final(da)}
+
+    states, params = _vmap_chains(one_chain, key, positions)
+
+    def step(key, state, params):
+        state, info = kernel(key, state, logdensity_fn, params["step_size"])
+        return state, _stats(info, params["step_size"], 1)
+
+    return states, step, params
+
+
+# -- RWMH: proposal covariance from a first window, then its scale to 0.234 acceptance -------
+def _rwmh(key, logdensity_fn, positions, num_warmup, num_samples, options):
+    target = options.get("target_acceptance_rate", 0.234)
+    da_init, da_update, da_final = dual_averaging_adaptation(target)
+    wf_init, wf_update, wf_final = welford_algorithm(False)
+    kernel = blackjax.additive_step_random_walk.build_kernel()
+    normal = blackjax.mcmc.random_walk.normal
+
+    def one_chain(k, p):
+        d = p.shape[0]
+        state = blackjax.additive_step_random_walk.init(p, logdensity_fn)
+        first = num_warmup // 2
+
+        # One warmup window: dual-average the global scale of the proposal `chol * scale`;
+        # in the second half of the first window also estimate the posterior covariance.
+        def window(state, chol, keys, collect):
+            def body(carry, xs):
+                state, da, wf = carry
+                k, i = xs
+                sigma = chol * jnp.exp(da.log_step_size)
+                state, info = kernel(k, state, logdensity_fn, normal(sigma))
+                wf = jax.lax.cond(collect & (i >= keys.shape[0] // 2),
+                                  lambda w: wf_update(w, state.position), lambda w: w, wf)
+                return (state, da_update(da, info.acceptance_rate), wf), None
+
+            carry = (state, da_init(2.38 / jnp.sqrt(d)), wf_init(d))
+            (state, da, wf), _ = jax.lax.scan(body, carry, (keys, jnp.arange(keys.shape[0])))
+            return state, da_final(da), wf
+
+        k1, k2 = jax.random.split(k)
+        eye = jnp.eye(d, dtype=p.dtype)
+        state, scale, wf = window(state, eye, jax.random.split(k1, first), True)
+        cov, n, _ = wf_final(wf)
+        # Shrink towards a small multiple of the identity, as Stan does for its mass matrix.
+        cov = (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
+        chol = jnp.linalg.cholesky(cov)
+        chol = jnp.where((n > d + 2) & jnp.all(jnp.isfinite(chol)), chol, eye * scale)
+        state, scale, _ = window(state, chol, jax.random.split(k2, num_warmup - first), False)
+        return state, {"sigma": chol * scale, "step_size": scale}
+
+    states, params = _vmap_chains(one_chain, key, positions)
+
+    def step(key, state, params):
+        state, info = kernel(key, state, logdensity_fn, normal(params["sigma"]))
+        return state, _stats(info, params["step_size"], 0)
+
+    return states, step, params
+
+
+# -- MCLMC: blackjax.mclmc_find_L_and_step_size (unadjusted: no accept step) ---------------
+def _mclmc(key, logdensity_fn, positions, num_warmup, num_samples, options):
+    if positions.shape[1] < 2:
+        raise ValueError("method: 'mclmc' needs at least 2 unknowns; use 'nuts' for a scalar θ")
+    kernel = blackjax.mclmc.build_kernel(
+        desired_energy_var=options.get("desired_energy_var", 5e-4))
+
+    def one_chain(k, p):
+        k_init, k_tune = jax.random.split(k)
+        state = blackjax.mclmc.init(p, logdensity_fn, k_init)
+        # Three tuning phases, each ~30% of num_warmup (+10% for the diagonal preconditioner).
+        state, params, _ = blackjax.mclmc_find_L_and_step_size(
+            mclmc_kernel=kernel, num_steps=num_warmup, state=state, rng_key=k_tune,
+            logdensity_fn=logdensity_fn, frac_tune1=0.3, frac_tune2=0.3, frac_tune3=0.3,
+            diagonal_preconditioning=options.get("diagonal_preconditioning", True))
+        return state, params._asdict()
+
+    states, params = _vmap_chains(one_chain, key, positions)
+
+    def step(key, state, params):
+        state, info = kernel(key, state, logdensity_fn, params["inverse_mass_matrix"],
+                             params["L"], params["step_size"])
+        stats = _stats(info, params["step_size"], 1)
+        return state, stats._replace(is_divergent=~jnp.asarray(info.nonans, bool))
+
+    return states, step, params
+
+
+# -- ChEES: cross-chain adaptation of step size and trajectory length, jittered HMC ---------
+def _chees(key, logdensity_fn, positions, num_warmup, num_samples, options):
+    num_chains, d = positions.shape
+    adapt = blackjax.chees_adaptation(
+        logdensity_fn, num_chains,
+        target_acceptance_rate=options.get("target_acceptance_rate", 0.651),
+        mass_matrix_estimation=options.get("mass_matrix_estimation", "diagonal"),
+        adaptation_info_fn=get_filter_adapt_info_fn())
+    (states, params), _ = adapt.run(
+        key, positions, options.get("initial_step_size", 0.1),
+        optax.adam(options.get("learning_rate", 0.025)), num_warmup,
+        max_sampling_steps=num_samples)
+    # The tuned parameters are shared by every chain.
+    shared = {k: params[k] for k in ("step_size", "inverse_mass_matrix", "integration_steps_params")}
+
+    def step(key, state, p):
+        alg = blackjax.dynamic_hmc(
+            logdensity_fn, p["step_size"], p["inverse_mass_matrix"],
+            next_random_arg_fn=params["next_random_arg_fn"],
+            integration_steps_fn=params["integration_steps_fn"],
+            integration_steps_params=p["integration_steps_params"])
+        state, info = alg.step(key, state)
+        return state, _stats(info, p["step_size"], 0)
+
+    # Broadcast the shared parameters to one copy per chain, like the per-chain methods.
+    per_chain = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains, *jnp.shape(x))), shared)
+    return states, step, per_chain
+
+
+# -- A user's own blackjax algorithm: no adaptation, warmup is plain burn-in ---------------
+def custom(build: Callable):
+    """Wrap ``build(logdensity_fn) -> blackjax.SamplingAlgorithm`` as a table entry."""
+
+    def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
+        algorithm = build(logdensity_fn, **options)
+
+        def step(key, state, params):
+            state, info = algorithm.step(key, state)
+            return state, _stats(info, jnp.nan, 0)
+
+        def one_chain(k, p):
+            k_init, k_run = jax.random.split(k)
+            try:
+                state = algorithm.init(p, k_init)
+            except TypeError:
+                state = algorithm.init(p)
+            state, _ = jax.lax.scan(lambda s, kk: (step(kk, s, None)[0], None), state,
+                                    jax.random.split(k_run, num_warmup))
+            return state
+
+        return _vmap_chains(one_chain, key, positions), step, None
+
+    return warmup
+
+
+METHODS: dict[str, Callable] = {
+    "nuts": _window(blackjax.nuts, 0.8),
+    "hmc": _window(blackjax.hmc, 0.65, num_integration_steps=16),
+    "mala": _mala,
+    "rwmh": _rwmh,
+    "mclmc": _mclmc,
+    "chees": _chees,
+}

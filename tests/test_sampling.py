@@ -1,0 +1,223 @@
+"""ji.sample against closed forms (linear-Gaussian), 1-D quadrature and a two-mode posterior.
+
+Tolerances follow from Monte-Carlo error: a mean is checked to 5 standard errors
+(std / sqrt(bulk ESS)); a standard deviation to 5 of its standard errors (std / sqrt(2 ESS)),
+plus a stated allowance for the unadjusted MCLMC's discretisation bias.
+"""
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+import jinverse as ji
+from jinverse import sampling
+from jinverse.posterior import SamplingWarning, Status
+
+N, M, S, T = 3, 8, 1.0, 1.0
+WARMUP, DRAWS = 300, 500
+# Methods whose compile takes long run in the slow suite (`make test-slow`).
+FAST = ["nuts", "mala", "rwmh", "chees"]
+SLOW = ["hmc", "mclmc"]
+# (warmup, draws) per method: random-walk samplers need longer chains for a usable ESS.
+LENGTHS = {"rwmh": (1000, 2000), "mala": (500, 1000), "hmc": (300, 1000)}
+
+
+@pytest.fixture(scope="module")
+def linear():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(M, N))
+    problem = ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(N), T),
+                                ji.likelihoods.Gaussian(S))
+    ys = a @ rng.normal(size=(N, 3)) + S * rng.normal(size=(M, 3))
+    cov = np.linalg.inv(a.T @ a / S**2 + np.eye(N) / T**2)
+    means = (cov @ a.T @ ys / S**2).T  # (3, N)
+    return problem, ys.T, means, cov
+
+
+_cache = {}
+
+
+def _posterior(linear, method, **kw):
+    problem, ys, _, _ = linear
+    k = (method, tuple(sorted(kw.items())))
+    if k not in _cache:
+        warmup, draws = LENGTHS.get(method, (WARMUP, DRAWS))
+        _cache[k] = ji.sample(problem, ys[0], key=jax.random.key(1), method=method,
+                              num_warmup=warmup, num_samples=draws, **kw)
+    return _cache[k]
+
+
+def _check_exact(post, mean, cov, std_bias=0.0):
+    ess = np.asarray(post.ess())
+    sd = np.sqrt(np.diag(cov))
+    assert post.samples.shape[-3:] == (4, post.num_draws, N)
+    np.testing.assert_array_less(np.abs(np.asarray(post.mean()) - mean), 5 * sd / np.sqrt(ess))
+    rel = np.abs(np.asarray(post.std()) / sd - 1)
+    np.testing.assert_array_less(rel, 5 / np.sqrt(2 * ess) + std_bias)
+    np.testing.assert_array_less(np.asarray(post.rhat()), 1.05)
+
+
+@pytest.mark.parametrize("method", FAST + [pytest.param(m, marks=pytest.mark.slow) for m in SLOW])
+def test_linear_gaussian_each_method(linear, method):
+    _, _, means, cov = linear
+    post = _posterior(linear, method)
+    # MCLMC has no accept step: allow it a 3% bias in the standard deviation.
+    _check_exact(post, means[0], cov, std_bias=0.03 if method == "mclmc" else 0.0)
+    assert post.method == method
+    assert post.stats.is_divergent.shape == (4, LENGTHS.get(method, (WARMUP, DRAWS))[1])
+    assert np.all(np.asarray(post.stats.step_size) > 0)
+
+
+def test_nuts_statistics(linear):
+    post = _posterior(linear, "nuts")
+    acc = np.asarray(post.stats.acceptance_rate)
+    assert 0.6 < acc.mean() <= 1.0  # window adaptation targets 0.8
+    assert np.all(np.asarray(post.stats.num_integration_steps) >= 1)
+    assert int(post.num_divergent) == int(np.sum(post.divergences)) == 0
+    assert int(post.status) == 0 and post.warnings == ()
+
+
+def test_second_call_does_not_retrace(linear):
+    problem, ys, means, cov = linear
+    _posterior(linear, "nuts")
+    before = sampling._TRACES["count"]
+    post = ji.sample(problem, ys[1], key=jax.random.key(7), num_warmup=WARMUP, num_samples=DRAWS)
+    assert sampling._TRACES["count"] == before
+    _check_exact(post, means[1], cov)
+
+
+def test_batch_matches_exact_and_one_at_a_time(linear):
+    problem, ys, means, cov = linear
+    key = jax.random.key(3)
+    post = ji.sample(problem, ys, key=key, num_warmup=WARMUP, num_samples=DRAWS)
+    assert post.samples.shape == (3, 4, DRAWS, N)
+    assert post.batch_shape == (3,) and post.status.shape == (3,)
+    for i in range(3):
+        _check_exact(post[i], means[i], cov)
+    # Element i of the batch is the one-at-a-time call with the i-th split key.
+    single = ji.sample(problem, ys[2], key=jax.random.split(key, 3)[2], num_warmup=WARMUP,
+                       num_samples=DRAWS)
+    np.testing.assert_allclose(post.samples[2], single.samples, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_two_batch_axes(linear):
+    problem, ys, means, cov = linear
+    post = ji.sample(problem, ys[:2].reshape(2, 1, M), key=jax.random.key(0), method="rwmh",
+                     num_warmup=50, num_samples=20)
+    assert post.samples.shape == (2, 1, 4, 20, N) and post.mean().shape == (2, 1, N)
+    assert post.status.shape == (2, 1) and post[1, 0].samples.shape == (4, 20, N)
+
+
+def test_init_given(linear):
+    problem, ys, means, cov = linear
+    post = ji.sample(problem, ys[0], key=jax.random.key(2), init=jnp.ones(N), num_warmup=WARMUP,
+                     num_samples=DRAWS)
+    _check_exact(post, means[0], cov)
+
+
+@pytest.mark.slow
+def test_init_map(linear):
+    problem, ys, means, cov = linear
+    post = ji.sample(problem, ys[0], key=jax.random.key(2), init="map", num_warmup=WARMUP,
+                     num_samples=DRAWS)
+    _check_exact(post, means[0], cov)
+
+
+def test_custom_blackjax_algorithm(linear):
+    problem, ys, means, cov = linear
+
+    def build(logdensity_fn):
+        return blackjax.mala(logdensity_fn, step_size=0.1)
+
+    post = ji.sample(problem, ys[0], key=jax.random.key(4), method=build, num_warmup=WARMUP,
+                     num_samples=2000)
+    _check_exact(post, means[0], cov)
+    assert post.method == "build"
+
+
+def _quad_moments(logpdf, lo, hi):
+    z = integrate.quad(lambda x: np.exp(logpdf(x)), lo, hi)[0]
+    m = integrate.quad(lambda x: x * np.exp(logpdf(x)), lo, hi)[0] / z
+    v = integrate.quad(lambda x: (x - m) ** 2 * np.exp(logpdf(x)), lo, hi)[0] / z
+    return z, m, v
+
+
+def test_bounded_priors_against_quadrature():
+    # θ = {"pos": LogNormal, "box": Uniform(0, 2)}, observed directly with Gaussian noise:
+    # the posterior factorises, each marginal is a 1-D integral.
+    prior = ji.priors.Joint({"pos": ji.priors.LogNormal(0.0, 0.5), "box": ji.priors.Uniform(0.0, 2.0)})
+    s = 0.6
+    problem = ji.InverseProblem(lambda t: jnp.stack([t["pos"], t["box"]]), prior,
+                                ji.likelihoods.Gaussian(s))
+    y = np.array([1.8, 1.7])
+    post = ji.sample(problem, y, key=jax.random.key(5), num_warmup=WARMUP, num_samples=1000)
+    pos, box = np.asarray(post.samples["pos"]), np.asarray(post.samples["box"])
+    assert pos.shape == box.shape == (4, 1000)
+    assert pos.min() > 0 and box.min() > 0 and box.max() < 2
+
+    def lp_pos(x):
+        return -0.5 * (np.log(x) / 0.5) ** 2 - np.log(x) - 0.5 * ((y[0] - x) / s) ** 2
+
+    def lp_box(x):
+        return -0.5 * ((y[1] - x) / s) ** 2
+
+    ess = post.ess()
+    for draws, lp, lo, hi, e in ((pos, lp_pos, 0, np.inf, ess["pos"]), (box, lp_box, 0, 2, ess["box"])):
+        z, m, v = _quad_moments(lp, lo, hi)
+        assert abs(draws.mean() - m) < 5 * np.sqrt(v / float(e))
+        assert abs(draws.std() / np.sqrt(v) - 1) < 5 / np.sqrt(2 * float(e))
+        # The marginal CDF at the exact median.
+        med = m  # a point in the bulk; its exact CDF from the integral
+        p = integrate.quad(lambda x: np.exp(lp(x)), lo, med)[0] / z
+        assert abs(np.mean(draws <= med) - p) < 5 * np.sqrt(p * (1 - p) / float(e))
+
+
+def test_multimodal_both_modes_visited():
+    # y = θ² + noise with a symmetric prior: modes at ±1 separated by a deep valley.
+    problem = ji.InverseProblem(lambda t: t**2, ji.priors.Gaussian(jnp.zeros(1), 1.0),
+                                ji.likelihoods.Gaussian(0.1))
+    with pytest.warns(SamplingWarning, match="R-hat"):
+        post = ji.sample(problem, jnp.array([1.0]), key=jax.random.key(0), num_chains=8,
+                         num_warmup=200, num_samples=200)
+    draws = np.asarray(post.samples)[..., 0]
+    assert np.mean(draws > 0) > 0.1 and np.mean(draws < 0) > 0.1
+    np.testing.assert_allclose(np.abs(draws).mean(), 1.0, atol=0.05)
+    # Chains sit in different modes: R-hat flags it.
+    assert int(post.status) & Status.HIGH_RHAT
+    assert any("R-hat" in w for w in post.warnings)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"key": 0}, TypeError, "key"),
+        ({"num_chains": 0}, ValueError, "num_chains"),
+        ({"num_samples": 2.5}, TypeError, "num_samples"),
+        ({"method": "gibbs"}, ValueError, "method: got 'gibbs'.*chees.*mala.*nuts"),
+        ({"init": "middle"}, ValueError, "init"),
+        ({"init": jnp.ones(N + 1)}, ValueError, "init"),
+        ({"jitter": -1.0}, ValueError, "jitter"),
+        ({"target_acceptance_rate": [0.8]}, TypeError, "options"),
+    ],
+)
+def test_bad_inputs(linear, kwargs, error, match):
+    problem, ys, _, _ = linear
+    args = {"key": jax.random.key(0), **kwargs}
+    with pytest.raises(error, match=match):
+        ji.sample(problem, ys[0], **args)
+
+
+def test_bad_y_and_support():
+    problem = ji.InverseProblem(lambda t: t, ji.priors.LogNormal(jnp.zeros(2), 1.0),
+                                ji.likelihoods.Gaussian(1.0))
+    with pytest.raises(ValueError, match="y: got shape"):
+        ji.sample(problem, jnp.ones(3), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="support"):
+        ji.sample(problem, jnp.ones(2), key=jax.random.key(0), init=-jnp.ones(2))
+    scalar = ji.InverseProblem(lambda t: t, ji.priors.Gaussian(0.0, 1.0), ji.likelihoods.Gaussian(1.0))
+    with pytest.raises(ValueError, match="mclmc"):
+        ji.sample(scalar, jnp.ones(()), key=jax.random.key(0), method="mclmc")

@@ -60,38 +60,48 @@ def _logit(params, x):
     return (x @ w + b)[..., 0]
 
 
-@functools.partial(jax.jit, static_argnames=("hidden", "steps"))
-def _fold_accuracy(key, x, label, train_mask, *, hidden: int, steps: int, lr: float):
-    """Train on the rows where ``train_mask`` and return the accuracy on the others."""
-    params = _init_mlp(key, (x.shape[1], hidden, hidden, 1))
-    opt = optax.adam(lr)
-    w = train_mask.astype(x.dtype) / jnp.sum(train_mask)
+@functools.partial(jax.jit, static_argnames=("hidden", "steps", "batch_size"))
+def _fold_accuracy(key, x, label, train_mask, *, hidden: int, steps: int, batch_size: int,
+                   lr: float):
+    """Train on the rows where ``train_mask`` (minibatch Adam) and return the held-out accuracy."""
+    # float32 halves the cost on CPUs and is ample for a classifier
+    x, label = x.astype(jnp.float32), label.astype(jnp.float32)
+    k_init, k_batch = jax.random.split(key)
+    params = _init_mlp(k_init, (x.shape[1], hidden, hidden, 1))
+    params = jax.tree.map(lambda a: a.astype(jnp.float32), params)
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
+    # minibatches drawn from the training rows only
+    train_idx = jnp.argsort(~train_mask)  # training rows first
+    n_train = jnp.sum(train_mask)
 
-    def loss(p):
-        z = _logit(p, x)
-        return jnp.sum(w * optax.sigmoid_binary_cross_entropy(z, label))
+    def loss(p, idx):
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(_logit(p, x[idx]), label[idx]))
 
-    def step(carry, _):
+    def step(carry, k):
         p, s = carry
-        g = jax.grad(loss)(p)
+        pick = jax.random.randint(k, (batch_size,), 0, n_train)
+        g = jax.grad(loss)(p, train_idx[pick])
         u, s = opt.update(g, s, p)
         return (optax.apply_updates(p, u), s), None
 
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(k_batch, steps))
     correct = (_logit(params, x) > 0) == (label > 0.5)
     test = ~train_mask
     return jnp.sum(correct & test) / jnp.sum(test)
 
 
 def c2st(x: Float[Array, "n d"], y: Float[Array, "m d"], *, seed: int = 0, folds: int = 5,
-         steps: int = 1000, lr: float = 3e-3, max_draws: int | None = 10_000) -> float:
+         steps: int = 2000, batch_size: int = 256, lr: float = 3e-3,
+         max_draws: int | None = 10_000) -> float:
     """Classifier two-sample test accuracy between draws ``x`` and ``y``.
 
     Args:
-        x, y: two samples shaped ``(n, d)`` and ``(m, d)`` (subsampled to ``max_draws`` each).
+        x, y: two samples shaped ``(n, d)`` and ``(m, d)``; both are subsampled to
+            ``min(n, m, max_draws)`` draws so that the classes balance.
         seed: seeds the subsampling, fold split and network initialisation.
         folds: number of cross-validation folds (sbibm: 5).
-        steps: full-batch Adam steps per fold; lr: its learning rate.
+        steps, batch_size, lr: Adam steps per fold on minibatches of ``batch_size`` training
+            rows, with a cosine-decayed learning rate starting at ``lr``.
 
     Returns:
         The mean held-out accuracy: about 0.5 when ``x`` and ``y`` come from one distribution,
@@ -99,9 +109,9 @@ def c2st(x: Float[Array, "n d"], y: Float[Array, "m d"], *, seed: int = 0, folds
     """
     x, y = _pair(x, y)
     rng = np.random.default_rng(seed)
-    if max_draws is not None:
-        x = x[rng.permutation(len(x))[:max_draws]]
-        y = y[rng.permutation(len(y))[:max_draws]]
+    n = min(len(x), len(y), len(x) if max_draws is None else max_draws)  # balanced: chance = 0.5
+    x = x[rng.permutation(len(x))[:n]]
+    y = y[rng.permutation(len(y))[:n]]
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 0, std, 1.0)
     data = (np.concatenate([x, y]) - mean) / std
@@ -110,7 +120,8 @@ def c2st(x: Float[Array, "n d"], y: Float[Array, "m d"], *, seed: int = 0, folds
     keys = jax.random.split(jax.random.key(seed), folds)
     masks = np.stack([fold != f for f in range(folds)])
     d = data.shape[1]
-    acc = jax.vmap(lambda k, m: _fold_accuracy(k, data, label, m, hidden=10 * d, steps=steps, lr=lr))(
+    acc = jax.vmap(lambda k, m: _fold_accuracy(k, data, label, m, hidden=10 * d, steps=steps,
+                                             batch_size=batch_size, lr=lr))(
         keys, jnp.asarray(masks))
     return float(jnp.mean(acc))
 
@@ -125,7 +136,7 @@ def median_bandwidth(z: np.ndarray, max_points: int = 1000, seed: int = 0) -> fl
         z = z[np.random.default_rng(seed).permutation(len(z))[:max_points]]
     d2 = np.sum((z[:, None, :] - z[None, :, :]) ** 2, -1)
     iu = np.triu_indices(len(z), 1)
-    return float(np.sqrt(np.median(d2[iu])))
+    return float(np.median(np.sqrt(d2[iu])))
 
 
 @eqx.filter_jit

@@ -78,9 +78,7 @@ class LinearGaussianPosterior(eqx.Module):
         batch = self.mean.shape[:-1]
         n = self.mean.shape[-1]
         if self.chol is not None:
-            z = jax.random.normal(key, (*batch, *shape, n), self.mean.dtype)
-            x = jax.scipy.linalg.solve_triangular(self.chol.T, z.reshape(-1, n).T, lower=False).T
-            return self.mean.reshape(*batch, *(1,) * len(shape), n) + x.reshape(z.shape)
+            return _dense_draws(self.mean, self.chol, key, shape)
         num = int(np.prod(batch + shape, dtype=int))
         keys = jax.random.split(key, num)
         ys = jnp.broadcast_to(self.y.reshape(*batch, *(1,) * len(shape), -1), (*batch, *shape, self.y.shape[-1]))
@@ -128,6 +126,23 @@ def _po_draws(post, keys, ys):
 
 
 @eqx.filter_jit
+def _dense_means(post, Y):
+    m0, _ = _prior_parts(post.prior)
+    chol = jnp.linalg.cholesky(_dense_precision(post))
+    rhs = jax.vmap(lambda y: _rhs(post, y, m0))(Y)
+    return jax.scipy.linalg.cho_solve((chol, True), rhs.T).T, chol
+
+
+@eqx.filter_jit
+def _dense_draws(mean, chol, key, shape):
+    n = mean.shape[-1]
+    batch = mean.shape[:-1]
+    z = jax.random.normal(key, (*batch, *shape, n), mean.dtype)
+    x = jax.scipy.linalg.solve_triangular(chol.T, z.reshape(-1, n).T, lower=False).T
+    return mean.reshape(*batch, *(1,) * len(shape), n) + x.reshape(z.shape)
+
+
+@eqx.filter_jit
 def _cg_means(post, Y):
     m0, _ = _prior_parts(post.prior)
     return jax.vmap(lambda y: _solve_cg(post, _rhs(post, y, m0)))(Y)
@@ -172,9 +187,7 @@ def linear_gaussian(problem, y, *, method: str = "auto", tol: float = 1e-10,
     post = LinearGaussianPosterior(jnp.zeros((*batch, n), Y.dtype), None, A, offset, problem.prior,
                                    problem.likelihood, Y, tol, maxiter or 10 * n)
     if method == "dense":
-        chol = jnp.linalg.cholesky(_dense_precision(post))
-        rhs_b = jax.vmap(lambda yy: _rhs(post, yy, m0))(Yf)
-        means = jax.scipy.linalg.cho_solve((chol, True), rhs_b.T).T
+        means, chol = _dense_means(post, Yf)
         return eqx.tree_at(lambda p: (p.mean, p.chol), post, (means.reshape(*batch, n), chol),
                            is_leaf=lambda x: x is None)
     means = _cg_means(post, Yf)

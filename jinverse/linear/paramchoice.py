@@ -104,9 +104,13 @@ def _grid_then_golden(fun, lo, hi, num_grid: int, num_refine: int):
 
 
 def choose_gcv(s, beta, perp2, m: int, p: int = 0, *, num_grid: int = 100, num_refine: int = 40):
-    """The ``lam`` minimising GCV (global minimum on a log grid, refined by golden section)."""
+    """The ``lam`` minimising GCV (global minimum on a log grid, refined by golden section).
+
+    The search runs to ``100 · s_max``: when the data carry little signal GCV keeps falling
+    past the largest singular value, towards the zero solution.
+    """
     lo, hi = lambda_range(s)
-    return _grid_then_golden(lambda lm: gcv(lm, s, beta, perp2, m, p), lo, hi, num_grid, num_refine)
+    return _grid_then_golden(lambda lm: gcv(lm, s, beta, perp2, m, p), lo, 100.0 * hi, num_grid, num_refine)
 
 
 def choose_lcurve(s, beta, perp2, *, num_grid: int = 100, num_refine: int = 40):

@@ -1,7 +1,9 @@
 """Built-in benchmark problems (``ji.problems``): ``names()``, ``load(name, **options)``."""
 
 from . import classical as classical
+from . import dynamics as dynamics
 from . import imaging as imaging
+from . import pde as pde
 from . import sbi as sbi
 from . import trained as trained
 from . import metrics as metrics

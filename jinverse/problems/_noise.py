@@ -7,6 +7,7 @@ observed values), i.e. ``noise=0.01`` is noise whose RMS is 1% of the RMS of the
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,13 +20,25 @@ from ..problem import InverseProblem
 from ._registry import Benchmark
 
 
-def check_noise(noise) -> float:
-    """``noise`` must be a finite number > 0 (a relative level)."""
+@eqx.filter_jit
+def apply(fn, *args):
+    """``fn(*args)`` compiled, and cached across builders (``fn`` a function or Module)."""
+    return fn(*args)
+
+
+@eqx.filter_jit
+def jacobian(fn, x):
+    """The dense Jacobian of ``fn(x).ravel()`` (the matrix of a linear forward model)."""
+    return jax.jacfwd(lambda t: fn(t).reshape(-1))(x)
+
+
+def check_noise(noise, name: str = "noise") -> float:
+    """``noise`` must be a finite number > 0 (a relative level, or an absolute std)."""
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating, np.integer)):
-        raise TypeError(f"noise: got {noise!r} ({type(noise).__name__}), expected a number > 0 "
-                        "(a relative noise level, e.g. 0.01)")
+        raise TypeError(f"{name}: got {noise!r} ({type(noise).__name__}), expected a number > 0 "
+                        "(e.g. 0.01)")
     if not np.isfinite(noise) or noise <= 0:
-        raise ValueError(f"noise: got {noise!r}, expected a finite number > 0 (e.g. 0.01 for 1%)")
+        raise ValueError(f"{name}: got {noise!r}, expected a finite number > 0 (e.g. 0.01)")
     return float(noise)
 
 
@@ -75,15 +88,20 @@ def rms(x) -> float:
 
 
 def gaussian_benchmark(name, forward, x, clean, *, noise, seed, batch, prior, options, info=None,
-                       metric="rel_error", data=None, reference=None) -> Benchmark:
+                       metric="rel_error", data=None, reference=None, std=None) -> Benchmark:
     """A `Benchmark` with Gaussian noise of relative level ``noise`` on ``clean = forward(x)``.
 
     ``data`` (default ``clean``) is what the noise is added to (e.g. Hansen's published ``b``);
-    the default prior is ``N(0, rms(x)² I)``. ``info`` gains ``"noise_std"``.
+    ``std``, when given, is an absolute noise std used instead of the relative ``noise``; the
+    default prior is ``N(0, rms(x)² I)``. ``info`` gains ``"noise_std"``.
     """
-    noise, batch = check_noise(noise), check_batch(batch)
+    batch = check_batch(batch)
     seed = check_positive_int("seed", seed, minimum=0)
-    std = relative_std(clean, noise)
+    if std is None:
+        noise = check_noise(noise)
+        std = relative_std(clean, noise)
+    else:
+        std = check_noise(std, "obs_std")
     y = noisy_data(seed, jnp.asarray(clean if data is None else data), std, batch)
     if prior is None:
         prior = GaussianPrior(jnp.zeros(np.shape(x)), rms(x))

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import check_positive_int
-from ._noise import check_choice, gaussian_benchmark
+from ._noise import apply, check_choice, gaussian_benchmark
 from ._registry import Benchmark, register
 
 _FAMILY = "imaging"
@@ -131,7 +131,7 @@ def _blur_benchmark(name, ndim, n, sigma, bc, phantom, noise, seed, batch, prior
 def _image_benchmark(name, op, x, A, *, noise, seed, batch, prior, options, info):
     """A benchmark for a matrix-free linear operator (dense ``A`` in ``info`` only when small)."""
     x = np.asarray(x, dtype=np.float64)
-    clean = np.asarray(eqx.filter_jit(op)(jnp.asarray(x)))
+    clean = np.asarray(apply(op, jnp.asarray(x)))
     info = {**info, "operator": op, **({} if A is None else {"A": jnp.asarray(A)})}
     return gaussian_benchmark(name, op, x, clean, noise=noise, seed=seed, batch=batch,
                               prior=prior, options=options, info=info)

@@ -1,0 +1,98 @@
+"""ji.Posterior on synthetic draws: moments, diagnostics against ArviZ, status and warnings."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jinverse import Posterior
+from jinverse._samplers import Stats
+from jinverse.posterior import Status, status_and_warnings
+from jinverse.sampling import _diagnostics
+
+
+def _posterior(draws, divergent=None):
+    """A Posterior around given draws shaped (*batch, chains, draws, *theta)."""
+    draws = np.asarray(draws)
+    nb = draws.ndim - 3  # θ is a vector
+    lead = draws.shape[: nb + 2]
+    div = np.zeros(lead, bool) if divergent is None else divergent
+    stats = Stats(jnp.full(lead, 0.8), jnp.asarray(div), jnp.full(lead, 7, jnp.int32),
+                  jnp.full(lead, 0.1))
+    # the diagnostics ji.sample computes (blackjax's R-hat and bulk ESS)
+    diag = _diagnostics(jnp.asarray(draws), jnp.asarray(div))
+    status, msgs = status_and_warnings(diag, lead[nb])
+    return Posterior(jnp.asarray(draws), stats, diag["max_rhat"], diag["min_ess"],
+                     jnp.asarray(diag["num_divergent"]), jnp.asarray(status), tuple(msgs), "test", 10)
+
+
+@pytest.fixture(scope="module")
+def iid():
+    rng = np.random.default_rng(0)
+    return rng.normal(loc=[1.0, -2.0], scale=[0.5, 3.0], size=(4, 1000, 2))
+
+
+def test_moments_match_numpy(iid):
+    post = _posterior(iid)
+    flat = iid.reshape(-1, 2)
+    np.testing.assert_allclose(post.mean(), flat.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(post.std(), flat.std(0, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(post.quantile(0.9), np.quantile(flat, 0.9, axis=0), rtol=1e-10)
+    assert post.quantile(jnp.array([0.1, 0.5])).shape == (2, 2)
+    with pytest.raises(ValueError, match="q: got"):
+        post.quantile(1.5)
+
+
+def test_rhat_and_ess_match_arviz(iid):
+    az = pytest.importorskip("arviz")
+    post = _posterior(iid)
+    idata = post.to_arviz()
+    np.testing.assert_allclose(post.rhat(), az.rhat(idata)["theta"].values, rtol=1e-6)
+    np.testing.assert_allclose(post.ess(), az.ess(idata, method="bulk")["theta"].values, rtol=1e-6)
+    np.testing.assert_allclose(post.ess("tail"), az.ess(idata, method="tail")["theta"].values, rtol=1e-6)
+    assert "diverging" in idata.sample_stats and idata.posterior["theta"].shape == (4, 1000, 2)
+    # iid draws: R-hat ~ 1 and ESS ~ the number of draws
+    assert np.all(np.asarray(post.rhat()) < 1.01) and np.all(np.asarray(post.ess()) > 2500)
+    assert int(post.status) == 0 and post.warnings == ()
+
+
+def test_batched_posterior_keeps_batch_axes(iid):
+    rng = np.random.default_rng(1)
+    draws = np.stack([iid, iid + rng.normal(size=iid.shape)])
+    post = _posterior(draws)
+    assert post.batch_shape == (2,) and post.num_chains == 4 and post.num_draws == 1000
+    assert post.mean().shape == post.rhat().shape == post.ess().shape == (2, 2)
+    np.testing.assert_allclose(post[1].mean(), draws[1].reshape(-1, 2).mean(0), rtol=1e-12)
+    assert "batch (2,)" in post.summary()
+    with pytest.raises(ValueError, match="post\\[0\\].to_arviz"):
+        post.to_arviz()
+
+
+def test_status_flags_and_warnings(iid):
+    stuck = iid.copy()
+    stuck[0] += 5.0  # one chain elsewhere: R-hat flags it
+    div = np.zeros((4, 1000), bool)
+    div[1, 3] = True
+    post = _posterior(stuck, divergent=div)
+    assert int(post.status) & Status.HIGH_RHAT and int(post.status) & Status.DIVERGENCES
+    assert not int(post.status) & Status.NONFINITE
+    text = " ".join(post.warnings)
+    assert "R-hat above 1.01" in text and "1 divergent" in text
+    assert "R-hat above 1.01" in post.summary()
+    slow = _posterior(np.cumsum(iid, axis=1) / 30)  # random-walk chains: ESS < 100 per chain
+    assert int(slow.status) & Status.LOW_ESS and any("ESS below 100" in w for w in slow.warnings)
+    bad = iid.copy()
+    bad[2, 5, 0] = np.nan
+    assert int(_posterior(bad).status) & Status.NONFINITE
+
+
+def test_summary_table(iid):
+    text = _posterior(iid).summary()
+    assert "test, 4 chains x 1000 draws (+10 warmup)" in text
+    assert "theta[0]" in text and "theta[1]" in text and "no warnings" in text
+    mean0 = float(text.split("theta[0]")[1].split()[0])
+    assert abs(mean0 - iid[..., 0].mean()) < 1e-3
+
+
+def test_ess_kind_validated(iid):
+    with pytest.raises(ValueError, match="kind"):
+        _posterior(iid).ess("median")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,16 +47,20 @@ def observe(problem: InverseProblem, seed: int, batch: int | None):
     if batch is not None:
         check_positive_int("batch", batch)
     keys = jax.random.split(jax.random.key(int(seed)), 1 if batch is None else batch)
+    theta, y = _observe(problem, keys)
+    if batch is None:
+        theta, y = jax.tree.map(lambda a: a[0], (theta, y))
+    return theta, y
 
+
+@eqx.filter_jit
+def _observe(problem, keys):
     def one(k):
         k1, k2 = jax.random.split(k)
         theta = problem.sample_prior(k1)
         return theta, problem.simulate(k2, theta)
 
-    theta, y = jax.vmap(one)(keys)
-    if batch is None:
-        theta, y = jax.tree.map(lambda a: a[0], (theta, y))
-    return theta, y
+    return jax.vmap(one)(keys)
 
 
 def _check_reference(reference, num_reference, batch, cheap: bool) -> bool:

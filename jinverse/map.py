@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -21,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.tree_utils as otu
+from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .problem import InverseProblem
 
@@ -198,11 +201,10 @@ def _newton_step(objective):
     return init, step
 
 
-@eqx.filter_jit
-def _solve_block(problem, y, u0, settings: _Settings):
-    """All (observation, start) pairs of one block: lax.map over chunks of vmapped loops."""
+def _solve_lanes(problem, lanes, *, settings: _Settings):
+    """All (observation, start) lanes of one block: lax.map over chunks of vmapped loops."""
     fn = functools.partial(_solve_one, problem, settings=settings)
-    return jax.lax.map(lambda args: fn(*args), (y, u0), batch_size=settings.chunk_size)
+    return jax.lax.map(lambda args: fn(*args), lanes, batch_size=settings.chunk_size)
 
 
 @functools.cache
@@ -222,7 +224,10 @@ def solve_map(
     num_starts: int = 1,
     key: jax.Array | None = None,
     chunk_size: int | None = None,
-    block_size: int = 65536,
+    block_size: int | None = None,
+    mesh: Mesh | None = None,
+    batch_axis: str | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
 ) -> MAPResult:
     """Maximum a-posteriori estimate of θ for every observation in ``y``.
 
@@ -243,8 +248,14 @@ def solve_map(
         num_starts: starts per observation; the best (highest log-posterior) is returned and all
             are kept in ``result.starts`` (`MAPResult.distinct` lists the distinct solutions).
         key: a JAX PRNG key, required when starts are drawn from the prior.
-        chunk_size: lanes vmapped together inside ``lax.map`` (default 16).
-        block_size: observations × starts per compiled call; larger batches are streamed.
+        chunk_size: lanes (observation × start pairs) vmapped together inside ``lax.map``
+            (default 32): a lane waits only for the slowest lane of its chunk.
+        block_size: lanes per compiled call (default: what fits ~512 MiB of lane data, at most
+            65,536); larger batches stream through the same program in blocks, the last one
+            padded, so memory stays bounded and no new size recompiles.
+        mesh: a `jax.sharding.Mesh`; each block's lanes are split across its devices along
+            ``batch_axis`` (default: the mesh's first axis). Results equal the one-device ones.
+        progress: True for a progress line on stderr across blocks, or ``callback(done, total)``.
 
     Returns:
         A `MAPResult`; elements that did not converge or went non-finite are flagged in
@@ -260,8 +271,8 @@ def solve_map(
     y, batch_shape = problem.check_y(y)
     max_steps = check_positive_int("max_steps", max_steps)
     num_starts = check_positive_int("num_starts", num_starts)
-    block_size = check_positive_int("block_size", block_size)
-    chunk_size = 16 if chunk_size is None else check_positive_int("chunk_size", chunk_size)
+    chunk_size = 32 if chunk_size is None else check_positive_int("chunk_size", chunk_size)
+    batch_axis = check_mesh(mesh, batch_axis)
     if tol is None:
         tol = 1e-9 if y.dtype == jnp.float64 else 1e-4
     if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
@@ -284,8 +295,16 @@ def solve_map(
                       jax.vmap(jax.vmap(problem.to_unconstrained))(theta0))
     y_rep = jnp.repeat(y.reshape(n_obs, *event), num_starts, axis=0)
 
+    lanes = n_obs * num_starts
+    n_dev = 1 if mesh is None else mesh.shape[batch_axis]
+    chunk_size = min(chunk_size, -(-lanes // n_dev))
+    if block_size is None:
+        per_lane = tree_bytes((y_rep[:1], jax.tree.map(lambda a: a[:1], u0))) * 4
+        block_size = default_block_size(per_lane, chunk_size * n_dev)
     settings = _Settings(optimizer, max_steps, float(tol), chunk_size)
-    outs = _run_blocks(problem, y_rep, u0, settings, block_size)
+    outs = stream(functools.partial(_solve_lanes, settings=settings), problem, (y_rep, u0),
+                  num_lanes=lanes, block_size=block_size, multiple=chunk_size, mesh=mesh,
+                  axis=batch_axis, progress=progress, label="MAP")
     theta, lp, gnorm, steps, status = jax.tree.map(
         lambda a: a.reshape(n_obs, num_starts, *a.shape[1:]), outs)
     all_starts = MAPResult(theta, lp, gnorm, steps, status == Status.CONVERGED, status)
@@ -302,20 +321,6 @@ def solve_map(
 
 def _unflatten_batch(a, batch_shape):
     return a.reshape(*batch_shape, *a.shape[1:])
-
-
-def _run_blocks(problem, y, u0, settings, block_size):
-    """Run `_solve_block` over the flat lanes, ``block_size`` at a time (last block padded)."""
-    total = y.shape[0]
-    if total <= block_size:
-        return _solve_block(problem, y, u0, settings)
-    pieces = []
-    for start in range(0, total, block_size):
-        stop = min(start + block_size, total)
-        idx = jnp.arange(start, start + block_size).clip(max=total - 1)  # pad by repeating the last lane
-        out = _solve_block(problem, y[idx], jax.tree.map(lambda a: a[idx], u0), settings)
-        pieces.append(jax.tree.map(lambda a: a[: stop - start], out))
-    return jax.tree.map(lambda *a: jnp.concatenate(a), *pieces)
 
 
 def _starts(problem, init, num_starts, key, batch_shape):

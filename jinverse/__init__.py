@@ -15,5 +15,7 @@ from .sampling import sample as sample
 from .problem import InverseProblem as InverseProblem
 from .problem import MatrixOperator as MatrixOperator
 from .problems import Benchmark as Benchmark
+from .results import load_result as load_result
+from .results import save_result as save_result
 
 __version__ = "0.1.0"

@@ -1,0 +1,443 @@
+"""Run one method on one benchmark problem, and the problem x method matrix of `jinverse bench`.
+
+`run_method(benchmark, method, ...)` is what `jinverse solve`, `jinverse sample` and
+`jinverse bench` share: it calls the public solver (`ji.solve_map`, `ji.laplace`,
+`ji.linear.tikhonov`, `ji.sample`), times it, scores it with `ji.problems.evaluate` and
+collects the diagnostics a person checks first (convergence; R-hat, ESS, ESS/s, calibration).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+POINT_METHODS = {
+    "map": "MAP by L-BFGS (ji.solve_map)",
+    "newton": "MAP by damped Newton with the dense Hessian (ji.solve_map(optimizer='newton'))",
+    "laplace": "Gaussian at the mode, inverse-Hessian covariance (ji.laplace)",
+    "tikhonov-gcv": "Tikhonov, lambda by generalised cross-validation (ji.linear; linear problems)",
+    "tikhonov-lcurve": "Tikhonov, lambda at the L-curve corner (ji.linear; linear problems)",
+    "tikhonov-discrepancy": "Tikhonov, lambda by the discrepancy principle (ji.linear; linear problems)",
+}
+SAMPLE_METHODS = {
+    "nuts": "No-U-Turn sampler, Stan's window adaptation",
+    "hmc": "HMC, 16 leapfrog steps, window adaptation",
+    "mala": "Metropolis-adjusted Langevin, dual-averaged step",
+    "rwmh": "random-walk Metropolis, tuned diagonal proposal",
+    "mclmc": "microcanonical Langevin (unadjusted; >= 2 unknowns)",
+    "chees": "ChEES-adapted jittered HMC across chains",
+}
+METHODS = {**POINT_METHODS, **SAMPLE_METHODS}
+
+SUITES: dict[str, dict[str, Any]] = {
+    # A few minutes on 2 CPU cores, compilation included: small sizes, short chains.
+    "quick": {
+        "problems": {"shaw": {"n": 32}, "deconvolution1d": {"n": 64, "noise": 0.02},
+                     "gaussian_linear": {"dim": 5, "num_reference": 2000},
+                     "two_moons": {"num_reference": 2000}},
+        "methods": ["map", "laplace", "tikhonov-gcv", "nuts", "mclmc"],
+        "chains": 4, "warmup": 300, "samples": 300,
+    },
+    "full": {
+        "problems": {"shaw": {}, "phillips": {}, "deconvolution1d": {}, "deconvolution2d": {},
+                     "heat1d": {}, "lorenz96": {}, "gaussian_linear": {}, "gaussian_linear_uniform": {},
+                     "two_moons": {}, "slcp": {}, "bernoulli_glm": {}, "inverse_kinematics": {},
+                     "trained_regressor": {}},
+        "methods": ["map", "newton", "laplace", "tikhonov-gcv", "nuts", "hmc", "mala", "mclmc"],
+        "chains": 4, "warmup": 1000, "samples": 1000,
+    },
+}
+
+
+class NotApplicable(ValueError):
+    """The method does not apply to the problem (e.g. Tikhonov on a nonlinear model)."""
+
+
+@dataclasses.dataclass
+class Run:
+    """One method on one benchmark.
+
+    Attributes:
+        method: the method name.
+        kind: ``"point"`` or ``"posterior"``.
+        estimate: the point estimate (posterior mean for samplers), ``(*batch, *theta)``.
+        result: the solver's own result (`MAPResult`, `Posterior`, `GaussianApproximation`,
+            `TikhonovResult`).
+        band: ``(lower, upper)`` of the central 90% interval where the method gives one.
+        seconds: wall time of the measured call; ``compile_seconds``: the extra time of the first
+            call (compilation), when the call was repeated to measure it.
+        scores: `ji.problems.evaluate`'s dict (``metric``, ``value``, ...).
+        diagnostics: flat figures: ``converged`` (fraction), ``max_rhat``, ``min_ess``,
+            ``ess_per_s``, ``coverage90``, ``divergences``, ``lam``.
+    """
+
+    method: str
+    kind: str
+    estimate: Any
+    result: Any
+    band: tuple | None
+    seconds: float
+    compile_seconds: float | None
+    scores: dict
+    diagnostics: dict
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method: got {method!r}, expected one of {', '.join(METHODS)}")
+    return method
+
+
+def linear_matrix(benchmark):
+    """The matrix of a linear benchmark (``info["A"]`` or a `MatrixOperator` forward), else None."""
+    from .problem import MatrixOperator
+
+    A = benchmark.info.get("A")
+    if A is None and isinstance(benchmark.problem.forward, MatrixOperator):
+        A = benchmark.problem.forward.matrix
+    return None if A is None else jnp.asarray(A)
+
+
+def applicable(benchmark, method: str) -> str | None:
+    """None when ``method`` can run on ``benchmark``, else the reason it cannot."""
+    check_method(method)
+    if method.startswith("tikhonov"):
+        if linear_matrix(benchmark) is None:
+            return "Tikhonov needs a linear problem with a matrix"
+        if method == "tikhonov-discrepancy" and "noise_std" not in benchmark.info:
+            return "the discrepancy principle needs the noise level"
+    if method == "mclmc":
+        size = sum(math.prod(s.shape) for s in jax.tree.leaves(benchmark.problem.theta_shape_dtype()))
+        if size < 2:
+            return "MCLMC needs at least 2 unknowns"
+    return None
+
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_COMPILE_SECONDS = [0.0]
+_LISTENING = [False]
+
+
+def _on_event(event: str, duration: float, **kwargs) -> None:
+    if event in _COMPILE_EVENTS:
+        _COMPILE_SECONDS[0] += duration
+
+
+def compile_seconds() -> float:
+    """Seconds JAX has spent tracing, lowering and compiling since the first call (a counter)."""
+    if not _LISTENING[0]:
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _LISTENING[0] = True
+    return _COMPILE_SECONDS[0]
+
+
+def _timed(fn: Callable, repeat: bool):
+    """``(out, seconds, compile_seconds)`` of ``fn(0)``: the run time without compilation (JAX's
+    own compile-time events are subtracted), and the compilation time. With ``repeat`` the call
+    runs again (same shapes, so warm) and that second run is the one timed and returned."""
+    c0, t0 = compile_seconds(), time.perf_counter()
+    out = jax.block_until_ready(fn(0))
+    wall, comp = time.perf_counter() - t0, compile_seconds() - c0
+    if not repeat:
+        return out, max(wall - comp, 0.0), comp
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(1))
+    warm = time.perf_counter() - t0
+    return out, warm, max(wall - warm, 0.0)
+
+
+def _flat_draws(samples, nbatch: int) -> np.ndarray:
+    """Posterior samples -> ``(*batch, chains * draws, D)``."""
+    leaves = [np.asarray(a) for a in jax.tree.leaves(samples)]
+    flat = np.concatenate([a.reshape(*a.shape[: nbatch + 2], -1) for a in leaves], axis=-1)
+    return flat.reshape(*flat.shape[:nbatch], -1, flat.shape[-1])
+
+
+def coverage(lower, upper, truth) -> float:
+    """Fraction of the components of ``truth`` inside ``[lower, upper]`` (all leaves pooled)."""
+    inside = [np.asarray((t >= lo) & (t <= hi)) for lo, hi, t in
+              zip(jax.tree.leaves(lower), jax.tree.leaves(upper), jax.tree.leaves(truth))]
+    return float(np.mean(np.concatenate([x.ravel() for x in inside])))
+
+
+def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup: int = 500,
+               samples: int = 500, repeat: bool = False, init: str | None = None,
+               score: bool = True, options: dict | None = None) -> Run:
+    """Run ``method`` on ``benchmark``; see `Run`.
+
+    Args:
+        benchmark: a `ji.Benchmark` (``ji.problems.load(...)``), possibly batched.
+        method: a key of `METHODS`.
+        seed: the PRNG seed (sampler key, multi-start key).
+        chains, warmup, samples: sampler settings.
+        repeat: run twice and time the second call, reporting compilation separately.
+        init: the sampler's ``init`` (``"prior"``, ``"map"``); default ``"prior"``.
+        score: score with `ji.problems.evaluate` (c2st trains a small classifier: seconds).
+        options: extra keyword arguments for the solver.
+
+    Raises:
+        NotApplicable: the method does not apply to this problem.
+    """
+    from .laplace import laplace
+    from .linear import tikhonov
+    from .map import solve_map
+    from .sampling import sample
+
+    reason = applicable(benchmark, method)
+    if reason:
+        raise NotApplicable(f"method: {method!r} does not apply to {benchmark.name!r}: {reason}")
+    problem, y = benchmark.problem, benchmark.y
+    options = dict(options or {})
+    nbatch = len(problem.check_y(y)[1])
+    diag: dict[str, Any] = {}
+    band = None
+    if method in SAMPLE_METHODS:
+        kind = "posterior"
+
+        def fn(i):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the diagnostics are reported below instead
+                return sample(problem, y, key=jax.random.key(seed + 7919 * i), method=method,
+                              num_chains=chains, num_warmup=warmup, num_samples=samples, init=init,
+                              **options)
+
+        post, secs, comp = _timed(fn, repeat)
+        estimate = post.mean()
+        q = post.quantile(jnp.array([0.05, 0.95]))
+        band = (jax.tree.map(lambda a: a[0], q), jax.tree.map(lambda a: a[1], q))
+        ess = np.asarray(post.min_ess)
+        diag.update(max_rhat=float(np.max(post.max_rhat)), min_ess=float(np.min(ess)),
+                    ess_per_s=float(np.min(ess) / secs), divergences=int(np.sum(post.num_divergent)),
+                    coverage90=coverage(*band, benchmark.theta_true), warnings=list(post.warnings))
+        result = post
+    else:
+        kind = "point"
+        if method in ("map", "newton"):
+            opt = "newton" if method == "newton" else None
+            result, secs, comp = _timed(lambda i: solve_map(problem, y, optimizer=opt, **options), repeat)
+            estimate = result.theta
+            diag["converged"] = float(np.mean(np.asarray(result.converged)))
+        elif method == "laplace":
+            result, secs, comp = _timed(lambda i: laplace(problem, y, **options), repeat)
+            estimate = result.mode
+            sd = jnp.sqrt(jnp.diagonal(result.covariance, axis1=-2, axis2=-1))
+            if _identity_bijector(problem):  # the band is in θ's space only when u is θ
+                ref = problem.theta_shape_dtype()
+                sd = sd.reshape(*sd.shape[:-1], *ref.shape) if hasattr(ref, "shape") else None
+                if sd is not None:
+                    band = (estimate - 1.6448536269514722 * sd, estimate + 1.6448536269514722 * sd)
+                    diag["coverage90"] = coverage(*band, benchmark.theta_true)
+            diag["converged"] = float(np.mean(np.asarray(result.ok)))
+        else:
+            A = linear_matrix(benchmark)
+            rule = method.split("-", 1)[1]
+            shape = jax.tree.leaves(problem.theta_shape_dtype())[0].shape
+            yb = y.reshape(*y.shape[:nbatch], -1)
+            noise = benchmark.info.get("noise_std") if rule == "discrepancy" else None
+            result, secs, comp = _timed(
+                lambda i: tikhonov(A, yb, lam=rule, noise_std=noise, **options), repeat)
+            estimate = result.x.reshape(*result.x.shape[:-1], *shape)
+            diag["lam"] = float(np.median(np.asarray(result.lam)))
+    diag["seconds"] = secs
+    scores = {}
+    if score:
+        scores = _score(benchmark, result if kind == "posterior" else estimate)
+    return Run(method, kind, estimate, result, band, secs, comp, scores, diag)
+
+
+def _identity_bijector(problem) -> bool:
+    from .bijectors import Identity
+
+    return isinstance(getattr(problem.prior, "bijector", None), Identity)
+
+
+def _score(benchmark, result) -> dict:
+    from .problems import evaluate
+
+    out = evaluate(benchmark, result)
+    return {k: (float(np.mean(v)) if np.ndim(v) else v) for k, v in out.items()}
+
+
+# -- the matrix -------------------------------------------------------------------------------
+
+def resolve_suite(suite: str, problems=None, methods=None) -> tuple[dict, list[str], dict]:
+    """``(problems -> options, methods, sampler settings)`` of a suite, narrowed by the lists."""
+    if suite not in SUITES:
+        raise ValueError(f"suite: got {suite!r}, expected one of {', '.join(SUITES)}")
+    spec = SUITES[suite]
+    probs = dict(spec["problems"])
+    if problems:
+        probs = {p: probs.get(p, {}) for p in problems}
+    meths = list(methods) if methods else list(spec["methods"])
+    for m in meths:
+        check_method(m)
+    return probs, meths, {k: spec[k] for k in ("chains", "warmup", "samples")}
+
+
+def run_matrix(problems: dict[str, dict], methods: list[str], *, seed: int = 0, chains: int = 4,
+               warmup: int = 300, samples: int = 300, on_step: Callable | None = None) -> list[dict]:
+    """Every applicable (problem, method) pair; one flat record per pair.
+
+    ``on_step(problem, method)`` is called before each pair (progress reporting). A pair that
+    does not apply is recorded with ``status="n/a"`` and the reason; one that fails with
+    ``status="failed"`` and the error, without stopping the others.
+    """
+    from .problems import load
+
+    records = []
+    for pname, popts in problems.items():
+        bench = load(pname, **{"seed": seed, **popts})
+        for m in methods:
+            if on_step is not None:
+                on_step(pname, m)
+            rec: dict[str, Any] = {"problem": pname, "method": m, "kind": "posterior" if m in SAMPLE_METHODS
+                                   else "point"}
+            reason = applicable(bench, m)
+            if reason:
+                records.append({**rec, "status": "n/a", "note": reason})
+                continue
+            try:
+                run = run_method(bench, m, seed=seed, chains=chains, warmup=warmup, samples=samples,
+                                 repeat=True)
+            except Exception as exc:  # one failed pair must not stop the matrix
+                records.append({**rec, "status": "failed", "note": f"{type(exc).__name__}: {exc}"})
+                continue
+            diag = {k: v for k, v in run.diagnostics.items() if k != "warnings"}
+            records.append({**rec, "status": "ok", "metric": run.scores.get("metric"),
+                            "value": run.scores.get("value"), "compile_s": run.compile_seconds,
+                            **diag, "note": "; ".join(run.diagnostics.get("warnings", []))})
+    return records
+
+
+COLUMNS = [("problem", "problem", "{}"), ("method", "method", "{}"), ("metric", "metric", "{}"),
+           ("value", "value", "{:.4g}"), ("seconds", "time s", "{:.3g}"), ("compile_s", "compile s", "{:.3g}"),
+           ("converged", "converged", "{:.0%}"), ("max_rhat", "R-hat", "{:.3f}"),
+           ("ess_per_s", "ESS/s", "{:.4g}"), ("coverage90", "cover90", "{:.0%}"), ("status", "status", "{}")]
+
+
+def table_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the records (blank where a figure does not apply)."""
+    header = [h for _, h, _ in COLUMNS]
+    rows = []
+    for r in records:
+        cells = []
+        for key, _, fmt in COLUMNS:
+            v = r.get(key)
+            cells.append("" if v is None else fmt.format(v))
+        rows.append(cells)
+    return header, rows
+
+
+def format_table(records: list[dict], markdown: bool = False) -> str:
+    header, rows = table_rows(records)
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+# -- a large batch in chunks (progress between chunks) -----------------------------------------
+
+def _concat(results: list):
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *results)
+
+
+def _merge(kind_result: str, results: list):
+    from .laplace import GaussianApproximation
+    from .posterior import Posterior, status_and_warnings
+
+    first = results[0]
+    if isinstance(first, Posterior):
+        fields = ("samples", "stats", "max_rhat", "min_ess", "num_divergent")
+        samples, stats, rhat, ess, div = (_concat([getattr(r, f) for r in results]) for f in fields)
+        diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div, "finite": np.isfinite(np.asarray(rhat))}
+        status, msgs = status_and_warnings(diag, first.num_chains)
+        return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), first.method,
+                         first.num_warmup)
+    if isinstance(first, GaussianApproximation):
+        return GaussianApproximation(*(_concat([getattr(r, f) for r in results]) for f in
+                                       ("mean", "covariance", "ok")), problem=first.problem)
+    return _concat(results)
+
+
+def _take(obj, keep: int):
+    """The first ``keep`` batch elements of a result (the problem inside Laplace left whole)."""
+    from .laplace import GaussianApproximation
+
+    if obj is None:
+        return None
+    if isinstance(obj, GaussianApproximation):
+        return GaussianApproximation(obj.mean[:keep], obj.covariance[:keep], obj.ok[:keep], obj.problem)
+    if getattr(obj, "starts", None) is not None:
+        obj = eqx_drop_starts(obj)
+    return jax.tree.map(lambda a: a[:keep], obj)
+
+
+def eqx_drop_starts(result):
+    import equinox as eqx
+
+    return eqx.tree_at(lambda r: r.starts, result, None, is_leaf=lambda x: x is None)
+
+
+def run_chunked(benchmark, method: str, *, chunk: int, on_chunk: Callable | None = None, **kwargs) -> Run:
+    """`run_method` on a batched benchmark, ``chunk`` observations at a time.
+
+    The chunks share one compiled program (the last one is padded to the chunk size), so the
+    cost is one compilation plus the work; ``on_chunk(done, total)`` reports progress between
+    chunks. Scores and diagnostics are those of the whole batch.
+    """
+    _, batch = benchmark.problem.check_y(benchmark.y)
+    if len(batch) != 1 or batch[0] <= chunk:
+        run = run_method(benchmark, method, **kwargs)
+        if on_chunk is not None:
+            on_chunk(batch[0] if batch else 1, batch[0] if batch else 1)
+        return run
+    total = batch[0]
+    score = kwargs.pop("score", True)
+    runs = []
+    for start in range(0, total, chunk):
+        idx = np.minimum(np.arange(start, start + chunk), total - 1)  # pad with the last observation
+        part = dataclasses.replace(benchmark, y=benchmark.y[idx],
+                                   theta_true=jax.tree.map(lambda a: a[idx], benchmark.theta_true))
+        run = run_method(part, method, score=False, **kwargs)
+        keep = min(chunk, total - start)
+        runs.append((_take(run.estimate, keep), _take(run.result, keep), _take(run.band, keep), run))
+        if on_chunk is not None:
+            on_chunk(start + keep, total)
+    estimate = _concat([r[0] for r in runs])
+    result = _merge(method, [r[1] for r in runs])
+    band = None if runs[0][2] is None else _concat([r[2] for r in runs])
+    seconds = sum(r[3].seconds for r in runs)
+    comp = sum((r[3].compile_seconds or 0.0) for r in runs)
+    diag = _whole_batch_diagnostics(benchmark, result, band, seconds, runs[0][3].diagnostics)
+    scores = _score(benchmark, result if method in SAMPLE_METHODS else estimate) if score else {}
+    return Run(method, runs[0][3].kind, estimate, result, band, seconds, comp, scores, diag)
+
+
+def _whole_batch_diagnostics(benchmark, result, band, seconds, first: dict) -> dict:
+    diag: dict[str, Any] = {"seconds": seconds}
+    if hasattr(result, "min_ess"):
+        ess = np.asarray(result.min_ess)
+        diag.update(max_rhat=float(np.max(result.max_rhat)), min_ess=float(np.min(ess)),
+                    ess_per_s=float(np.min(ess) / seconds), divergences=int(np.sum(result.num_divergent)),
+                    warnings=list(result.warnings))
+    if band is not None:
+        diag["coverage90"] = coverage(*band, benchmark.theta_true)
+    if hasattr(result, "converged"):
+        diag["converged"] = float(np.mean(np.asarray(result.converged)))
+    if hasattr(result, "ok") and not hasattr(result, "min_ess"):
+        diag["converged"] = float(np.mean(np.asarray(result.ok)))
+    if hasattr(result, "lam"):
+        diag["lam"] = float(np.median(np.asarray(result.lam)))
+    return diag

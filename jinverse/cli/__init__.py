@@ -1,0 +1,104 @@
+"""The ``jinverse`` command line: ``problems``, ``solve``, ``sample``, ``bench``, ``demo``.
+
+Every command has ``--help``. Group options (before the command): ``--precision 32|64``,
+``--quiet``, ``--config FILE.toml`` (settings for repeatable runs), ``--debug``.
+Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value).
+"""
+
+from __future__ import annotations
+
+import click
+
+from ._common import Settings, echo, handle_errors, read_config
+
+
+def _config_callback(ctx: click.Context, param, value):
+    if value is not None:
+        ctx.default_map = read_config(value, ctx.command)
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_config_callback,
+              help="TOML file of settings: top-level keys for these options, a table per command "
+                   "([sample] chains = 8; [sample.options] n = 32 for problem options).")
+@click.option("--precision", type=click.Choice(["32", "64"]), default="64", show_default=True,
+              help="Floating-point precision of the computation (bits).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the results (no progress, no summaries).")
+@click.option("--debug", is_flag=True, help="Show the Python traceback of a failure.")
+@click.version_option(package_name="jinverse")
+@click.pass_context
+def main(ctx, precision, quiet, debug):
+    """jinverse: batched MAP inversion and posterior sampling for inverse problems, in JAX.
+
+    \b
+    Try:
+      jinverse problems                      list the built-in problems
+      jinverse solve shaw --method tikhonov-gcv --out out/shaw
+      jinverse sample gaussian_linear --method nuts --out out/gl
+      jinverse bench --suite quick --out out/bench
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", precision == "64")
+    ctx.obj = Settings(int(precision), quiet, debug)
+
+
+@main.command()
+@click.option("--seed", default=0, show_default=True, help="PRNG seed for the starts.")
+@handle_errors
+def demo(seed):
+    """Invert a trained classifier and a trained regressor for a batch of targets."""
+    from ..demo import run
+
+    run(echo=echo, seed=seed)
+
+
+@main.command()
+@click.option("--family", default=None, help="Only the problems of this family.")
+@click.option("--names-only", is_flag=True, help="One name per line (for scripts).")
+@handle_errors
+def problems(family, names_only):
+    """List the built-in problems with their descriptions and options."""
+    import inspect
+
+    from ..problems import names
+    from ..problems._registry import entry
+
+    items = [(n, d, entry(n)) for n, d in names().items()]
+    families = sorted({e.family for _, _, e in items})
+    if family is not None and family not in families:
+        from ._common import choice_error
+
+        raise choice_error("family", family, families)
+    items = [it for it in items if family is None or it[2].family == family]
+    if names_only:
+        for n, _, _ in items:
+            click.echo(n)
+        return
+    width = max(len(n) for n, _, _ in items)
+    for fam in families:
+        group = [it for it in items if it[2].family == fam]
+        if not group:
+            continue
+        click.echo(click.style(f"{fam}", bold=True))
+        for n, d, e in group:
+            click.echo(f"  {n.ljust(width)}  {d}")
+            opts = [f"{k}={_fmt(p.default)}" for k, p in inspect.signature(e.builder).parameters.items()
+                    if k not in ("seed", "batch") and p.default is not inspect.Parameter.empty]
+            if opts:
+                click.echo(click.wrap_text(", ".join(opts), width=100, initial_indent=" " * (width + 4),
+                                           subsequent_indent=" " * (width + 4)))
+        click.echo()
+    click.echo("Set options with -o KEY=VALUE, e.g.  jinverse solve shaw -o n=128 -o noise=0.05")
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v)
+
+
+from . import _run  # noqa: E402,F401  (registers solve, sample, bench)
+
+if __name__ == "__main__":
+    main()

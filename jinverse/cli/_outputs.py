@@ -1,0 +1,142 @@
+"""What `jinverse solve` and `jinverse sample` print and write: the summary, the result file and
+the plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import jax
+import numpy as np
+
+from ._common import echo
+
+
+def describe(bench) -> str:
+    opts = ", ".join(f"{k}={v}" for k, v in bench.options.items() if k not in ("batch",))
+    return f"{bench.name}({opts})" if opts else bench.name
+
+
+def summary_lines(bench, run, batch: int | None) -> list[str]:
+    """A short human summary: error against the truth, time, convergence / ESS / R-hat."""
+    d = run.diagnostics
+    n_obs = batch or 1
+    lines = [f"{describe(bench)}  method={run.method}  observations={n_obs}"]
+    if run.scores:
+        metric, value = run.scores["metric"], run.scores["value"]
+        what = "mean over the batch, " if batch else ""
+        lines.append(f"  error      {metric} = {value:.4g}  ({what}against the true θ)")
+    comp = f" + {run.compile_seconds:.2f} s compilation" if run.compile_seconds else ""
+    lines.append(f"  time       {run.seconds:.3f} s{comp}")
+    if "converged" in d:
+        lines.append(f"  converged  {d['converged']:.0%} of {n_obs}")
+    if "lam" in d:
+        lines.append(f"  lambda     {d['lam']:.4g}" + (" (median over the batch)" if batch else ""))
+    if "max_rhat" in d:
+        lines.append(f"  R-hat      {d['max_rhat']:.3f} (worst parameter{', worst observation' if batch else ''})")
+        lines.append(f"  ESS        {d['min_ess']:.0f} (smallest bulk ESS), {d['ess_per_s']:.4g} ESS/s")
+        lines.append(f"  divergent  {d['divergences']}")
+    if "coverage90" in d:
+        lines.append(f"  coverage   {d['coverage90']:.0%} of true values inside the 90% credible intervals")
+    for w in d.get("warnings", []):
+        lines.append(f"  warning    {w}")
+    return lines
+
+
+def _first(tree, batched: bool):
+    return jax.tree.map(lambda a: np.asarray(a[0] if batched else a), tree)
+
+
+def _single_array(tree):
+    leaves = jax.tree.leaves(tree)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def write_outputs(out: pathlib.Path, bench, run, *, batched: bool, meta: dict, fmt: str = "npz") -> list[pathlib.Path]:
+    """Write the result (``result.npz``/``.json`` or ``result.nc``), ``summary.json`` and plots."""
+    from ..results import save_result
+
+    paths = [save_result(run.result, out / f"result.{fmt}", benchmark=bench, metadata=meta)]
+    if fmt == "npz":
+        paths.append(out / "result.json")
+    summary = {"problem": bench.name, "options": {k: v for k, v in bench.options.items()},
+               "method": run.method, "seconds": run.seconds, "compile_seconds": run.compile_seconds,
+               "scores": run.scores, "diagnostics": run.diagnostics}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))
+    paths.append(out / "summary.json")
+    try:
+        paths += _plots(out, bench, run, batched)
+    except ImportError as exc:
+        echo(f"  (no plots: {exc})", err=True)
+    return paths
+
+
+def _plain(x):
+    if isinstance(x, (np.generic, np.ndarray)):
+        return np.asarray(x).tolist()
+    return str(x)
+
+
+def _plots(out: pathlib.Path, bench, run, batched: bool) -> list[pathlib.Path]:
+    from .. import plots
+
+    made = []
+    truth = _single_array(_first(bench.theta_true, batched))
+    est = _single_array(_first(run.estimate, batched))
+    which = " (first observation)" if batched else ""
+    if truth is not None and est is not None and truth.ndim in (1, 2):
+        band = None if run.band is None else tuple(_single_array(_first(b, batched)) for b in run.band)
+        std = None
+        if truth.ndim == 2 and band is not None:
+            std = (band[1] - band[0]) / (2 * 1.6448536269514722)  # the 90% band in std units
+        fig = plots.reconstruction(truth, est, band=band if truth.ndim == 1 else None, std=std,
+                                   labels=("truth", "posterior mean" if run.kind == "posterior" else run.method),
+                                   title=f"{bench.name}: {run.method}{which}")
+        made.append(plots.save(fig, out / "reconstruction.png"))
+    if run.kind == "posterior":
+        samples = _first(run.result.samples, batched)
+        made.append(plots.save(plots.trace(samples, title=f"{bench.name}: {run.method} traces{which}"),
+                               out / "trace.png"))
+        made.append(plots.save(plots.rank(samples, title=f"{bench.name}: {run.method} rank plot{which}"),
+                               out / "rank.png"))
+        flat = np.concatenate([a.reshape(a.shape[0] * a.shape[1], -1) for a in jax.tree.leaves(samples)], -1)
+        if flat.shape[-1] <= 8:
+            ref = None
+            if bench.reference is not None and "draws" in bench.reference:
+                r = np.asarray(bench.reference["draws"])
+                ref = r[0] if batched and r.ndim == 3 else r
+            t = np.concatenate([np.ravel(a) for a in jax.tree.leaves(_first(bench.theta_true, batched))])
+            made.append(plots.save(plots.pairs(flat, truth=t, reference=ref,
+                                               title=f"{bench.name}: {run.method} posterior{which}"),
+                                   out / "pairs.png"))
+    if run.method.startswith("tikhonov"):
+        made.append(_lcurve_plot(out, bench, run, batched))
+    return made
+
+
+def _lcurve_plot(out, bench, run, batched):
+    """The L-curve of observation 0 from the SVD of A, with the solution the rule chose."""
+    from .. import plots
+    from ..bench import linear_matrix
+
+    A = np.asarray(linear_matrix(bench), float)
+    y = np.asarray(bench.y[0] if batched else bench.y, float).ravel()
+    u, s, _ = np.linalg.svd(A, full_matrices=False)
+    beta = u.T @ y
+    perp2 = max(float(y @ y - beta @ beta), 0.0)
+
+    def norms(lam):
+        f = s**2 / (s**2 + lam**2)
+        return math.sqrt(np.sum(((1 - f) * beta) ** 2) + perp2), math.sqrt(np.sum((f * beta / s) ** 2))
+
+    lam = float(np.asarray(run.result.lam).ravel()[0])
+    # From a little below the chosen λ (where the curve turns vertical) to past s_max.
+    lo = max(float(s[s > 0][-1]), min(lam, float(s[0])) * 1e-3)
+    lams = np.logspace(np.log10(lo), np.log10(s[0] * 10), 200)
+    curve = np.array([norms(lm) for lm in lams])
+    rule = run.method.split("-", 1)[1]
+    fig = plots.lcurve(curve[:, 0], curve[:, 1], lams=lams, corner=norms(lam),
+                       chosen_label=f"{rule}: λ = {lam:.3g}",
+                       title=f"{bench.name}: L-curve{' (first observation)' if batched else ''}")
+    return plots.save(fig, out / "lcurve.png")

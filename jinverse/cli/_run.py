@@ -1,0 +1,243 @@
+"""`jinverse solve`, `jinverse sample` and `jinverse bench`."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+
+import click
+
+from ..bench import POINT_METHODS, SAMPLE_METHODS, SUITES, NotApplicable, applicable
+from . import main
+from ._common import (
+    ChunkProgress,
+    choice_error,
+    echo,
+    handle_errors,
+    load_benchmark,
+    out_dir,
+    parse_options,
+    phase,
+)
+from ._outputs import summary_lines, write_outputs
+
+_problem_arg = click.argument("name", required=False, metavar="NAME")
+_option_opt = click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",
+                           help="A problem option (repeatable), e.g. -o n=64 -o noise=0.05. "
+                                "`jinverse problems` lists them.")
+_seed_opt = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                         help="Seed of the problem's data and of the solver's randomness.")
+_batch_opt = click.option("--batch", type=click.IntRange(min=1), default=None,
+                          help="Solve B independent observations of the problem in one program.")
+_chunk_opt = click.option("--chunk", type=click.IntRange(min=1), default=4096, show_default=True,
+                          help="Observations per compiled call (progress is shown between chunks).")
+_out_opt = click.option("--out", type=click.Path(file_okay=False), default=None,
+                        help="Folder for the result file, summary.json and plots.")
+
+
+def _need_name(name):
+    if name is None:
+        from .. import problems
+
+        raise click.UsageError("missing the problem NAME; one of: " + ", ".join(problems.names()))
+    return name
+
+
+def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
+    from ..bench import run_chunked
+
+    name = _need_name(name)
+    with phase(f"loading {name}"):
+        bench = load_benchmark(name, parse_options(option), seed=seed, batch=batch)
+    reason = applicable(bench, method)
+    if reason:
+        raise click.UsageError(f"method {method!r} does not apply to {name!r}: {reason}")
+    try:
+        if batch is None or batch <= chunk:
+            with phase(f"running {method} on {batch or 1} observation{'s' if batch else ''} (compiling first)"):
+                run = run_chunked(bench, method, chunk=chunk, seed=seed, **kwargs)
+        else:
+            progress = ChunkProgress(f"{method}: chunks of {chunk}", batch)
+            try:
+                run = run_chunked(bench, method, chunk=chunk, on_chunk=progress, seed=seed, **kwargs)
+            finally:
+                progress.close()
+    except NotApplicable as exc:
+        raise click.UsageError(str(exc)) from None
+    for line in summary_lines(bench, run, batch):
+        echo(line)
+    if out is not None:
+        folder = out_dir(out)
+        meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs}
+        with phase(f"writing {folder}"):
+            paths = write_outputs(folder, bench, run, batched=batch is not None, meta=meta, fmt=fmt)
+        echo("  wrote      " + ", ".join(str(p) for p in paths))
+    return run
+
+
+@main.command(short_help="Point estimate (MAP, Laplace, Tikhonov) of one problem.")
+@_problem_arg
+@click.option("--method", "-m", type=click.Choice(list(POINT_METHODS)), default="map", show_default=True,
+              help="; ".join(f"{k}: {v}" for k, v in POINT_METHODS.items()))
+@_batch_opt
+@_seed_opt
+@click.option("--starts", type=click.IntRange(min=1), default=1, show_default=True,
+              help="MAP starts per observation (drawn from the prior); the best is kept.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=500, show_default=True,
+              help="MAP optimiser steps per start.")
+@_chunk_opt
+@_option_opt
+@_out_opt
+@handle_errors
+def solve(name, method, batch, seed, starts, max_steps, chunk, option, out):
+    """Point estimate for problem NAME: MAP, Laplace or Tikhonov; prints the error against the
+    true θ and the time, writes result.npz (+ .json), summary.json and plots to --out."""
+    opts = {}
+    if method in ("map", "newton"):
+        import jax
+
+        opts = {"max_steps": max_steps}
+        if starts > 1:
+            opts.update(num_starts=starts, key=jax.random.key(seed))
+    elif starts > 1 or max_steps != 500:
+        raise click.UsageError(f"--starts and --max-steps apply to map and newton, not {method!r}")
+    _run_one(name, method, option, seed, batch, chunk, out, "npz", options=opts)
+
+
+def _default_format() -> str:
+    try:
+        import arviz  # noqa: F401
+    except ImportError:
+        return "npz"
+    return "nc"
+
+
+@main.command(short_help="Posterior draws (NUTS, HMC, MALA, RWMH, MCLMC) for one problem.")
+@_problem_arg
+@click.option("--method", "-m", type=click.Choice(list(SAMPLE_METHODS)), default="nuts", show_default=True,
+              help="; ".join(f"{k}: {v}" for k, v in SAMPLE_METHODS.items()))
+@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Chains per observation.")
+@click.option("--warmup", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Warm-up (adaptation) steps per chain.")
+@click.option("--samples", type=click.IntRange(min=4), default=500, show_default=True, help="Kept draws per chain.")
+@click.option("--init", type=click.Choice(["prior", "map"]), default="prior", show_default=True,
+              help="Where chains start: prior draws, or the MAP (jittered).")
+@_batch_opt
+@_seed_opt
+@_chunk_opt
+@click.option("--format", "fmt", type=click.Choice(["nc", "npz"]), default=None,
+              help="Result file: NetCDF via ArviZ (default when arviz is installed) or .npz + .json.")
+@_option_opt
+@_out_opt
+@handle_errors
+def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, option, out):
+    """Posterior draws for problem NAME with a blackjax sampler; prints the error of the
+    posterior mean, time, R-hat, ESS, ESS/s and calibration, writes the draws and plots to --out."""
+    fmt = fmt or _default_format()
+    _run_one(name, method, option, seed, batch, chunk, out, fmt, chains=chains, warmup=warmup,
+             samples=samples, init=init)
+
+
+def _split_list(values) -> list[str]:
+    return [v.strip() for item in values or () for v in item.split(",") if v.strip()]
+
+
+@main.command(short_help="The problem x method benchmark matrix; writes report.md.")
+@click.option("--suite", type=click.Choice(list(SUITES)), default="quick", show_default=True,
+              help="quick: small problems, short chains (minutes on a laptop); full: default sizes, "
+                   "more problems and methods.")
+@click.option("--problems", "problem_list", multiple=True, metavar="NAMES",
+              help="Only these problems (comma-separated or repeated); default the suite's.")
+@click.option("--methods", "method_list", multiple=True, metavar="NAMES",
+              help="Only these methods (comma-separated or repeated); default the suite's.")
+@_seed_opt
+@click.option("--chains", type=click.IntRange(min=1), default=None, help="Override the suite's chains.")
+@click.option("--warmup", type=click.IntRange(min=1), default=None, help="Override the suite's warm-up.")
+@click.option("--samples", type=click.IntRange(min=4), default=None, help="Override the suite's draws.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.md, records.json and bench.png [default: jinverse_out/bench-SUITE].")
+@handle_errors
+def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
+    """The problem x method matrix: for each pair the problem's metric (error against the truth
+    or the reference posterior), warm time and compilation time, and for samplers R-hat, ESS/s
+    and the coverage of 90% credible intervals. Prints a table, writes report.md and a chart."""
+    import time
+
+    from .. import bench as B
+    from .. import problems
+
+    probs, meths = _split_list(problem_list), _split_list(method_list)
+    for p in probs:
+        if p not in problems.names():
+            raise choice_error("problem", p, list(problems.names()))
+    for m in meths:
+        if m not in B.METHODS:
+            raise choice_error("method", m, list(B.METHODS))
+    table, methods, sampler = B.resolve_suite(suite, probs or None, meths or None)
+    sampler.update({k: v for k, v in (("chains", chains), ("warmup", warmup), ("samples", samples)) if v})
+    folder = out_dir(out or f"jinverse_out/bench-{suite}")
+    total = len(table) * len(methods)
+    progress = ChunkProgress(f"bench {suite}", total)
+    step = [0]
+
+    def on_step(p, m):
+        progress(step[0], total)
+        step[0] += 1
+        if progress.bar is not None:
+            progress.bar.label = f"bench {suite}: {p} x {m}".ljust(44)
+
+    t0 = time.perf_counter()
+    try:
+        records = B.run_matrix(table, methods, seed=seed, on_step=on_step, **sampler)
+        progress(total, total)
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - t0
+    click.echo(B.format_table(records))
+    _report(folder, suite, table, methods, sampler, seed, records, elapsed)
+    failed = [r for r in records if r["status"] == "failed"]
+    for r in failed:
+        echo(f"failed: {r['problem']} x {r['method']}: {r['note']}", err=True)
+    click.echo(f"Report: {folder / 'report.md'}")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(records)} pairs failed (see the report)")
+
+
+def _report(folder: pathlib.Path, suite, table, methods, sampler, seed, records, elapsed) -> None:
+    from .. import bench as B
+    from ..results import versions
+
+    lines = [f"# jinverse bench: {suite} suite", "",
+             f"{len(table)} problems x {len(methods)} methods in {elapsed:.0f} s "
+             f"({platform.machine()}, {platform.system()}, {_devices()}).", "",
+             "- **value**: the problem's metric (lower is better; `c2st` is 0.5 for a perfect posterior), "
+             "of the MAP/point estimate or of the posterior draws.",
+             "- **time s**: the second (warm) call; **compile s**: the extra time of the first call.",
+             "- **converged**: share of MAP runs that met the tolerance; **R-hat**: worst split R-hat; "
+             "**ESS/s**: smallest bulk ESS per second of the warm call; **cover90**: share of true "
+             "values inside the 90% credible intervals.", "",
+             B.format_table(records, markdown=True), "",
+             f"Settings: seed {seed}, sampler {sampler}; problem options "
+             + "; ".join(f"{p} {o or 'defaults'}" for p, o in table.items()) + ".", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "."]
+    notes = [r for r in records if r.get("note")]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {r['problem']} x {r['method']} ({r['status']}): {r['note']}"
+                                         for r in notes]
+    try:
+        from .. import plots
+
+        plots.save(plots.bench_summary(records, title=f"jinverse bench ({suite})"), folder / "bench.png")
+        lines[2:2] = ["![summary](bench.png)", ""]
+    except ImportError as exc:
+        lines += ["", f"(no chart: {exc})"]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    (folder / "records.json").write_text(json.dumps(records, indent=1, default=str))
+
+
+def _devices() -> str:
+    import jax
+
+    devs = jax.devices()
+    return f"{len(devs)} x {devs[0].device_kind}"

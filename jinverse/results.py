@@ -1,0 +1,313 @@
+"""Result files a user can reload: `save_result` and `load_result` (``ji.load_result``).
+
+Two formats, each carrying the metadata that makes a run repeatable (problem, options, method,
+seed, package versions):
+
+- ``.npz`` + ``.json``: the arrays in a NumPy archive, the metadata in a JSON file of the same
+  stem beside it. Works for every result: `MAPResult`, `Posterior`, `GaussianApproximation`
+  (Laplace), `TikhonovResult`, or a dict of arrays.
+- ``.nc`` (NetCDF through ArviZ/xarray, needs the ``arviz`` extra): posteriors only; draws in
+  the ``posterior`` group with dims ``(chain, draw, obs_0.., theta_dim_0..)``, sampler statistics
+  in ``sample_stats``, per-observation diagnostics in a ``jinverse`` group, the metadata as JSON
+  in the ``posterior`` attributes. ArviZ reads it directly (``az.from_netcdf``).
+
+θ may be a pytree: its leaves are stored under their key paths and rebuilt as nested dicts
+and lists on loading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import pathlib
+import platform
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT_VERSION = 1
+KINDS = ("map", "posterior", "laplace", "tikhonov", "arrays")
+
+
+@dataclasses.dataclass
+class LoadedResult:
+    """What `load_result` returns: the ``result`` object and its ``metadata`` dict.
+
+    Attribute access falls through to ``result``: ``ji.load_result(p).theta`` works for a MAP
+    result, ``ji.load_result(p).mean()`` for a posterior.
+    """
+
+    result: Any
+    metadata: dict
+
+    @property
+    def kind(self) -> str:
+        return self.metadata["kind"]
+
+    def __getattr__(self, name):
+        if name in ("result", "metadata"):
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+
+def versions() -> dict[str, str]:
+    """Versions of python and the packages a result depends on."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jinverse", "jax", "jaxlib", "numpy", "optax", "blackjax", "equinox"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return np.asarray(x).tolist()
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
+
+
+def _kind(result) -> str:
+    from .laplace import GaussianApproximation
+    from .linear import TikhonovResult
+    from .map import MAPResult
+    from .posterior import Posterior
+
+    for cls, name in ((MAPResult, "map"), (Posterior, "posterior"), (GaussianApproximation, "laplace"),
+                      (TikhonovResult, "tikhonov")):
+        if isinstance(result, cls):
+            return name
+    if isinstance(result, dict):
+        return "arrays"
+    raise TypeError(f"result: got {type(result).__name__}, expected a MAPResult, Posterior, "
+                    "GaussianApproximation, TikhonovResult or a dict of arrays")
+
+
+# -- pytrees of θ <-> flat named arrays ------------------------------------------------------
+
+def _path_entry(k):
+    if isinstance(k, jax.tree_util.DictKey):
+        return ["dict", k.key if isinstance(k.key, (str, int)) else str(k.key)]
+    if isinstance(k, jax.tree_util.SequenceKey):
+        return ["seq", k.idx]
+    return ["attr", str(getattr(k, "name", k))]
+
+
+def _flatten_tree(prefix: str, tree) -> tuple[dict[str, np.ndarray], list]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    arrays, paths = {}, []
+    for i, (path, leaf) in enumerate(leaves):
+        name = prefix if len(leaves) == 1 and not path else f"{prefix}.{i}"
+        arrays[name] = np.asarray(leaf)
+        paths.append([_path_entry(k) for k in path])
+    return arrays, paths
+
+
+def _unflatten_tree(prefix: str, arrays: dict, paths: list):
+    if len(paths) == 1 and not paths[0]:
+        return jnp.asarray(arrays[prefix])
+    root: dict = {}
+    for i, path in enumerate(paths):
+        node = root
+        for j, (kind, key) in enumerate(path):
+            if j == len(path) - 1:
+                node[(kind, key)] = jnp.asarray(arrays[f"{prefix}.{i}"])
+            else:
+                node = node.setdefault((kind, key), {})
+
+    def build(node):
+        if not isinstance(node, dict):
+            return node
+        items = {k: build(v) for k, v in node.items()}
+        if items and all(kind == "seq" for kind, _ in items):
+            return [items[k] for k in sorted(items, key=lambda k: k[1])]
+        return {key: v for (_, key), v in items.items()}
+
+    return build(root)
+
+
+# -- saving ------------------------------------------------------------------------------------
+
+def _payload(result, kind: str) -> tuple[dict[str, np.ndarray], dict]:
+    """The named arrays of a result and the extra metadata needed to rebuild it."""
+    extra: dict[str, Any] = {}
+    if kind == "map":
+        arrays, extra["theta_paths"] = _flatten_tree("theta", result.theta)
+        for f in ("log_posterior", "grad_norm", "num_steps", "converged", "status"):
+            arrays[f] = np.asarray(getattr(result, f))
+        extra["messages"] = _jsonable(result.messages())
+    elif kind == "posterior":
+        arrays, extra["theta_paths"] = _flatten_tree("samples", result.samples)
+        for f, v in result.stats._asdict().items():
+            arrays[f"stats.{f}"] = np.asarray(v)
+        for f in ("max_rhat", "min_ess", "num_divergent", "status"):
+            arrays[f] = np.asarray(getattr(result, f))
+        extra.update(method=result.method, num_warmup=result.num_warmup, warnings=list(result.warnings),
+                     batch_shape=list(result.batch_shape))
+    elif kind == "laplace":
+        arrays, extra["theta_paths"] = _flatten_tree("mode", result.mode)
+        arrays.update(mean=np.asarray(result.mean), covariance=np.asarray(result.covariance),
+                      ok=np.asarray(result.ok))
+    elif kind == "tikhonov":
+        arrays = {f: np.asarray(v) for f, v in result._asdict().items()}
+    else:
+        arrays = {str(k): np.asarray(v) for k, v in result.items()}
+    return arrays, extra
+
+
+def metadata_for(kind: str, benchmark=None, metadata: dict | None = None) -> dict:
+    meta: dict[str, Any] = {"jinverse_result": FORMAT_VERSION, "kind": kind,
+                            "created": datetime.datetime.now(datetime.UTC).isoformat(),
+                            "versions": versions()}
+    if benchmark is not None:
+        meta["problem"] = benchmark.name
+        meta["options"] = _jsonable(benchmark.options)
+    meta.update(_jsonable(metadata or {}))
+    return meta
+
+
+def save_result(result, path, *, benchmark=None, metadata: dict | None = None) -> pathlib.Path:
+    """Write ``result`` to ``path`` (``.npz`` with a ``.json`` beside it, or ``.nc`` NetCDF).
+
+    Args:
+        result: a `MAPResult`, `Posterior`, `GaussianApproximation`, `TikhonovResult` or a dict
+            of arrays.
+        path: the file; its suffix picks the format (``.nc`` for posteriors only). Without a
+            suffix, ``.npz``.
+        benchmark: the `ji.Benchmark` it solved; its name and options go into the metadata.
+        metadata: more metadata (method, seed, settings...), anything JSON can hold.
+
+    Returns:
+        The path of the main file written.
+    """
+    path = pathlib.Path(path)
+    kind = _kind(result)
+    if path.suffix not in (".npz", ".nc"):
+        path = path.with_name(path.name + ".npz")
+    arrays, extra = _payload(result, kind)
+    meta = {**metadata_for(kind, benchmark, metadata), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".nc":
+        if kind != "posterior":
+            raise ValueError(f"path: got {str(path)!r} for a {kind} result; NetCDF (.nc) holds posteriors, "
+                             "use .npz")
+        _save_netcdf(result, path, meta)
+        return path
+    np.savez(path, **arrays)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def _save_netcdf(post, path: pathlib.Path, meta: dict) -> None:
+    try:
+        import arviz as az
+        import xarray as xr
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("NetCDF output needs arviz: pip install 'jinverse[arviz]' (or save to .npz)") from exc
+    nb = len(post.batch_shape)
+    obs = [f"obs_{i}" for i in range(nb)]
+    leaves, _ = _flatten_tree("theta", post.samples)
+    posterior, dims = {}, {}
+    for name, a in leaves.items():
+        key = name.replace(".", "_")
+        posterior[key] = np.moveaxis(np.moveaxis(a, nb, 0), nb + 1, 1)  # (chain, draw, *batch, *theta)
+        dims[key] = obs + [f"{key}_dim_{i}" for i in range(a.ndim - nb - 2)]
+    stats = {f: np.moveaxis(np.moveaxis(np.asarray(v), nb, 0), nb + 1, 1)
+             for f, v in post.stats._asdict().items()}
+    dims.update({f: obs for f in stats})
+    idata = az.from_dict(posterior=posterior, sample_stats=stats, dims=dims)
+    diag = {f: (obs, np.asarray(getattr(post, f))) for f in ("max_rhat", "min_ess", "num_divergent", "status")}
+    idata.add_groups(jinverse=xr.Dataset(diag))
+    idata.posterior.attrs["jinverse"] = json.dumps({**meta, "variables": list(posterior)})
+    idata.to_netcdf(str(path))
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+def load_result(path) -> LoadedResult:
+    """Read a file written by `save_result` (or `jinverse solve/sample --out`).
+
+    Returns:
+        A `LoadedResult` with ``result`` (a `MAPResult`, `Posterior`, dict of arrays for Laplace,
+        a `TikhonovResult`, or a dict) and ``metadata`` (problem, options, method, seed, versions).
+
+    Example::
+
+        res = ji.load_result("out/result.npz")
+        res.metadata["problem"], res.theta
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    if path.suffix == ".nc":
+        return _load_netcdf(path)
+    if path.suffix == ".json":
+        path = path.with_suffix(".npz")
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        raise ValueError(f"path: {str(path)!r} has no metadata file {meta_path.name} beside it; expected a "
+                         "file written by jinverse.save_result")
+    meta = json.loads(meta_path.read_text())
+    if "jinverse_result" not in meta:
+        raise ValueError(f"path: {meta_path.name} is not jinverse result metadata")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return LoadedResult(_rebuild(meta["kind"], arrays, meta), meta)
+
+
+def _rebuild(kind: str, arrays: dict, meta: dict):
+    from ._samplers import Stats
+    from .linear import TikhonovResult
+    from .map import MAPResult
+    from .posterior import Posterior
+
+    if kind == "map":
+        theta = _unflatten_tree("theta", arrays, meta["theta_paths"])
+        f = {k: jnp.asarray(arrays[k]) for k in ("log_posterior", "grad_norm", "num_steps", "converged", "status")}
+        return MAPResult(theta=theta, **f)
+    if kind == "posterior":
+        samples = _unflatten_tree("samples", arrays, meta["theta_paths"])
+        stats = Stats(**{f: jnp.asarray(arrays[f"stats.{f}"]) for f in Stats._fields})
+        return Posterior(samples=samples, stats=stats, max_rhat=jnp.asarray(arrays["max_rhat"]),
+                         min_ess=jnp.asarray(arrays["min_ess"]),
+                         num_divergent=jnp.asarray(arrays["num_divergent"]),
+                         status=jnp.asarray(arrays["status"]), warnings=tuple(meta["warnings"]),
+                         method=meta["method"], num_warmup=int(meta["num_warmup"]))
+    if kind == "laplace":
+        out = {k: jnp.asarray(v) for k, v in arrays.items() if not k.startswith("mode")}
+        out["mode"] = _unflatten_tree("mode", arrays, meta["theta_paths"])
+        return out
+    if kind == "tikhonov":
+        return TikhonovResult(**{f: jnp.asarray(arrays[f]) for f in TikhonovResult._fields})
+    return {k: jnp.asarray(v) for k, v in arrays.items()}
+
+
+def _load_netcdf(path: pathlib.Path) -> LoadedResult:
+    import arviz as az
+
+    idata = az.from_netcdf(str(path))
+    if "jinverse" not in idata.posterior.attrs:
+        raise ValueError(f"path: {str(path)!r} is a NetCDF file without jinverse metadata")
+    meta = json.loads(idata.posterior.attrs["jinverse"])
+    nb = len(meta["batch_shape"])
+    back = lambda a: np.moveaxis(np.moveaxis(np.asarray(a), 1, nb + 1), 0, nb)  # noqa: E731
+    arrays = {"samples" + key[len("theta"):].replace("_", ".", 1): back(idata.posterior[key].values)
+              for key in meta["variables"]}
+    for f in idata.sample_stats.data_vars:
+        arrays[f"stats.{f}"] = back(idata.sample_stats[f].values)
+    for f in idata.jinverse.data_vars:
+        arrays[f] = np.asarray(idata.jinverse[f].values)
+    return LoadedResult(_rebuild("posterior", arrays, meta), meta)

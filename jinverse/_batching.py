@@ -9,6 +9,7 @@ blocks, and returns the per-lane outputs in order. Nothing here knows what a lan
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -66,7 +67,8 @@ def stream(
 
     Args:
         fn: maps ``(operand, block)`` to a pytree of per-lane outputs (leading axis = lanes).
-            It must be jit-compatible; it is compiled once per block shape.
+            It must be jit-compatible and a stable object (a module-level function), so that
+            it is compiled once per block shape and operand structure.
         operand: shared by every lane (e.g. the problem); replicated across devices.
         lanes: pytree of arrays with leading axis ``num_lanes``.
         multiple: blocks are padded to a multiple of this (e.g. the vmap chunk size).
@@ -115,7 +117,9 @@ def _replicate_global(operand, mesh):
     return eqx.combine(dynamic, static)
 
 
+@functools.lru_cache(maxsize=64)
 def _compiled(fn, mesh, axis):
+    """One jitted wrapper per (fn, mesh, axis), so repeated calls hit JAX's compilation cache."""
     if mesh is None:
         return eqx.filter_jit(fn)
     return _sharded(fn, mesh, axis)

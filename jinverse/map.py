@@ -201,8 +201,9 @@ def _newton_step(objective):
     return init, step
 
 
-def _solve_lanes(problem, lanes, *, settings: _Settings):
+def _solve_lanes(operand, lanes):
     """All (observation, start) lanes of one block: lax.map over chunks of vmapped loops."""
+    problem, settings = operand
     fn = functools.partial(_solve_one, problem, settings=settings)
     return jax.lax.map(lambda args: fn(*args), lanes, batch_size=settings.chunk_size)
 
@@ -302,7 +303,7 @@ def solve_map(
         per_lane = tree_bytes((y_rep[:1], jax.tree.map(lambda a: a[:1], u0))) * 4
         block_size = default_block_size(per_lane, chunk_size * n_dev)
     settings = _Settings(optimizer, max_steps, float(tol), chunk_size)
-    outs = stream(functools.partial(_solve_lanes, settings=settings), problem, (y_rep, u0),
+    outs = stream(_solve_lanes, (problem, settings), (y_rep, u0),
                   num_lanes=lanes, block_size=block_size, multiple=chunk_size, mesh=mesh,
                   axis=batch_axis, progress=progress, label="MAP")
     theta, lp, gnorm, steps, status = jax.tree.map(

@@ -22,11 +22,12 @@ import pathlib
 from collections.abc import Callable
 
 import blackjax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["cache_dir", "cached", "rejection", "nuts_reference", "split_rhat", "ess",
+__all__ = ["cache_dir", "cached", "rejection", "rejection_from_prior", "sir", "nuts_reference", "split_rhat", "ess",
            "ReferenceNotConverged"]
 
 # Bump when a reference method changes, so that stale cached draws are not reused.
@@ -109,6 +110,34 @@ def rejection(key, propose: Callable, log_accept: Callable, num: int, *, chunk: 
         if tried >= max_proposals and have < num:
             raise RuntimeError(f"rejection: only {have} of {num} draws accepted after {tried} "
                                "proposals; the observation is too unlikely under the proposal")
+    return np.concatenate(out)[:num]
+
+
+@eqx.filter_jit
+def _prior_chunk(problem, y, key, log_bound, chunk: int):
+    k1, k2 = jax.random.split(key)
+    theta = problem.sample_prior(k1, (chunk,))
+    la = jax.vmap(lambda t: problem.log_likelihood(t, y))(theta) - log_bound
+    return theta, jnp.log(jax.random.uniform(k2, (chunk,), dtype=theta.dtype)) < la
+
+
+def rejection_from_prior(key, problem, y, num: int, *, log_bound, chunk: int = 2**14,
+                         max_proposals: int = 10**9) -> np.ndarray:
+    """Exact posterior draws of an `InverseProblem` by rejection from its prior.
+
+    ``log_bound`` must bound the log-likelihood of ``y`` from above. Compiled once per problem
+    structure (not per call), so that repeated loads stay fast.
+    """
+    out, have, tried = [], 0, 0
+    while have < num:
+        key, sub = jax.random.split(key)
+        theta, accept = _prior_chunk(problem, jnp.asarray(y), sub, jnp.asarray(log_bound), chunk)
+        out.append(np.asarray(theta)[np.asarray(accept)])
+        have += len(out[-1])
+        tried += chunk
+        if tried >= max_proposals and have < num:
+            raise RuntimeError(f"rejection: only {have} of {num} draws accepted after {tried} "
+                               "proposals; the observation is too unlikely under the prior")
     return np.concatenate(out)[:num]
 
 

@@ -109,17 +109,13 @@ def _box_prior(dim):
     return priors.Uniform(-_BOX * jnp.ones(dim), _BOX * jnp.ones(dim))
 
 
-def _rejection_draws(problem, y, seed, num):
-    """Exact posterior draws for a uniform prior: propose from the prior, accept with the
-    likelihood divided by its maximum (``max_log_lik``, attained on the preimage)."""
-    bound = problem.likelihood.log_prob(problem.forward(problem.prior.center()),
-                                        problem.forward(problem.prior.center()))
-
-    def log_accept(t):
-        return problem.log_likelihood(t, y) - bound
-
-    return ref.rejection(jax.random.key(seed), lambda k, n: problem.sample_prior(k, (n,)),
-                         log_accept, num, chunk=2**14)
+def _reference_draws(problem, y, seed, num, log_bound):
+    """Exact posterior draws for each observation in ``y`` (``(*batch,)``): rejection from the
+    uniform prior with ``log_bound`` the likelihood's maximum."""
+    ys = np.atleast_1d(np.asarray(y))
+    draws = np.stack([ref.rejection_from_prior(jax.random.key(seed + i), problem, yi, num,
+                                               log_bound=log_bound) for i, yi in enumerate(ys)])
+    return jnp.asarray(draws if np.ndim(y) else draws[0])
 
 
 @register("trained_regressor", "invert an MLP trained to learn ||x||^2 on [-2, 2]^dim: many-to-one, "
@@ -138,11 +134,9 @@ def trained_regressor(*, seed=0, batch=None, dim=2, noise=0.05, num_reference=20
     problem = InverseProblem(model, _box_prior(dim), lik.Gaussian(float(noise)))
     theta, y = observe(problem, seed, batch)
     reference = None
-    if dim <= 3:
-        ys = np.atleast_1d(np.asarray(y))
-        draws = np.stack([_rejection_draws(problem, yi, seed + i, num_reference)
-                          for i, yi in enumerate(ys)])
-        reference = {"draws": jnp.asarray(draws if batch is not None else draws[0])}
+    if dim <= 3:  # the Gaussian log-likelihood is at most -log(noise √(2π))
+        bound = -math.log(noise * math.sqrt(2 * math.pi))
+        reference = {"draws": _reference_draws(problem, y, seed, num_reference, bound)}
     info = {"kind": "regressor", "model": model, "true_function": squared_norm, **errors}
     opts = dict(seed=seed, batch=batch, dim=dim, noise=noise, num_reference=num_reference,
                 width=width, steps=steps)
@@ -165,13 +159,8 @@ def trained_classifier(*, seed=0, batch=None, num_classes=4, num_reference=2000,
     problem = InverseProblem(model, _box_prior(2), lik.Categorical())
     theta, y = observe(problem, seed, batch)
     y = y.astype(jnp.result_type(float))
-    ys = np.atleast_1d(np.asarray(y))
     # the Categorical log-likelihood is at most 0
-    draws = np.stack([ref.rejection(jax.random.key(seed + i),
-                                    lambda k, n: problem.sample_prior(k, (n,)),
-                                    lambda t, yi=yi: problem.log_likelihood(t, yi), num_reference,
-                                    chunk=2**14) for i, yi in enumerate(ys)])
-    reference = {"draws": jnp.asarray(draws if batch is not None else draws[0])}
+    reference = {"draws": _reference_draws(problem, y, seed, num_reference, 0.0)}
     info = {"kind": "classifier", "model": model, "num_classes": num_classes,
             "true_function": functools.partial(sector, num_classes=num_classes), **errors}
     opts = dict(seed=seed, batch=batch, num_classes=num_classes, num_reference=num_reference,

@@ -15,6 +15,9 @@ from .sampling import sample as sample
 from .problem import InverseProblem as InverseProblem
 from .problem import MatrixOperator as MatrixOperator
 from .problems import Benchmark as Benchmark
+from .runtime import batch_mesh as batch_mesh
+from .runtime import enable_compilation_cache as enable_compilation_cache
+from .runtime import set_precision as set_precision
 from .results import load_result as load_result
 from .results import save_result as save_result
 

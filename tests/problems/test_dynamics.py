@@ -193,11 +193,23 @@ def test_lorenz63_benchmark():
 def test_cycled_4dvar_improves_on_background():
     # Lorenz-63, all components observed every 0.05 with σ_o = 1 and windows of 0.25: the
     # analysis must beat both the observation error and the first background.
-    res = cycled_4dvar("lorenz63", n_cycles=8, burn_in=2, window=25, obs_every=5, seed=1,
+    res = cycled_4dvar("lorenz63", n_cycles=6, burn_in=2, window=25, obs_every=5, seed=1,
                        max_steps=100)
-    assert res.analysis.shape == (8, 3) and bool(jnp.all(res.converged))
+    assert res.analysis.shape == (6, 3) and bool(jnp.all(res.converged))
     assert res.mean_rmse < 0.5 and res.mean_rmse_analysis < 0.5
     # each background is the previous analysis integrated over the window
     np.testing.assert_allclose(res.rmse_background[1:], res.rmse_filter[:-1], rtol=1e-12)
     np.testing.assert_allclose(res.truth[1], Flow("lorenz63", jnp.array([10.0, 28.0, 8 / 3]),
                                                   0.01)(res.truth[0], 25), rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_cycled_4dvar_lorenz96_matches_published_level():
+    # The standard configuration (N = 40, F = 8, every component observed every 0.05 with
+    # σ_o = 1): a very large ensemble Kalman filter reaches an "optimal" analysis RMSE of about
+    # 0.20 (Kalnay et al.; Whitaker & Hamill 2002), and 4D-Var with a long enough window comes
+    # close to it (Fertig, Harlim & Hunt 2007). No filter can do much better than the optimum;
+    # 4D-Var with a static B = 0.5² I over 0.5 time units should stay within 50% of it.
+    res = cycled_4dvar("lorenz96", n_cycles=60, burn_in=20, window=10, background_std=0.5, seed=2)
+    assert float(jnp.mean(res.converged)) > 0.9
+    assert 0.17 < res.mean_rmse < 0.30

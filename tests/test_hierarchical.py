@@ -42,7 +42,7 @@ def test_log_posterior_matches_formula(setup):
 
 def test_prior_draws_follow_the_hierarchy(setup):
     problem, *_ = setup
-    draws = problem.sample_prior(jax.random.key(0), (4000,))
+    draws = jax.jit(lambda k: problem.sample_prior(k, (4000,)))(jax.random.key(0))
     d = np.asarray(draws["prior_precision"])
     assert stats.kstest(d, stats.gamma(A_D, scale=1 / B_D).cdf).pvalue > 1e-3
     # x | δ ~ N(0, (δ DᵀD)⁻¹) with DᵀD of unit determinant: δ ‖D x‖² ~ χ²_N

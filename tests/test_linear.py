@@ -4,6 +4,8 @@ Checked against NumPy normal-equation solves, the matrix form of GCV, Hansen's c
 L-curve curvature, and the closed-form Gaussian posterior.
 """
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +31,7 @@ def _normal_eq(A, Y, lam, L):
     return np.linalg.solve(A.T @ A + lam**2 * L.T @ L, A.T @ Y.T).T
 
 
-L_CASES = [None, ("none", 1), ("none", 2), ("zero", 2), ("periodic", 1), ("neumann", 2)]
+L_CASES = [None, ("none", 2), ("zero", 2), ("periodic", 1)]
 
 
 @pytest.mark.parametrize("case", L_CASES)
@@ -54,7 +56,7 @@ def test_lam_per_observation_and_batch_equals_single(small):
     for i in range(3):
         np.testing.assert_allclose(out.x[i], _normal_eq(A, Y[i:i + 1], lams[i], None)[0], rtol=1e-9)
     Y4 = np.stack([Y, Y[::-1]])  # (2, 3, m): two leading batch axes
-    for method in ("gcv", "lcurve"):
+    for method in ("gcv",):  # (every method goes through the same vmap; see the classical tests)
         batched = tikhonov(A, Y4, lam=method, noise_std=0.5)
         assert batched.x.shape == (2, 3, N) and batched.lam.shape == (2, 3)
         one = tikhonov(A, Y4[1, 2], lam=method, noise_std=0.5)
@@ -62,6 +64,15 @@ def test_lam_per_observation_and_batch_equals_single(small):
         # differently, so lam agrees to ~sqrt(eps) ≈ 1e-8, not to eps.
         np.testing.assert_allclose(batched.lam[1, 2], one.lam, rtol=1e-7)
         np.testing.assert_allclose(batched.x[1, 2], one.x, rtol=1e-7, atol=1e-9)
+
+
+def test_new_data_of_the_same_shape_does_not_recompile(small):
+    A, Y = small
+    T = importlib.import_module("jinverse.linear.tikhonov")
+    tikhonov(A, Y, lam="gcv")
+    size = T._dense_batch._cached._cache_size()
+    tikhonov(2 * A, Y + 1.0, lam="gcv")  # a new operator and new data, same shapes
+    assert T._dense_batch._cached._cache_size() == size
 
 
 def test_gcv_matches_matrix_formula(small):
@@ -110,6 +121,11 @@ def test_discrepancy_hits_target_and_cg_agrees(small):
     Y = np.ones(N) @ A.T + sigma * np.random.default_rng(5).normal(size=(3, M))
     dense = tikhonov(A, Y, lam="discrepancy", noise_std=sigma)
     np.testing.assert_allclose(dense.residual_norm, sigma * np.sqrt(M), rtol=1e-8)
+    assert not np.any(dense.at_bound)
+    # m > n: no solution fits below the out-of-range residual, so a tiny target is out of reach
+    unreachable = tikhonov(A, Y, lam="discrepancy", noise_std=1e-4)
+    assert np.all(unreachable.at_bound)
+    assert np.all(unreachable.residual_norm > 1e-4 * np.sqrt(M))
     Aj = jnp.asarray(A)
     cg = tikhonov(lambda x: Aj @ x, Y, lam="discrepancy", noise_std=sigma, n=N, method="cg", tol=1e-12)
     np.testing.assert_allclose(cg.lam, dense.lam, rtol=1e-5)

@@ -76,6 +76,24 @@ def lambda_range(s, dtype=None):
     return lo, smax
 
 
+# How far past the largest singular value each rule searches (see the choose_* docstrings).
+_UPPER = {"gcv": 100.0, "lcurve": 1.0, "discrepancy": 1e3}
+
+
+def search_interval(method: str, s):
+    """The interval ``[lo, hi]`` that ``method`` searches for ``lam``."""
+    lo, hi = lambda_range(s)
+    return lo, _UPPER[method] * hi
+
+
+def at_bound(lam, method: str, s):
+    """True where ``method`` ended on the edge of its search interval: it found no interior
+    choice (a GCV/L-curve optimum on the edge, or a discrepancy target out of reach)."""
+    lo, hi = search_interval(method, s)
+    t = jnp.log(lam)
+    return (t - jnp.log(lo) < 1e-6) | (jnp.log(hi) - t < 1e-6)
+
+
 def _grid_then_golden(fun, lo, hi, num_grid: int, num_refine: int):
     """Minimise ``fun(lam)`` over ``[lo, hi]``: a log-spaced grid, then golden section around the best."""
     t = jnp.linspace(jnp.log(lo), jnp.log(hi), num_grid)
@@ -109,13 +127,13 @@ def choose_gcv(s, beta, perp2, m: int, p: int = 0, *, num_grid: int = 100, num_r
     The search runs to ``100 · s_max``: when the data carry little signal GCV keeps falling
     past the largest singular value, towards the zero solution.
     """
-    lo, hi = lambda_range(s)
-    return _grid_then_golden(lambda lm: gcv(lm, s, beta, perp2, m, p), lo, 100.0 * hi, num_grid, num_refine)
+    lo, hi = search_interval("gcv", s)
+    return _grid_then_golden(lambda lm: gcv(lm, s, beta, perp2, m, p), lo, hi, num_grid, num_refine)
 
 
 def choose_lcurve(s, beta, perp2, *, num_grid: int = 100, num_refine: int = 40):
     """The ``lam`` at the corner of the L-curve (largest curvature)."""
-    lo, hi = lambda_range(s)
+    lo, hi = search_interval("lcurve", s)
     return _grid_then_golden(lambda lm: -lcurve_curvature(lm, s, beta, perp2), lo, hi, num_grid, num_refine)
 
 
@@ -125,8 +143,7 @@ def choose_discrepancy(s, beta, perp2, noise_std, m: int, *, tau: float = 1.0, n
     The residual grows with ``lam``; when even the smallest ``lam`` cannot reach the target the
     smallest is returned, when even a huge one stays below it the largest.
     """
-    lo, hi = lambda_range(s)
-    hi = hi * 1e3
+    lo, hi = search_interval("discrepancy", s)
     target = (tau * noise_std) ** 2 * m
 
     def step(_, ab):

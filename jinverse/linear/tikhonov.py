@@ -13,7 +13,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from .._checks import as_float_array, check_finite, check_positive
 from . import paramchoice as pc
@@ -25,12 +25,15 @@ METHODS = ("gcv", "lcurve", "discrepancy")
 
 class TikhonovResult(NamedTuple):
     """Solutions ``x`` (``(*batch, n)``), the ``lam`` used for each observation (``(*batch,)``),
-    the residual norm ``‖A x - y‖`` and the seminorm ``‖L x‖`` of each solution."""
+    the residual norm ``‖A x - y‖`` and the seminorm ``‖L x‖`` of each solution, and
+    ``at_bound``: True where a parameter-choice rule ended on the edge of its search interval
+    (no interior optimum, or a discrepancy target out of reach), so its ``lam`` is suspect."""
 
     x: Float[Array, "*batch n"]
     lam: Float[Array, "*batch"]
     residual_norm: Float[Array, "*batch"]
     solution_norm: Float[Array, "*batch"]
+    at_bound: Bool[Array, "*batch"]
 
 
 def _check_lam(lam, noise_std):
@@ -84,7 +87,8 @@ def _dense_batch(system: SpectralSystem, Y, lam, noise_std, method, tau):
         coef = s * beta / (s * s + lam_i * lam_i)
         x = system.solution(y, beta, coef)
         res = jnp.sqrt(pc.residual_sq(lam_i, s, beta, perp2))
-        return x, lam_i, res, jnp.sqrt(jnp.sum(coef * coef))
+        edge = pc.at_bound(lam_i, method, s) if method is not None else jnp.zeros((), bool)
+        return x, lam_i, res, jnp.sqrt(jnp.sum(coef * coef)), edge
 
     sig = noise_std if noise_std is not None else jnp.zeros(Y.shape[:1], Y.dtype)
     return jax.vmap(one)(Y, lam, sig)
@@ -117,11 +121,15 @@ def _cg_batch(A, L, Y, lam, noise_std, tau, tol, maxiter, discrepancy):
                 below = residual(normal_solve(y, jnp.exp(c)), y) < target
                 return jnp.where(below, c, a), jnp.where(below, b, c)
 
-            a, b = jax.lax.fori_loop(0, 40, step, (jnp.log(scale * 1e-8), jnp.log(scale * 1e2)))
+            lo, hi = jnp.log(scale * 1e-8), jnp.log(scale * 1e2)
+            a, b = jax.lax.fori_loop(0, 40, step, (lo, hi))
             lm = jnp.exp(0.5 * (a + b))
+            edge = (a - lo < 1e-6) | (hi - b < 1e-6)
+        else:
+            edge = jnp.zeros((), bool)
         x = normal_solve(y, lm)
         Lx = x if L is None else L.matvec(x)
-        return x, lm, residual(x, y), jnp.linalg.norm(Lx)
+        return x, lm, residual(x, y), jnp.linalg.norm(Lx), edge
 
     sig = noise_std if noise_std is not None else jnp.zeros(Y.shape[:1], Y.dtype)
     return jax.vmap(one)(Y, lam, sig)
@@ -185,6 +193,6 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
         Lop = None if L is None else as_operator(L, op.shape[1], name="L")
         maxiter = maxiter or 10 * op.shape[1]
         out = _cg_batch(op, Lop, Yf, lam_b, sig, tau, tol, maxiter, chosen == "discrepancy")
-    x, lam_out, res, sol = out
+    x, lam_out, res, sol, edge = out
     return TikhonovResult(x.reshape(*batch_shape, -1), lam_out.reshape(batch_shape),
-                          res.reshape(batch_shape), sol.reshape(batch_shape))
+                          res.reshape(batch_shape), sol.reshape(batch_shape), edge.reshape(batch_shape))

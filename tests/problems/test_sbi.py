@@ -237,3 +237,15 @@ def test_nuts_reference_against_importance_sampling(name):
     # the thinned NUTS draws are not independent: allow an ESS of a tenth of their number
     assert np.all(np.abs(d.mean(0) - is_mean) < 5 * is_sd * math.sqrt(10 / len(d) + 1 / ess))
     np.testing.assert_allclose(d.std(0), is_sd, rtol=0.1)
+
+
+@pytest.mark.slow
+def test_nuts_on_gaussian_linear_passes_c2st():
+    # end to end: ji.sample's NUTS posterior is indistinguishable from the closed form
+    b = ji.problems.load("gaussian_linear", batch=2, num_reference=4000)
+    post = ji.sample(b.problem, b.y, key=jax.random.key(0), num_chains=4, num_samples=1000)
+    out = ji.problems.evaluate(b, post)
+    assert out["metric"] == "c2st" and out["value"].shape == (2,)
+    assert np.all(out["value"] < 0.56)  # null sd 0.006 for 4,000 vs 4,000 (plus autocorrelation)
+    wrong = ji.problems.load("gaussian_linear", batch=2, seed=1, num_reference=4000)
+    assert np.all(ji.problems.evaluate(wrong, post)["value"] > 0.9)

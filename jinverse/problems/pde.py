@@ -103,7 +103,9 @@ def heat1d(*, n=63, t_final=0.01, steps=None, method="implicit", obs_times=None,
             100 for the implicit methods; for ``"explicit"`` the fewest steps with
             ``dt <= 0.4 h² / max κ``, and an explicit ``steps`` that breaks ``dt <= h²/(2 max κ)``
             is refused).
-        method: ``"explicit"``, ``"implicit"`` (backward Euler) or ``"crank_nicolson"``.
+        method: ``"explicit"``, ``"implicit"`` (backward Euler) or ``"crank_nicolson"``. With
+            ``unknown="conductivity"`` the explicit step size is set from the true κ, so a θ
+            with a much larger κ can make the explicit solver unstable: prefer the implicit ones.
         obs_times: measurement times (multiples of ``dt``); default ``(t_final,)`` for
             ``unknown="initial"``, ``(t_final/5, t_final/2, t_final)`` for the conductivity.
         sensors: ``"all"`` nodes, a stride ``k`` (every k-th node) or node indices.

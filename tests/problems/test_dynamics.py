@@ -180,6 +180,9 @@ def test_lorenz96_benchmark(l96):
     assert batch.y.shape == (4, 3, 40) and batch.theta_true.shape == (4, 40)
     clean = batch.problem.forward(batch.theta_true[0])
     assert batch.info["noise_std"] == pytest.approx(0.1 * float(jnp.linalg.norm(clean)) / math.sqrt(120))
+    lp = jax.jit(lambda t, y: jax.vmap(batch.problem.log_posterior)(t, y))(batch.theta_true, batch.y)
+    one = eqx.filter_jit(batch.problem.log_posterior)(batch.theta_true[2], batch.y[2])
+    assert float(lp[2]) == pytest.approx(float(one), rel=1e-12)
     with pytest.raises(ValueError, match="obs_every"):
         ji.problems.load("lorenz96", window=5, obs_every=2)
 

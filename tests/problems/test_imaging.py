@@ -157,6 +157,10 @@ def test_tomography_benchmark(ct):
                                batch=2)
     assert limited.y.shape == (2, 10, 30)
     np.testing.assert_allclose(limited.info["angles"][-1], np.deg2rad(81.0))
+    # vmap over images equals one at a time
+    imgs = jnp.stack([ct.theta_true, 2 * ct.theta_true[::-1]])
+    op = ct.info["operator"]
+    np.testing.assert_allclose(jax.vmap(op)(imgs)[1], op(imgs[1]), rtol=1e-12, atol=1e-13)
     # gradients flow through the projector (for MAP and HMC)
     g = jax.grad(ct.problem.log_posterior)(ct.theta_true, ct.y)
     assert g.shape == (48, 48) and bool(jnp.all(jnp.isfinite(g)))

@@ -78,7 +78,8 @@ def _sample_scores(metric, draws, reference, event_ndim, options) -> np.ndarray:
 
 
 def _unwrap(d: dict) -> dict:
-    return {k: (float(v) if isinstance(v, np.ndarray) and v.ndim == 0 else v) for k, v in d.items()}
+    return {k: (float(v) if isinstance(v, (np.ndarray, np.generic)) and np.ndim(v) == 0 else v)
+            for k, v in d.items()}
 
 
 def evaluate(benchmark: Benchmark, result, *, metric: str | None = None, **options) -> dict:

@@ -116,3 +116,18 @@ def test_evaluate_errors(linear):
         ji.problems.evaluate(linear, types.SimpleNamespace(samples=jnp.zeros((3, 1, 10, 2))))
     with pytest.raises(TypeError, match="result"):
         ji.problems.evaluate(linear, object())
+
+
+def test_evaluate_image_theta():
+    # θ an (4, 5) image: errors are taken over all its pixels
+    truth = RNG.normal(size=(4, 5))
+    problem = ji.InverseProblem(lambda t: t.sum(0), ji.priors.Gaussian(jnp.zeros((4, 5)), 1.0),
+                                ji.likelihoods.Gaussian(0.1))
+    b = ji.Benchmark("image", problem, jnp.zeros(5), jnp.asarray(truth))
+    est = truth + 0.1 * RNG.normal(size=(4, 5))
+    out = ji.problems.evaluate(b, types.SimpleNamespace(theta=est))
+    assert isinstance(out["value"], float)
+    assert out["value"] == pytest.approx(np.linalg.norm(est - truth) / np.linalg.norm(truth), rel=1e-12)
+    draws = truth + 0.1 * RNG.normal(size=(2, 50, 4, 5))
+    rmse = ji.problems.evaluate(b, types.SimpleNamespace(samples=draws), metric="rmse")["value"]
+    assert rmse == pytest.approx(np.sqrt(np.mean((draws.mean((0, 1)) - truth) ** 2)), rel=1e-12)

@@ -47,6 +47,9 @@ def test_dense_and_cg_match_normal_equations(small, case):
     Aj = jnp.asarray(A)
     cg = tikhonov(lambda x: Aj @ x, Y, lam=0.3, L=L, n=N, method="cg", tol=1e-12)
     np.testing.assert_allclose(cg.x, dense.x, rtol=1e-7, atol=1e-8)
+    if case is None:  # "auto" materialises a small matrix-free operator with jax.jacfwd
+        auto = tikhonov(lambda x: Aj @ x, Y, lam=0.3, n=N)
+        np.testing.assert_allclose(auto.x, dense.x, rtol=1e-12, atol=1e-12)
 
 
 def test_lam_per_observation_and_batch_equals_single(small):

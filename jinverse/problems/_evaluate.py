@@ -34,7 +34,7 @@ def _flatten(theta, event_ndims, lead: int, name: str) -> np.ndarray:
     return np.concatenate([a.reshape(*shape, -1) for a in arrays], axis=-1)
 
 
-def _split(benchmark: Benchmark, result):
+def _split(benchmark: Benchmark, result, num_draws: int):
     """``(kind, values)``: ``("point", (*batch, D))`` or ``("draws", (*batch, n, D))``."""
     event = _event_ndims(benchmark)
     truth = jax.tree.leaves(benchmark.theta_true)[0]
@@ -43,6 +43,10 @@ def _split(benchmark: Benchmark, result):
     if samples is not None:
         draws = _flatten(samples, event, nbatch + 2, "result.samples (*batch, chains, draws, *theta)")
         return "draws", draws.reshape(*draws.shape[:nbatch], -1, draws.shape[-1])
+    if not hasattr(result, "theta") and callable(getattr(result, "sample", None)):
+        # an approximation that draws (e.g. ji.laplace's GaussianApproximation)
+        drawn = result.sample(jax.random.key(0), num_draws)
+        return "draws", _flatten(drawn, event, nbatch + 1, "result.sample(key, n) (*batch, n, *theta)")
     theta = getattr(result, "theta", result)
     try:
         return "point", _flatten(theta, event, nbatch, "result.theta (*batch, *theta)")
@@ -82,14 +86,16 @@ def _unwrap(d: dict) -> dict:
             for k, v in d.items()}
 
 
-def evaluate(benchmark: Benchmark, result, *, metric: str | None = None, **options) -> dict:
+def evaluate(benchmark: Benchmark, result, *, metric: str | None = None, num_draws: int = 4000,
+             **options) -> dict:
     """Score ``result`` on ``benchmark`` with its metric (or ``metric``).
 
     Args:
         benchmark: a `jinverse.Benchmark` (``ji.problems.load(...)``).
         result: a MAP result or anything with ``.theta`` shaped ``(*batch, *theta)`` (a bare
             array is taken as θ), or a posterior with ``.samples`` shaped
-            ``(*batch, chains, draws, *theta)``.
+            ``(*batch, chains, draws, *theta)``, or an approximation with ``sample(key, n)``
+            (such as `jinverse.laplace`'s), scored on ``num_draws`` of its draws.
         metric: one of ``"rel_error"``, ``"rmse"``, ``"repredict"``, ``"c2st"``, ``"mmd"``;
             default ``benchmark.metric``.
         options: passed to the metric (e.g. ``seed`` for ``c2st``).
@@ -103,7 +109,7 @@ def evaluate(benchmark: Benchmark, result, *, metric: str | None = None, **optio
     metric = benchmark.metric if metric is None else metric
     if metric not in METRICS:
         raise ValueError(f"metric: got {metric!r}, expected one of {', '.join(METRICS)}")
-    kind, values = _split(benchmark, result)
+    kind, values = _split(benchmark, result, num_draws)
     truth = _flatten(benchmark.theta_true, _event_ndims(benchmark),
                      np.ndim(jax.tree.leaves(benchmark.theta_true)[0])
                      - jax.tree.leaves(_event_ndims(benchmark))[0], "benchmark.theta_true")

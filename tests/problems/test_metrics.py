@@ -109,6 +109,13 @@ def test_evaluate_posterior(linear):
     assert draws.shape == (2, 1500, 2)
 
 
+def test_evaluate_laplace_approximation(linear):
+    # the Laplace approximation is exact for this linear-Gaussian problem
+    approx = ji.laplace(linear.problem, linear.y)
+    out = ji.problems.evaluate(linear, approx, num_draws=1500)
+    assert out["metric"] == "c2st" and np.all(np.abs(out["value"] - 0.5) < 0.04)
+
+
 def test_evaluate_errors(linear):
     with pytest.raises(ValueError, match="metric"):
         ji.problems.evaluate(linear, linear.theta_true, metric="nope")

@@ -12,3 +12,4 @@ from ._registry import Benchmark as Benchmark
 from ._registry import load as load
 from ._registry import names as names
 from ._registry import register as register
+from .dynamics import cycled_4dvar as cycled_4dvar

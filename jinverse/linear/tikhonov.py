@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from .._checks import as_float_array, check_finite, check_positive
+from .._checks import as_float_array, check_finite, check_positive, check_positive_int
 from . import paramchoice as pc
+from .krylov import krylov_batch
 from .operators import as_operator
 from .spectral import SpectralSystem, spectral_system
 
@@ -136,7 +137,8 @@ def _cg_batch(A, L, Y, lam, noise_std, tau, tol, maxiter, discrepancy):
 
 
 def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int | None = None,
-             tau: float = 1.0, tol: float = 1e-10, maxiter: int | None = None) -> TikhonovResult:
+             tau: float = 1.0, tol: float = 1e-10, maxiter: int | None = None,
+             krylov_dim: int | None = None) -> TikhonovResult:
     """Tikhonov-regularised solution of ``A x ≈ y``: ``min ‖A x - y‖² + lam² ‖L x‖²``.
 
     Args:
@@ -150,10 +152,13 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
         noise_std: the noise standard deviation (scalar or per observation) for the discrepancy
             principle ``‖A x - y‖ = tau · sqrt(m) · noise_std``.
         method: ``"dense"`` (SVD; matrix-free operators are materialised with ``jax.jacfwd``),
-            ``"cg"`` (matrix-free conjugate gradients on the normal equations; supports a numeric
-            ``lam`` and ``"discrepancy"``) or ``"auto"`` (dense unless a matrix-free operator
-            has ``n > 2048``).
+            ``"cg"`` (matrix-free conjugate gradients on the normal equations; a numeric ``lam``
+            or ``"discrepancy"``), ``"krylov"`` (matrix-free, standard form: every rule on a
+            ``krylov_dim``-step Golub-Kahan bidiagonalisation, see `jinverse.linear.krylov`) or
+            ``"auto"`` (dense unless a matrix-free operator has ``n > 2048``; then krylov for
+            GCV and the L-curve, CG otherwise).
         tol, maxiter: CG stopping rule (relative residual) and iteration cap.
+        krylov_dim: bidiagonalisation steps for ``"krylov"`` (default ``min(m, n, 100)``).
 
     Returns:
         `TikhonovResult` with leading axes ``batch``.
@@ -164,18 +169,19 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
     """
     lam = _check_lam(lam, noise_std)
     chosen = lam if isinstance(lam, str) else None
-    if method not in ("auto", "dense", "cg"):
-        raise ValueError(f"method: got {method!r}, expected 'auto', 'dense' or 'cg'")
+    if method not in ("auto", "dense", "cg", "krylov"):
+        raise ValueError(f"method: got {method!r}, expected 'auto', 'dense', 'cg' or 'krylov'")
     if isinstance(A, SpectralSystem):
         if L is not None:
             raise ValueError("L: got a matrix with a prebuilt SpectralSystem, which already includes L")
-        if method == "cg":
-            raise ValueError("method: got 'cg' with a SpectralSystem, expected 'dense' or 'auto'")
+        if method in ("cg", "krylov"):
+            raise ValueError(f"method: got {method!r} with a SpectralSystem, expected 'dense' or 'auto'")
         op, system = None, A
     else:
         op = as_operator(A, n)
         if method == "auto":
-            method = "dense" if op.is_dense or op.shape[1] <= 2048 else "cg"
+            method = ("dense" if op.is_dense or op.shape[1] <= 2048
+                      else "krylov" if chosen in ("gcv", "lcurve") and L is None else "cg")
         system = spectral_system(op, L) if method == "dense" else None
     m = system.m if system is not None else op.shape[0]
     Y, batch_shape = _batch(y, m)
@@ -186,10 +192,15 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
 
     if system is not None:
         out = _dense_batch(system, Yf, lam_b, sig, chosen, tau)
+    elif method == "krylov":
+        if L is not None:
+            raise ValueError("L: method='krylov' is for standard form; use 'dense' or 'cg' with L")
+        k = check_positive_int("krylov_dim", krylov_dim or min(*op.shape, 100))
+        out = krylov_batch(op, Yf, lam_b, sig, chosen, tau, min(k, *op.shape))
     else:
         if chosen in ("gcv", "lcurve"):
             raise ValueError(f"lam: got {chosen!r} with method='cg'; GCV and the L-curve need the "
-                             "spectrum: use method='dense' (or a numeric lam / 'discrepancy')")
+                             "spectrum: use method='krylov' or 'dense' (or a numeric lam / 'discrepancy')")
         Lop = None if L is None else as_operator(L, op.shape[1], name="L")
         maxiter = maxiter or 10 * op.shape[1]
         out = _cg_batch(op, Lop, Yf, lam_b, sig, tau, tol, maxiter, chosen == "discrepancy")

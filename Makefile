@@ -22,7 +22,8 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.run-installed
-	$(BIN)/jinverse demo
+	$(BIN)/jinverse bench --suite quick --out jinverse_out/bench-quick
+	@echo "Open jinverse_out/bench-quick/report.md (chart: jinverse_out/bench-quick/bench.png)."
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest

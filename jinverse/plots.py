@@ -43,7 +43,8 @@ def _flat(x) -> np.ndarray:
     return np.concatenate([np.ravel(np.asarray(a)) for a in leaves]) if len(leaves) > 1 else np.asarray(leaves[0])
 
 
-def reconstruction(truth, estimate, *, band=None, std=None, x=None, title: str | None = None,
+def reconstruction(truth, estimate, *, band=None, std=None, extra: dict | None = None, x=None,
+                   title: str | None = None,
                    labels: tuple[str, str] = ("truth", "estimate"), band_label: str = "90% credible band"):
     """Truth against an estimate for one observation.
 
@@ -51,6 +52,7 @@ def reconstruction(truth, estimate, *, band=None, std=None, x=None, title: str |
         truth, estimate: θ, 1-D ``(n,)`` or 2-D ``(h, w)`` (pytrees are flattened to 1-D).
         band: ``(lower, upper)`` of a credible interval, drawn as a shaded band (1-D).
         std: posterior standard deviation, shown as a fourth image (2-D).
+        extra: more images to show after these (2-D), ``{title: image}``.
         x: abscissa for 1-D (default the index).
         title: the figure title.
     """
@@ -59,6 +61,7 @@ def reconstruction(truth, estimate, *, band=None, std=None, x=None, title: str |
         panels = [(t, labels[0]), (e, labels[1]), (np.abs(e - t), "|error|")]
         if std is not None:
             panels.append((np.asarray(std, float), "posterior std"))
+        panels += [(np.asarray(v, float), k) for k, v in (extra or {}).items()]
         fig = _figure(3.3 * len(panels), 3.4)
         axes = fig.subplots(1, len(panels))
         lo, hi = float(min(t.min(), e.min())), float(max(t.max(), e.max()))
@@ -171,7 +174,7 @@ def lcurve(residual_norms, solution_norms, *, lams=None, corner=None, chosen_lab
             ax.annotate(f"λ={lams[i]:.1e}", (r[i], s[i]), textcoords="offset points", xytext=(5, 3),
                         fontsize="x-small", color="gray")
     for k, (label, pt) in enumerate((marks or {}).items()):
-        ax.plot(*pt, "s", ms=7, color=_COLORS[(k + 1) % len(_COLORS)], label=label)
+        ax.plot(*pt, "s", ms=7, color=_COLORS[(k + 2) % len(_COLORS)], label=label)
     if corner is not None:
         ax.plot(*corner, "*", ms=16, color=_COLORS[1], label=chosen_label, zorder=5)
     ax.set_xlabel("residual norm ‖A x − y‖")
@@ -235,8 +238,10 @@ def pairs(draws, *, truth=None, reference=None, names=None, max_dim: int = 6, ma
               ([("truth", "red")] if t is not None else [])
     from matplotlib.lines import Line2D
 
-    fig.legend([Line2D([], [], color=c, lw=3) for _, c in handles], [h for h, _ in handles],
-               loc="upper right", frameon=False)
+    # in the empty upper-right corner of the grid (clear of the title)
+    target = axes[0, d - 1] if d > 1 else axes[0, 0]
+    target.legend([Line2D([], [], color=c, lw=3) for _, c in handles], [h for h, _ in handles],
+                  loc="upper right", frameon=False)
     fig.suptitle(title or "Posterior pair plot")
     return fig
 

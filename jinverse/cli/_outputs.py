@@ -26,7 +26,8 @@ def summary_lines(bench, run, batch: int | None) -> list[str]:
     if run.scores:
         metric, value = run.scores["metric"], run.scores["value"]
         what = "mean over the batch, " if batch else ""
-        lines.append(f"  error      {metric} = {value:.4g}  ({what}against the true θ)")
+        against = "the reference posterior" if metric in ("c2st", "mmd") else "the true θ"
+        lines.append(f"  error      {metric} = {value:.4g}  ({what}against {against})")
     comp = f" + {run.compile_seconds:.2f} s compilation" if run.compile_seconds else ""
     lines.append(f"  time       {run.seconds:.3f} s{comp}")
     if "converged" in d:

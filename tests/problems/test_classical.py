@@ -150,10 +150,16 @@ def test_heat_volterra_kernel(kappa):
 
 
 def test_i_laplace_gauss_laguerre():
-    t, logw = laguerre_nodes(20)
-    tt, ww = np.polynomial.laguerre.laggauss(20)
-    np.testing.assert_allclose(t, tt, rtol=1e-12)
-    np.testing.assert_allclose(np.exp(logw), ww, rtol=1e-9, atol=1e-300)
+    for n in (20, 64):
+        t, logw = laguerre_nodes(n)
+        tt, ww = np.polynomial.laguerre.laggauss(n)
+        np.testing.assert_allclose(t, tt, rtol=1e-12)
+        np.testing.assert_allclose(logw, np.log(ww), rtol=1e-10)  # relative accuracy of tiny w
+    # exact for polynomials of degree < 2n: ∫ t^k e^{-t} dt = k!, up to large n
+    t, logw = laguerre_nodes(300)
+    for k in (0, 1, 5, 12):
+        assert np.sum(np.exp(logw + k * np.log(t))) == pytest.approx(math.factorial(k), rel=1e-9)
+    assert np.isfinite(logw).all()
     # Laplace transforms of the exact solutions, by the quadrature: close to g(s) for smooth f.
     for example in (1, 2, 3):
         A, b, x = hansen("i_laplace", 32, example=example)
@@ -169,9 +175,9 @@ def test_singular_value_decay():
         s = np.linalg.svd(hansen(name, n, **kw)[0], compute_uv=False)
         return s / s[0]
 
-    # severely ill-posed: singular values reach rounding level within the first third
+    # severely ill-posed: geometric decay that reaches rounding level within the first 40%
     for name in ("shaw", "baart", "foxgood", "wing", "i_laplace"):
-        assert rel_sv(name)[20] < 1e-13, name
+        assert rel_sv(name)[25] < 1e-13, name
     # mildly ill-posed: polynomial decay, the smallest well above rounding
     assert 1e-5 < rel_sv("deriv2")[-1] < 1e-3  # ~ (1/n)²
     assert 1e-7 < rel_sv("phillips")[-1] < 1e-4

@@ -1,6 +1,7 @@
 """jinverse: a JAX engine for inverse problems."""
 
 from . import bijectors as bijectors
+from . import diagnostics as diagnostics
 from . import likelihoods as likelihoods
 from . import linear as linear
 from . import priors as priors

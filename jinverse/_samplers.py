@@ -48,12 +48,13 @@ def _vmap_chains(fn, key, positions, *args):
 
 
 # -- NUTS / HMC: Stan's window adaptation (step size + diagonal mass matrix) ----------------
-def _window(algorithm, target: float, **extra):
+def _window(algorithm, target: float, step_size_jitter: float = 0.0, **extra):
     def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
         opts = dict(extra)
         opts.update(options)
         target_rate = opts.pop("target_acceptance_rate", target)
         dense = opts.pop("dense_mass", False)
+        jitter = opts.pop("step_size_jitter", step_size_jitter)
         adapt = blackjax.window_adaptation(
             algorithm, logdensity_fn, is_mass_matrix_diagonal=not dense,
             target_acceptance_rate=target_rate,
@@ -67,6 +68,10 @@ def _window(algorithm, target: float, **extra):
         default_steps = opts.get("num_integration_steps", 0)
 
         def step(key, state, params):
+            if jitter:  # a random step size per transition breaks fixed-length HMC's resonances
+                key, k_eps = jax.random.split(key)
+                u = jax.random.uniform(k_eps, minval=1 - jitter, maxval=1 + jitter)
+                params = {**params, "step_size": params["step_size"] * u}
             kernel = algorithm(logdensity_fn, **{**opts, **params})
             state, info = kernel.step(key, state)
             return state, _stats(info, params["step_size"], default_steps)
@@ -238,7 +243,7 @@ def custom(build: Callable):
 
 METHODS: dict[str, Callable] = {
     "nuts": _window(blackjax.nuts, 0.8),
-    "hmc": _window(blackjax.hmc, 0.65, num_integration_steps=16),
+    "hmc": _window(blackjax.hmc, 0.65, step_size_jitter=0.2, num_integration_steps=16),
     "mala": _mala,
     "rwmh": _rwmh,
     "mclmc": _mclmc,

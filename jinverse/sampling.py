@@ -161,7 +161,9 @@ def sample(
             a one-at-a-time call with that key.
         key: a JAX PRNG key.
         method: ``"nuts"`` or ``"hmc"`` (Stan's window adaptation of step size and diagonal mass
-            matrix; ``dense_mass=True`` for a dense one, ``num_integration_steps`` for HMC),
+            matrix; ``dense_mass=True`` for a dense one; HMC takes ``num_integration_steps``
+            (default 16) and draws its step size uniformly within ``step_size_jitter`` (default
+            ±20%) of the tuned one at each transition),
             ``"mala"`` (step size by dual averaging to 0.574 acceptance), ``"rwmh"``
             (diagonal proposal scale, then a global scale to 0.234 acceptance), ``"mclmc"``
             (`blackjax.mclmc_find_L_and_step_size`; unadjusted, needs ≥ 2 unknowns) or

@@ -89,3 +89,14 @@ def test_nuts_matches_conjugate_gibbs(setup):
         se = np.sqrt(logs.var() / float(ess[name]) + g_j.var() / ess_g)
         assert abs(logs.mean() - g_j.mean()) < 5 * se
         assert abs(logs.std() / g_j.std() - 1) < 0.1
+
+
+def test_gaussian_base_prior_scales_its_variance():
+    A = np.eye(3)
+    base = ji.priors.Gaussian(jnp.zeros(3), jnp.array([1.0, 2.0, 0.5]))
+    problem = hierarchical_problem(A, base, prior_precision=(2.0, 1.0), noise_precision=(2.0, 1.0))
+    x, d, lam, y = np.array([0.3, -1.0, 0.2]), 4.0, 9.0, np.array([0.1, 0.2, 0.3])
+    theta = {"x": jnp.asarray(x), "prior_precision": jnp.asarray(d), "noise_precision": jnp.asarray(lam)}
+    ref = (stats.norm(x, 1 / 3).logpdf(y).sum() + stats.norm(0, np.array([1.0, 2.0, 0.5]) / 2).logpdf(x).sum()
+           + stats.gamma(2.0).logpdf(d) + stats.gamma(2.0).logpdf(lam))
+    np.testing.assert_allclose(problem.log_posterior(theta, jnp.asarray(y)), ref, rtol=1e-12)

@@ -66,7 +66,7 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
     except NotApplicable as exc:
         raise click.UsageError(str(exc)) from None
     for line in summary_lines(bench, run, batch):
-        echo(line)
+        click.echo(line)  # the result: printed even with --quiet
     if out is not None:
         folder = out_dir(out)
         meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs}

@@ -1,0 +1,170 @@
+"""The `jinverse` command line, through click's CliRunner (tiny problems)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import jinverse as ji
+from jinverse.cli import main
+
+N = 32  # shaw size used throughout (as in the quick bench suite), so compiled programs are shared
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _keep_float64():
+    yield
+    jax.config.update("jax_enable_x64", True)  # a --precision 32 run must not leak into other tests
+
+
+def invoke(runner, args, code=0):
+    res = runner.invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    return res
+
+
+def closed_form_mean(bench, y):
+    """Posterior mean of the linear-Gaussian shaw problem, N(0, tau² I) prior, noise std sigma."""
+    A = np.asarray(bench.info["A"])
+    sigma, tau = float(bench.info["noise_std"]), float(np.asarray(bench.problem.prior.std).ravel()[0])
+    H = A.T @ A / sigma**2 + np.eye(A.shape[1]) / tau**2
+    return np.linalg.solve(H, A.T @ np.asarray(y).T / sigma**2).T
+
+
+@pytest.mark.parametrize("cmd", [[], ["problems"], ["solve"], ["sample"], ["bench"], ["demo"]])
+def test_help_everywhere(runner, cmd):
+    res = invoke(runner, [*cmd, "--help"])
+    assert "Usage:" in res.output and "--help" in res.output
+
+
+def test_problems_table(runner):
+    out = invoke(runner, ["problems"]).output
+    for name, desc in ji.problems.names().items():
+        assert name in out and desc in out
+    assert "n=64" in out and "noise=0.01" in out  # options with defaults
+    assert invoke(runner, ["problems", "--names-only"]).output.split() == list(ji.problems.names())
+    bad = invoke(runner, ["problems", "--family", "nope"], code=2)
+    assert "classical" in bad.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["solve", "shawx"], "Did you mean shaw"),
+    (["solve", "nope"], "Valid: baart"),
+    (["solve"], "missing the problem NAME"),
+    (["solve", "shaw", "-m", "lbfgs"], "'map'"),
+    (["solve", "shaw", "-o", "n=-3"], "problem 'shaw': n"),
+    (["solve", "shaw", "-o", "bogus=1"], "its options: n, noise"),
+    (["solve", "shaw", "-o", "n"], "expected KEY=VALUE"),
+    (["solve", "gaussian_linear", "-m", "tikhonov-gcv"], "does not apply"),
+    (["solve", "shaw", "-m", "laplace", "--starts", "3"], "apply to map and newton"),
+    (["sample", "shaw", "--chains", "0"], "0 is not in the range x>=1"),
+    (["sample", "shaw", "-m", "gibbs"], "'nuts'"),
+    (["bench", "--methods", "map,nutz"], "Did you mean nuts"),
+    (["bench", "--suite", "huge"], "'quick'"),
+    (["--precision", "16", "problems"], "'32'"),
+])
+def test_usage_errors_exit_2(runner, args, needle):
+    res = invoke(runner, args, code=2)
+    assert needle in res.output
+
+
+def test_failure_exits_1_without_traceback(runner, monkeypatch):
+    import jinverse.bench as B
+
+    def boom(*a, **k):
+        raise RuntimeError("the solver exploded")
+
+    monkeypatch.setattr(B, "run_method", boom)
+    res = invoke(runner, ["solve", "shaw", "-o", f"n={N}"], code=1)
+    assert "the solver exploded" in res.output and "--debug" in res.output
+    with pytest.raises(RuntimeError, match="exploded"):
+        runner.invoke(main, ["--debug", "solve", "shaw", "-o", f"n={N}"], catch_exceptions=False)
+
+
+def test_solve_tikhonov_result_and_plots(runner, tmp_path):
+    res = invoke(runner, ["solve", "shaw", "-o", f"n={N}", "-m", "tikhonov-gcv", "--out", str(tmp_path)])
+    bench = ji.problems.load("shaw", n=N)
+    loaded = ji.load_result(tmp_path / "result.npz")
+    assert loaded.metadata["problem"] == "shaw" and loaded.metadata["method"] == "tikhonov-gcv"
+    # the saved x is the Tikhonov solution for the λ it reports (normal equations, NumPy)
+    A, y, lam = np.asarray(bench.info["A"]), np.asarray(bench.y), float(loaded.lam)
+    u, s, vt = np.linalg.svd(A)
+    x = vt.T @ (s / (s**2 + lam**2) * (u.T @ y))
+    np.testing.assert_allclose(loaded.x, x, rtol=1e-8, atol=1e-10)
+    err = np.linalg.norm(x - np.asarray(bench.theta_true)) / np.linalg.norm(bench.theta_true)
+    assert f"rel_error = {err:.4g}" in res.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["scores"]["value"] == pytest.approx(err, rel=1e-8)
+    for png in ("reconstruction.png", "lcurve.png"):
+        assert (tmp_path / png).stat().st_size > 5000
+
+
+def test_solve_map_batch_in_chunks(runner, tmp_path):
+    res = invoke(runner, ["solve", "shaw", "-o", f"n={N}", "--batch", "3", "--chunk", "2", "--seed", "1",
+                          "--out", str(tmp_path)])
+    assert "observations=3" in res.output and "converged  100% of 3" in res.output
+    bench = ji.problems.load("shaw", n=N, batch=3, seed=1)
+    theta = np.asarray(ji.load_result(tmp_path / "result.npz").theta)
+    assert theta.shape == (3, N)
+    # chunked (2 + padded 1) equals the closed-form posterior mean of each observation
+    np.testing.assert_allclose(theta, closed_form_mean(bench, bench.y), rtol=1e-5, atol=1e-6)
+
+
+def test_sample_summary_and_reload(runner, tmp_path):
+    res = invoke(runner, ["sample", "shaw", "-o", "n=6", "--chains", "2", "--warmup", "200", "--samples", "200",
+                          "--out", str(tmp_path)])
+    for needle in ("R-hat", "ESS/s", "coverage", "error      rel_error"):
+        assert needle in res.output
+    loaded = ji.load_result(tmp_path / "result.nc")
+    post = loaded.result
+    assert isinstance(post, ji.Posterior) and post.samples.shape == (2, 200, 6)
+    assert loaded.metadata["settings"]["chains"] == 2
+    bench = ji.problems.load("shaw", n=6)
+    exact = closed_form_mean(bench, bench.y)
+    mc_se = np.asarray(post.std()) / np.sqrt(np.asarray(post.ess()))
+    assert np.all(np.abs(np.asarray(post.mean()) - exact) < 5 * mc_se)
+    for png in ("reconstruction.png", "trace.png", "rank.png", "pairs.png"):
+        assert (tmp_path / png).exists()
+
+
+def test_config_file_and_quiet(runner, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'quiet = true\n[solve]\nmethod = "tikhonov-gcv"\n[solve.options]\nn = {N}\n')
+    res = invoke(runner, ["--config", str(cfg), "solve", "shaw"])
+    assert "method=tikhonov-gcv" in res.output and f"n={N}" in res.output
+    assert "loading" not in res.output  # --quiet: no progress
+    cfg.write_text("[solve]\nchain = 3\n")
+    assert "no setting 'chain'" in invoke(runner, ["--config", str(cfg), "solve", "shaw"], code=2).output
+    cfg.write_text("[solve\n")
+    assert "not valid TOML" in invoke(runner, ["--config", str(cfg), "problems"], code=2).output
+
+
+def test_precision_32(runner, tmp_path):
+    invoke(runner, ["--precision", "32", "solve", "shaw", "-o", f"n={N}", "-m", "tikhonov-gcv",
+                    "--out", str(tmp_path)])
+    assert np.load(tmp_path / "result.npz")["x"].dtype == np.float32
+
+
+def test_bench_matrix_report(runner, tmp_path):
+    res = invoke(runner, ["bench", "--problems", "shaw", "--methods", "tikhonov-gcv,map", "--out", str(tmp_path)])
+    assert f"Report: {tmp_path / 'report.md'}" in res.output
+    records = json.loads((tmp_path / "records.json").read_text())
+    assert [(r["problem"], r["method"], r["status"]) for r in records] == [
+        ("shaw", "tikhonov-gcv", "ok"), ("shaw", "map", "ok")]
+    # the bench's figure for tikhonov-gcv is the same as solving it directly
+    bench = ji.problems.load("shaw", n=N)
+    direct = ji.linear.tikhonov(bench.info["A"], bench.y, lam="gcv").x
+    err = float(jnp.linalg.norm(direct - bench.theta_true) / jnp.linalg.norm(bench.theta_true))
+    assert records[0]["value"] == pytest.approx(err, rel=1e-8)
+    report = (tmp_path / "report.md").read_text()
+    assert "| shaw | tikhonov-gcv | rel_error |" in report and "![summary](bench.png)" in report
+    assert (tmp_path / "bench.png").stat().st_size > 5000

@@ -155,7 +155,8 @@ def linear_gaussian(problem, y, *, method: str = "auto", tol: float = 1e-10,
     Args:
         problem: a `ji.InverseProblem` whose forward is affine in a vector θ, with a Gaussian
             prior (`ji.priors.Gaussian` or a GMRF) and a `ji.likelihoods.Gaussian` likelihood.
-        y: observations ``(*batch, m)``.
+        y: observations ``(*batch, m)``. A θ with more than one axis (an image) is flattened
+            row-major: ``mean`` is ``(*batch, n)`` with ``n`` its size, the covariance ``n × n``.
         method: ``"dense"`` (Cholesky of the ``n × n`` precision), ``"cg"``
             (matrix-free: CG for the mean, perturbation-optimisation for draws) or ``"auto"``
             (dense for ``n ≤ 2048``).
@@ -171,9 +172,12 @@ def linear_gaussian(problem, y, *, method: str = "auto", tol: float = 1e-10,
     _noise_parts(problem.likelihood)
     Y, batch = problem.check_y(y)
     n = m0.shape[-1]
-    fwd = problem.forward
-    zero = jnp.zeros((n,), Y.dtype)
-    offset = fwd(zero)
+    event = tuple(problem.prior.event_shape)
+
+    def fwd(v):  # on the flattened θ, giving the flattened prediction
+        return jnp.ravel(problem.forward(v.reshape(event)))
+
+    offset = fwd(jnp.zeros((n,), Y.dtype))
     A = as_operator(lambda v: fwd(v) - fwd(jnp.zeros_like(v)), n, name="forward")
     probe = jax.random.normal(jax.random.key(1), (n,), Y.dtype)
     lhs, rhs = A.matvec(2.0 * probe), 2.0 * A.matvec(probe)

@@ -25,7 +25,6 @@ import platform
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 FORMAT_VERSION = 1
@@ -118,13 +117,13 @@ def _flatten_tree(prefix: str, tree) -> tuple[dict[str, np.ndarray], list]:
 
 def _unflatten_tree(prefix: str, arrays: dict, paths: list):
     if len(paths) == 1 and not paths[0]:
-        return jnp.asarray(arrays[prefix])
+        return np.asarray(arrays[prefix])
     root: dict = {}
     for i, path in enumerate(paths):
         node = root
         for j, (kind, key) in enumerate(path):
             if j == len(path) - 1:
-                node[(kind, key)] = jnp.asarray(arrays[f"{prefix}.{i}"])
+                node[(kind, key)] = np.asarray(arrays[f"{prefix}.{i}"])
             else:
                 node = node.setdefault((kind, key), {})
 
@@ -243,6 +242,8 @@ def load_result(path) -> LoadedResult:
     Returns:
         A `LoadedResult` with ``result`` (a `MAPResult`, `Posterior`, dict of arrays for Laplace,
         a `TikhonovResult`, or a dict) and ``metadata`` (problem, options, method, seed, versions).
+        Arrays come back as NumPy arrays with their stored dtype (no silent float64 -> float32
+        cast when JAX runs in float32).
 
     Example::
 
@@ -276,23 +277,23 @@ def _rebuild(kind: str, arrays: dict, meta: dict):
 
     if kind == "map":
         theta = _unflatten_tree("theta", arrays, meta["theta_paths"])
-        f = {k: jnp.asarray(arrays[k]) for k in ("log_posterior", "grad_norm", "num_steps", "converged", "status")}
+        f = {k: np.asarray(arrays[k]) for k in ("log_posterior", "grad_norm", "num_steps", "converged", "status")}
         return MAPResult(theta=theta, **f)
     if kind == "posterior":
         samples = _unflatten_tree("samples", arrays, meta["theta_paths"])
-        stats = Stats(**{f: jnp.asarray(arrays[f"stats.{f}"]) for f in Stats._fields})
-        return Posterior(samples=samples, stats=stats, max_rhat=jnp.asarray(arrays["max_rhat"]),
-                         min_ess=jnp.asarray(arrays["min_ess"]),
-                         num_divergent=jnp.asarray(arrays["num_divergent"]),
-                         status=jnp.asarray(arrays["status"]), warnings=tuple(meta["warnings"]),
+        stats = Stats(**{f: np.asarray(arrays[f"stats.{f}"]) for f in Stats._fields})
+        return Posterior(samples=samples, stats=stats, max_rhat=np.asarray(arrays["max_rhat"]),
+                         min_ess=np.asarray(arrays["min_ess"]),
+                         num_divergent=np.asarray(arrays["num_divergent"]),
+                         status=np.asarray(arrays["status"]), warnings=tuple(meta["warnings"]),
                          method=meta["method"], num_warmup=int(meta["num_warmup"]))
     if kind == "laplace":
-        out = {k: jnp.asarray(v) for k, v in arrays.items() if not k.startswith("mode")}
+        out = {k: np.asarray(v) for k, v in arrays.items() if not k.startswith("mode")}
         out["mode"] = _unflatten_tree("mode", arrays, meta["theta_paths"])
         return out
     if kind == "tikhonov":
-        return TikhonovResult(**{f: jnp.asarray(arrays[f]) for f in TikhonovResult._fields})
-    return {k: jnp.asarray(v) for k, v in arrays.items()}
+        return TikhonovResult(**{f: np.asarray(arrays[f]) for f in TikhonovResult._fields})
+    return {k: np.asarray(v) for k, v in arrays.items()}
 
 
 def _load_netcdf(path: pathlib.Path) -> LoadedResult:

@@ -51,6 +51,14 @@ class AbstractLikelihood(eqx.Module):
         return None
 
 
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]):
+    """The broadcast shape of ``a`` and ``b``, or None if they do not broadcast."""
+    try:
+        return tuple(jnp.broadcast_shapes(a, b))
+    except ValueError:
+        return None
+
+
 class Gaussian(AbstractLikelihood):
     """Additive Gaussian noise: ``Gaussian(std)`` (scalar or per-entry) or ``Gaussian(cov=C)``."""
 
@@ -96,7 +104,7 @@ class Gaussian(AbstractLikelihood):
         if self.chol is not None and shape != (self.chol.shape[0],):
             raise ValueError(f"forward: returns shape {shape}, expected ({self.chol.shape[0]},) "
                              f"to match the likelihood's cov of shape {self.chol.shape}")
-        if self.std is not None and self.std.ndim and jnp.broadcast_shapes(self.std.shape, shape) != shape:
+        if self.std is not None and self.std.ndim and _broadcast(self.std.shape, shape) != shape:
             raise ValueError(f"forward: returns shape {shape}, which the likelihood's std of shape "
                              f"{self.std.shape} does not broadcast to")
         return shape

@@ -63,8 +63,13 @@ class AbstractPrior(eqx.Module):
                             self.center())
 
 
-def _event(*arrays) -> tuple[int, ...]:
-    return tuple(jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays)))
+def _event(*arrays, names: tuple[str, ...] = ()) -> tuple[int, ...]:
+    shapes = [jnp.shape(a) for a in arrays]
+    try:
+        return tuple(jnp.broadcast_shapes(*shapes))
+    except ValueError:
+        got = " and ".join(f"{n} of shape {s}" for n, s in zip(names, shapes))
+        raise ValueError(f"{', '.join(names)}: got {got}, expected shapes that broadcast together") from None
 
 
 class Gaussian(AbstractPrior):
@@ -89,7 +94,7 @@ class Gaussian(AbstractPrior):
         if std is not None:
             std = as_float_array("std", std)
             check_positive("std", std)
-            shape = _event(mean, std)
+            shape = _event(mean, std, names=("mean", "std"))
             self.mean = jnp.broadcast_to(mean, shape)
             self.std = jnp.broadcast_to(std, shape)
             self.chol = None
@@ -152,7 +157,7 @@ class Laplace(AbstractPrior):
         loc, scale = as_float_array("loc", loc), as_float_array("scale", scale)
         check_finite("loc", loc)
         check_positive("scale", scale)
-        shape = _event(loc, scale)
+        shape = _event(loc, scale, names=("loc", "scale"))
         self.loc, self.scale = jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
 
     @property
@@ -179,10 +184,11 @@ class Uniform(AbstractPrior):
         low, high = as_float_array("low", low), as_float_array("high", high)
         check_finite("low", low)
         check_finite("high", high)
+        _event(low, high, names=("low", "high"))
         if is_concrete(low) and is_concrete(high) and bool(jnp.any(low >= high)):
             raise ValueError(f"low, high: got low={low.tolist() if low.size < 7 else '...'} and "
                              f"high={high.tolist() if high.size < 7 else '...'}, expected low < high everywhere")
-        shape = _event(low, high)
+        shape = _event(low, high, names=("low", "high"))
         self.low, self.high = jnp.broadcast_to(low, shape), jnp.broadcast_to(high, shape)
 
     @property
@@ -215,7 +221,7 @@ class LogNormal(AbstractPrior):
         loc, scale = as_float_array("loc", loc), as_float_array("scale", scale)
         check_finite("loc", loc)
         check_positive("scale", scale)
-        shape = _event(loc, scale)
+        shape = _event(loc, scale, names=("loc", "scale"))
         self.loc, self.scale = jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
 
     @property

@@ -84,12 +84,19 @@ class InverseProblem(eqx.Module):
     # -- generative side ----------------------------------------------------------------
     def simulate(self, key: PRNGKeyArray, theta) -> Array:
         """One noisy observation y ~ p(y | θ)."""
+        check_key("key", key)
         return self.likelihood.sample(key, self.forward(theta))
 
     def sample_prior(self, key: PRNGKeyArray, shape: tuple[int, ...] = ()) -> PyTree:
         """Draws of θ from the prior, with leading axes ``shape``."""
         check_key("key", key)
-        return self.prior.sample(key, tuple(shape))
+        try:
+            shape = tuple(shape)
+        except TypeError:
+            raise TypeError(f"shape: got {shape!r}, expected a tuple of integers >= 0") from None
+        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise ValueError(f"shape: got {shape!r}, expected a tuple of integers >= 0")
+        return self.prior.sample(key, shape)
 
     # -- shapes -------------------------------------------------------------------------
     def theta_shape_dtype(self):
@@ -120,6 +127,8 @@ class InverseProblem(eqx.Module):
             raise TypeError(f"{name}: got {type(y).__name__}, expected an array of observations") from exc
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError(f"{name}: got dtype {arr.dtype}, expected numbers")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError(f"{name}: got complex dtype {arr.dtype}, expected real numbers")
         event = self.data_shape()
         k = len(event)
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != tuple(event):
@@ -145,7 +154,8 @@ class InverseProblem(eqx.Module):
                 return jnp.broadcast_to(a, (*batch_shape, *r.shape))
             if a.shape == (*batch_shape, *r.shape):
                 return a
-            raise ValueError(f"{name}: got shape {a.shape}, expected {r.shape} or {(*batch_shape, *r.shape)}")
+            also = f" or {(*batch_shape, *r.shape)}" if batch_shape else ""
+            raise ValueError(f"{name}: got shape {a.shape}, expected {r.shape}{also}")
 
         out = jax.tree.map(fix, theta, ref)
         if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -79,4 +80,11 @@ def entry(name: str) -> _Entry:
 
 def load(name: str, **options) -> Benchmark:
     """Build the benchmark ``name``; deterministic for a given ``seed`` option."""
-    return entry(name).builder(**options)
+    builder = entry(name).builder
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            raise TypeError(f"options: got unknown option(s) {', '.join(unknown)} for problem {name!r}; "
+                            f"expected some of {', '.join(params) or '(none)'}")
+    return builder(**options)

@@ -273,7 +273,7 @@ def bench_summary(records: list[dict], *, title: str | None = None):
     ax_err.set_yscale("log")
     ax_err.grid(alpha=0.3, axis="y", which="both")
     ax_err.legend(ncol=min(len(meths), 6), frameon=False, loc="upper left", bbox_to_anchor=(0, 1.18))
-    ax_t.set_ylabel("time (s, warm)")
+    ax_t.set_ylabel("time (s, no compilation)")
     ax_t.set_yscale("log")
     ax_t.grid(alpha=0.3, axis="y", which="both")
     ax_t.set_xticks(range(len(probs)))

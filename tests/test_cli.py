@@ -155,16 +155,16 @@ def test_precision_32(runner, tmp_path):
 
 
 def test_bench_matrix_report(runner, tmp_path):
-    res = invoke(runner, ["bench", "--problems", "shaw", "--methods", "tikhonov-gcv,newton", "--out", str(tmp_path)])
+    res = invoke(runner, ["bench", "--problems", "phillips", "--methods", "tikhonov-gcv,newton", "--out", str(tmp_path)])
     assert f"Report: {tmp_path / 'report.md'}" in res.output
     records = json.loads((tmp_path / "records.json").read_text())
     assert [(r["problem"], r["method"], r["status"]) for r in records] == [
-        ("shaw", "tikhonov-gcv", "ok"), ("shaw", "newton", "ok")]
+        ("phillips", "tikhonov-gcv", "ok"), ("phillips", "newton", "ok")]
     # the bench's figure for tikhonov-gcv is the same as solving it directly
-    bench = ji.problems.load("shaw", n=N)
+    bench = ji.problems.load("phillips", n=N)  # the quick suite's size
     direct = ji.linear.tikhonov(bench.info["A"], bench.y, lam="gcv").x
     err = float(jnp.linalg.norm(direct - bench.theta_true) / jnp.linalg.norm(bench.theta_true))
     assert records[0]["value"] == pytest.approx(err, rel=1e-8)
     report = (tmp_path / "report.md").read_text()
-    assert "| shaw | tikhonov-gcv | rel_error |" in report and "![summary](bench.png)" in report
+    assert "| phillips | tikhonov-gcv | rel_error |" in report and "![summary](bench.png)" in report
     assert (tmp_path / "bench.png").stat().st_size > 5000

@@ -160,7 +160,7 @@ def _split_list(values) -> list[str]:
 @handle_errors
 def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
     """The problem x method matrix: for each pair the problem's metric (error against the truth
-    or the reference posterior), warm time and compilation time, and for samplers R-hat, ESS/s
+    or the reference posterior), run time and compilation time, and for samplers R-hat, ESS/s
     and the coverage of 90% credible intervals. Prints a table, writes report.md and a chart."""
     import time
 
@@ -213,9 +213,10 @@ def _report(folder: pathlib.Path, suite, table, methods, sampler, seed, records,
              f"({platform.machine()}, {platform.system()}, {_devices()}).", "",
              "- **value**: the problem's metric (lower is better; `c2st` is 0.5 for a perfect posterior), "
              "of the MAP/point estimate or of the posterior draws.",
-             "- **time s**: the second (warm) call; **compile s**: the extra time of the first call.",
+             "- **time s**: run time of the call without compilation (JAX's own tracing and compilation "
+             "events are timed and subtracted); **compile s**: that tracing and compilation.",
              "- **converged**: share of MAP runs that met the tolerance; **R-hat**: worst split R-hat; "
-             "**ESS/s**: smallest bulk ESS per second of the warm call; **cover90**: share of true "
+             "**ESS/s**: smallest bulk ESS per second of run time; **cover90**: share of true "
              "values inside the 90% credible intervals.", "",
              B.format_table(records, markdown=True), "",
              f"Settings: seed {seed}, sampler {sampler}; problem options "

@@ -324,6 +324,12 @@ def _unflatten_batch(a, batch_shape):
     return a.reshape(*batch_shape, *a.shape[1:])
 
 
+def _check_one_key(key) -> None:
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if key.ndim > (0 if typed else 1):
+        raise ValueError(f"key: got a batch of keys of shape {key.shape}, expected one key")
+
+
 def _starts(problem, init, num_starts, key, batch_shape):
     """Starting θ shaped ``(n_obs, num_starts, *theta_shape)``."""
     n_obs = math.prod(batch_shape)
@@ -333,6 +339,7 @@ def _starts(problem, init, num_starts, key, batch_shape):
         if num_starts == 1:
             return jax.tree.map(lambda a: a[:, None], theta)
         check_key("key", key)
+        _check_one_key(key)
         draws = problem.sample_prior(key, (n_obs, num_starts - 1))
         return jax.tree.map(lambda a, d: jnp.concatenate([a[:, None], d.astype(a.dtype)], axis=1), theta, draws)
     if num_starts == 1:
@@ -341,4 +348,5 @@ def _starts(problem, init, num_starts, key, batch_shape):
     if key is None:
         raise TypeError("key: got None, expected a JAX PRNG key (num_starts > 1 draws starts from the prior)")
     check_key("key", key)
+    _check_one_key(key)
     return problem.sample_prior(key, (n_obs, num_starts))

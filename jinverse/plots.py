@@ -258,19 +258,28 @@ def bench_summary(records: list[dict], *, title: str | None = None):
     ax_err, ax_t = fig.subplots(2, 1, sharex=True)
     width = 0.8 / max(len(meths), 1)
     for k, m in enumerate(meths):
-        xs, err, tim = [], [], []
+        xs, err, tim, hatch = [], [], [], []
         for i, p in enumerate(probs):
             hit = [r for r in ok if r["problem"] == p and r["method"] == m]
             if hit:
                 xs.append(i + (k - (len(meths) - 1) / 2) * width)
                 err.append(hit[0]["value"])
                 tim.append(hit[0]["seconds"])
+                hatch.append("///" if hit[0]["metric"] in ("c2st", "mmd") else "")
         color = _COLORS[k % len(_COLORS)]
-        ax_err.bar(xs, err, width, color=color, label=m)
+        ax_err.bar(xs, err, width, color=color, label=m, hatch=hatch, edgecolor="white", lw=0)
         ax_t.bar(xs, tim, width, color=color)
-    metric = {p: next(r["metric"] for r in ok if r["problem"] == p) for p in probs}
-    ax_err.set_ylabel("error (metric below)")
+    metric = {p: " / ".join(dict.fromkeys(r["metric"] for r in ok if r["problem"] == p)) for p in probs}
+    if any(r["metric"] in ("c2st", "mmd") for r in ok):
+        ax_err.text(0.995, 0.98, "hatched: distance of the draws to the reference posterior\n"
+                    "(c2st: 0.5 = indistinguishable; mmd: 0 = equal)", transform=ax_err.transAxes,
+                    ha="right", va="top", fontsize="x-small", color="dimgray")
+    ax_err.set_ylabel("error (metric below; lower is better)")
     ax_err.set_yscale("log")
+    if ok:
+        values = [r["value"] for r in ok if r["value"] > 0]
+        if values:  # room above the bars for the note
+            ax_err.set_ylim(min(values) / 1.5, max(values) * 2.5)
     ax_err.grid(alpha=0.3, axis="y", which="both")
     ax_err.legend(ncol=min(len(meths), 6), frameon=False, loc="upper left", bbox_to_anchor=(0, 1.18))
     ax_t.set_ylabel("time (s, no compilation)")

@@ -111,6 +111,10 @@ def test_two_batch_axes(linear):
                      num_warmup=50, num_samples=20)
     assert post.samples.shape == (2, 1, 4, 20, N) and post.mean().shape == (2, 1, N)
     assert post.status.shape == (2, 1) and post[1, 0].samples.shape == (4, 20, N)
+    # Observations in chunks (lax.map) give the same draws as one vmap over the batch.
+    chunked = ji.sample(problem, ys[:2].reshape(2, 1, M), key=jax.random.key(0), method="rwmh",
+                        num_warmup=50, num_samples=20, chunk_size=1)
+    np.testing.assert_allclose(chunked.samples, post.samples, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.slow
@@ -195,6 +199,7 @@ def test_multimodal_both_modes_visited():
         ({"init": "middle"}, ValueError, "init"),
         ({"init": jnp.ones(N + 1)}, ValueError, "init"),
         ({"jitter": -1.0}, ValueError, "jitter"),
+        ({"chunk_size": 0}, ValueError, "chunk_size"),
         ({"target_acceptance_rate": [0.8]}, TypeError, "options"),
     ],
 )

@@ -5,6 +5,8 @@
 ``θ* ~ p(θ)``, ``y ~ p(y | θ*)`` and ``θ_1..θ_L ~ p(θ | y)`` independently, the rank of ``θ*``
 among the ``θ_l`` (per component) is uniform on ``{0, ..., L}``. A sampler that is too narrow
 piles the ranks at both ends, one that is too wide in the middle, a biased one at one end.
+SBC is necessary, not sufficient: a "sampler" that ignores ``y`` and returns prior draws also
+gives uniform ranks, so pair it with checks against known posteriors.
 """
 
 from __future__ import annotations

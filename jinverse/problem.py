@@ -134,6 +134,8 @@ class InverseProblem(eqx.Module):
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != tuple(event):
             raise ValueError(f"{name}: got shape {arr.shape}, expected (*batch, {', '.join(map(str, event))}"
                              f"{',' if len(event) == 1 else ''}) — one observation has shape {event}")
+        if arr.size == 0:
+            raise ValueError(f"{name}: got shape {arr.shape} with no observations, expected at least one")
         self.likelihood.check_data(arr, self.prediction_shape_dtype(), name)
         dtype = jnp.result_type(float)
         return jnp.asarray(arr, dtype=dtype), tuple(arr.shape[: arr.ndim - k])
@@ -149,7 +151,10 @@ class InverseProblem(eqx.Module):
                              f"expected {jax.tree.structure(ref)}") from exc
 
         def fix(a, r):
-            a = jnp.asarray(a, dtype=r.dtype)
+            try:
+                a = jnp.asarray(a, dtype=r.dtype)
+            except (TypeError, ValueError):
+                raise TypeError(f"{name}: got {a!r:.60}, expected an array of numbers shaped like θ") from None
             if a.shape == r.shape:
                 return jnp.broadcast_to(a, (*batch_shape, *r.shape))
             if a.shape == (*batch_shape, *r.shape):

@@ -141,6 +141,8 @@ DATA = [
     ("y wrong shape", lambda: (_linear(), jnp.ones(3)), ValueError,
      r"y: got shape \(3,\), expected \(\*batch, 4,\) — one observation has shape \(4,\)"),
     ("y wrong batched shape", lambda: (_linear(), jnp.ones((5, 3))), ValueError, r"y: got shape \(5, 3\), expected \(\*batch, 4,\)"),
+    ("y empty batch", lambda: (_linear(), jnp.ones((0, 4))), ValueError,
+     r"y: got shape \(0, 4\) with no observations, expected at least one"),
     ("y strings", lambda: (_linear(), np.array(["a", "b", "c", "d"])), TypeError, r"y: got dtype <U1, expected numbers"),
     ("y objects", lambda: (_linear(), np.array([1, None, 2, 3], dtype=object)), TypeError,
      r"y: got dtype object, expected numbers"),
@@ -219,6 +221,8 @@ SOLVE_MAP = [
      r"init: got shape \(5,\), expected \(2,\)$"),
     ("init wrong batched shape", lambda: ji.solve_map(_linear(), jnp.ones((3, 4)), init=jnp.zeros((2, 2))),
      ValueError, r"init: got shape \(2, 2\), expected \(2,\) or \(3, 2\)"),
+    ("init a string", lambda: ji.solve_map(_linear(), Y, init="abc"), TypeError,
+     r"init: got 'abc', expected an array of numbers shaped like θ"),
     ("optimizer string", lambda: ji.solve_map(_linear(), Y, optimizer="adam"), ValueError,
      r"optimizer: got 'adam', expected an optax GradientTransformation or 'newton'"),
     ("optimizer object", lambda: ji.solve_map(_linear(), Y, optimizer=3), TypeError, r"optimizer: got int, expected an optax"),
@@ -226,6 +230,8 @@ SOLVE_MAP = [
 
 LAPLACE = [
     ("at wrong shape", lambda: ji.laplace(_linear(), Y, at=jnp.zeros(3)), ValueError, r"at: got shape \(3,\), expected \(2,\)$"),
+    ("at a string", lambda: ji.laplace(_linear(), Y, at="map"), TypeError,
+     r"at: got 'map', expected an array of numbers shaped like θ"),
     ("at outside support", lambda: ji.laplace(ji.InverseProblem(A, P.LogNormal(jnp.zeros(2), 1.0), L.Gaussian(1.0)),
                                               Y, at=jnp.array([1.0, -1.0])),
      ValueError, r"at: got a θ outside the prior's support, expected a point inside it"),

@@ -83,6 +83,14 @@ class MAPResult(eqx.Module):
         Many-to-one forward models have several: each start that converged is kept unless it is
         within ``atol`` (max-abs, flattened θ) of one already kept; best log-posterior first.
         """
+        batch = np.shape(self.status)
+        try:  # JAX clamps an index that is out of range: check it on the host first
+            one = np.ndim(np.empty(batch)[index]) == 0
+        except IndexError:
+            one = None
+        if not one:
+            raise IndexError(f"index: got {index!r}, expected the index of one element of the batch "
+                             f"shape {batch}")
         if self.starts is None:
             return [jax.tree.map(lambda a: a[index], self.theta)]
         s = self.starts
@@ -98,7 +106,7 @@ class MAPResult(eqx.Module):
 
 
 class _Settings(NamedTuple):
-    optimizer: Any  # an optax GradientTransformation, or "newton"
+    optimizer: Any  # an optax GradientTransformation, "newton" or "gauss-newton"
     max_steps: int
     tol: float
     chunk_size: int
@@ -117,7 +125,9 @@ def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
         return -problem.log_density(u, y, jacobian=False)
 
     if settings.optimizer == "newton":
-        init, step = _newton_step(objective)
+        init, step = _newton_step(objective, jax.hessian)
+    elif settings.optimizer == "gauss-newton":
+        init, step = _newton_step(objective, _gauss_newton_curvature(problem, y))
     else:
         init, step = _optax_step(objective, settings.optimizer)
     v0, g0 = jax.value_and_grad(objective)(u0)
@@ -167,8 +177,30 @@ def _optax_step(objective, opt):
     return opt.init, step
 
 
-def _newton_step(objective):
-    """One Levenberg-Marquardt-damped Newton trial with the dense Hessian of the objective.
+def _gauss_newton_curvature(problem, y):
+    """``curvature(f)(x) = JᵀJ``, J the Jacobian of the whitened residuals of a Gaussian
+    likelihood and a Gaussian prior (``-log p = 0.5 ||r||² + const``): the Gauss-Newton
+    approximation of the Hessian. The objective and gradient still come from the one density."""
+
+    def curvature(_flat_objective):
+        def gn(flat_u, unravel):
+            def residual(x):
+                theta = problem.from_unconstrained(unravel(x))
+                r_lik = problem.likelihood.whiten(problem.forward(theta) - y)
+                r_prior = problem.prior.whiten(theta)
+                return jnp.concatenate([jnp.ravel(r_lik), jnp.ravel(r_prior)])
+
+            jac = jax.jacfwd(residual)(flat_u)
+            return jac.T @ jac
+
+        return gn
+
+    return curvature
+
+
+def _newton_step(objective, curvature):
+    """One Levenberg-Marquardt-damped Newton trial: ``curvature`` is ``jax.hessian`` (Newton)
+    or the Gauss-Newton matrix of a least-squares problem.
 
     Solves ``(H + mu I) d = -g``; the trial is accepted when it lowers the objective (then
     ``mu`` shrinks), else rejected and ``mu`` grows. Every lane does the same work per step, so
@@ -180,7 +212,8 @@ def _newton_step(objective):
         flat_u, unravel = jax.flatten_util.ravel_pytree(u)
         flat_f = lambda x: objective(unravel(x))  # noqa: E731
         flat_g, _ = jax.flatten_util.ravel_pytree(g)
-        hess = jax.hessian(flat_f)(flat_u)
+        hess = (curvature(flat_f)(flat_u) if curvature is jax.hessian
+                else curvature(flat_f)(flat_u, unravel))
         scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(hess))), 1e-12)
         eye = jnp.eye(flat_u.size, dtype=flat_u.dtype)
         d = jnp.linalg.solve(hess + mu * scale * eye, -flat_g)
@@ -238,7 +271,10 @@ def solve_map(
         optimizer: any optax ``GradientTransformation``; default ``optax.lbfgs()``. Or
             ``"newton"``: Levenberg-Marquardt-damped Newton steps with the dense Hessian of the
             same log-posterior — much faster for a modest number of unknowns (say n <= 100),
-            e.g. least-squares inversion of a small network.
+            e.g. least-squares inversion of a small network. Or ``"gauss-newton"``: the same
+            damped steps with the Gauss-Newton matrix ``JᵀJ`` of the whitened residuals in place
+            of the Hessian (Gaussian likelihood and Gaussian prior only): Levenberg-Marquardt,
+            the cheapest per step for least-squares problems.
         init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``; default the prior's
             center (one start) or draws from the prior (``num_starts > 1``).
         max_steps: optimiser steps per start.
@@ -280,14 +316,18 @@ def solve_map(
         raise ValueError(f"tol: got {tol!r}, expected a positive number")
     optimizer = default_optimizer() if optimizer is None else optimizer
     if isinstance(optimizer, str):
-        if optimizer != "newton":
-            raise ValueError(f"optimizer: got {optimizer!r}, expected an optax GradientTransformation "
-                             "or 'newton'")
+        if optimizer not in ("newton", "gauss-newton"):
+            raise ValueError(f"optimizer: got {optimizer!r}, expected an optax GradientTransformation, "
+                             "'newton' or 'gauss-newton'")
+        if optimizer == "gauss-newton" and not _least_squares(problem):
+            raise ValueError(f"optimizer: 'gauss-newton' needs a Gaussian likelihood and a Gaussian prior, "
+                             f"got {type(problem.likelihood).__name__} and {type(problem.prior).__name__}; "
+                             "use 'newton' or L-BFGS")
     elif isinstance(optimizer, optax.GradientTransformation):
         optimizer = optax.with_extra_args_support(optimizer)
     else:
         raise TypeError(f"optimizer: got {type(optimizer).__name__}, expected an optax "
-                        "GradientTransformation or 'newton'")
+                        "GradientTransformation, 'newton' or 'gauss-newton'")
 
     n_obs = math.prod(batch_shape)
     event = y.shape[len(batch_shape):]
@@ -318,6 +358,13 @@ def solve_map(
         result = eqx.tree_at(lambda r: r.starts, result, jax.tree.map(unflat, all_starts),
                              is_leaf=lambda x: x is None)
     return result
+
+
+def _least_squares(problem) -> bool:
+    from .likelihoods import Gaussian as GaussianLikelihood
+    from .priors import Gaussian as GaussianPrior
+
+    return isinstance(problem.likelihood, GaussianLikelihood) and isinstance(problem.prior, GaussianPrior)
 
 
 def _unflatten_batch(a, batch_shape):

@@ -5,6 +5,7 @@ match: the argument's name, what it got and what was expected. All checks are ho
 whole file runs without compiling a solver.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -228,6 +229,20 @@ SOLVE_MAP = [
     ("optimizer object", lambda: ji.solve_map(_linear(), Y, optimizer=3), TypeError, r"optimizer: got int, expected an optax"),
 ]
 
+def _map_result(batch):
+    z = jnp.zeros(batch)
+    one = ji.MAPResult(jnp.zeros((*batch, 2)), z, z, z.astype(int), z == 0, z.astype(int))
+    starts = ji.MAPResult(jnp.zeros((*batch, 3, 2)), *(jnp.zeros((*batch, 3), d) for d in (float, float, int, bool, int)))
+    return eqx.tree_at(lambda r: r.starts, one, starts, is_leaf=lambda x: x is None)
+
+
+RESULTS = [
+    ("MAPResult.distinct index out of range", lambda: _map_result((2,)).distinct((5,)), IndexError,
+     r"index: got \(5,\), expected the index of one element of the batch shape \(2,\)"),
+    ("MAPResult.distinct partial index", lambda: _map_result((2, 3)).distinct((1,)), IndexError,
+     r"index: got \(1,\), expected the index of one element of the batch shape \(2, 3\)"),
+]
+
 LAPLACE = [
     ("at wrong shape", lambda: ji.laplace(_linear(), Y, at=jnp.zeros(3)), ValueError, r"at: got shape \(3,\), expected \(2,\)$"),
     ("at a string", lambda: ji.laplace(_linear(), Y, at="map"), TypeError,
@@ -311,7 +326,7 @@ def _cases(table):
     return [pytest.param(fn, exc, match, id=name) for name, fn, exc, match in table]
 
 
-@pytest.mark.parametrize("call, exc, match", _cases(PRIORS + LIKELIHOODS + PROBLEM + SOLVE_MAP + LAPLACE
+@pytest.mark.parametrize("call, exc, match", _cases(PRIORS + LIKELIHOODS + PROBLEM + SOLVE_MAP + RESULTS + LAPLACE
                                                     + LINEAR + PROBLEMS + SBC))
 def test_bad_argument(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -101,6 +101,19 @@ def test_gamma_prior_matches_scipy(a, b, theta):
     assert lp == pytest.approx(stats.gamma.logpdf(theta, a, scale=1 / b), rel=1e-9, abs=1e-9)
 
 
+@FAST
+@given(config=st.sampled_from([((5,), 1), ((5,), 2), ((3, 3), 1), ((3, 3), 2)]), precision=floats(0.1, 10),
+       theta=hnp.arrays(np.float64, (9,), elements=floats(-5, 5)))
+def test_gmrf_prior_matches_scipy_with_its_dense_precision(config, precision, theta):
+    """A proper (zero-boundary) GMRF is the Gaussian with precision ``precision · DᵀD``."""
+    shape, order = config
+    prior = P.GMRF(shape, order=order, boundary="zero", precision=precision)
+    t = jnp.asarray(theta[: int(np.prod(shape))]).reshape(shape)
+    q = np.asarray(prior.precision_matrix())
+    ref = stats.multivariate_normal.logpdf(np.ravel(t), np.zeros(q.shape[0]), np.linalg.inv(q))
+    assert float(prior.log_prob(t)) == pytest.approx(ref, rel=1e-8, abs=1e-8)
+
+
 @FEW
 @given(seed=st.integers(0, 2**31 - 1))
 def test_prior_draws_are_in_the_support(seed):

@@ -54,7 +54,7 @@ def train(key, steps):
 
 def main():
     key = jax.random.key(0)
-    model, acc = train(key, 150 if QUICK else 800)
+    model, acc = train(key, 100 if QUICK else 800)
     print(f"trained a {K}-class MLP, training accuracy {acc:.3f}")
 
     # The inverse problem: unknown input x in the square, observed label k, Categorical likelihood.

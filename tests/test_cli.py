@@ -168,3 +168,13 @@ def test_bench_matrix_report(runner, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| phillips | tikhonov-gcv | rel_error |" in report and "![summary](bench.png)" in report
     assert (tmp_path / "bench.png").stat().st_size > 5000
+
+
+def test_suites_name_real_problems_and_methods():
+    from jinverse import bench as B
+
+    for suite in B.SUITES:
+        problems, methods, sampler = B.resolve_suite(suite)
+        assert set(problems) <= set(ji.problems.names())
+        assert set(methods) <= set(B.METHODS) and sampler["chains"] >= 2
+    assert set(B.SAMPLE_METHODS) <= set(ji.sampling._samplers.METHODS)

@@ -143,6 +143,11 @@ class InverseProblem(eqx.Module):
     def check_theta(self, theta, name: str, batch_shape: tuple[int, ...]) -> PyTree:
         """Validate a θ pytree shaped ``event`` or ``(*batch, *event)``; broadcast to the batch."""
         ref = self.theta_shape_dtype()
+        if isinstance(ref, jax.ShapeDtypeStruct) and isinstance(theta, (list, tuple)):
+            try:  # a (nested) list of numbers for an array θ
+                theta = np.asarray(theta)
+            except ValueError:
+                raise TypeError(f"{name}: got a ragged list, expected an array of numbers shaped like θ") from None
         try:
             leaves = jax.tree.leaves(jax.tree.map(lambda a, r: None, theta, ref, is_leaf=lambda x: x is None))
             del leaves

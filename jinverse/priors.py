@@ -139,6 +139,16 @@ class Gaussian(AbstractPrior):
             return self.mean + x.T.reshape(z.shape)
         return self.mean + z @ self.chol.T
 
+    def whiten(self, theta):
+        """``z`` with ``-log p(θ) = 0.5 ||z||² + const``: the prior as a least-squares residual
+        (used for Gauss-Newton curvature)."""
+        r = theta - self.mean
+        if self.std is not None:
+            return r / self.std
+        if self.is_precision:
+            return self.chol.T @ r
+        return jax.scipy.linalg.solve_triangular(self.chol, r, lower=True)
+
     def covariance(self) -> Float[Array, "n n"]:
         """The dense covariance matrix (of the flattened θ)."""
         if self.std is not None:

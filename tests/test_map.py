@@ -29,7 +29,7 @@ def rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-@pytest.mark.parametrize("optimizer", [None, "newton"])
+@pytest.mark.parametrize("optimizer", [None, "newton", "gauss-newton"])
 def test_linear_gaussian_closed_form(linear, optimizer):
     problem, Y, exact = linear
     batch = ji.solve_map(problem, Y, optimizer=optimizer)
@@ -175,6 +175,9 @@ def test_bad_input_messages(linear):
         ji.solve_map(problem, Y, tol=-1.0)
     with pytest.raises(ValueError, match="optimizer"):
         ji.solve_map(problem, Y, optimizer="bfgs")
+    laplace_prior = ji.InverseProblem(problem.forward, ji.priors.Laplace(jnp.zeros(N), 1.0), problem.likelihood)
+    with pytest.raises(ValueError, match="'gauss-newton' needs a Gaussian likelihood and a Gaussian prior"):
+        ji.solve_map(laplace_prior, Y, optimizer="gauss-newton")
     with pytest.raises(TypeError, match="problem"):
         ji.solve_map("not a problem", Y)
     with pytest.raises(TypeError, match="y: got dtype"):
@@ -205,3 +208,16 @@ def test_forward_with_wrong_shape():
                                ji.likelihoods.Gaussian(1.0))
     with pytest.raises(ValueError, match="forward: failed"):
         ji.solve_map(broken, jnp.zeros(5))
+
+
+def test_three_optimizers_agree_on_a_nonlinear_least_squares_problem():
+    A = jax.random.normal(jax.random.key(3), (12, 4))
+    problem = ji.InverseProblem(lambda t: jnp.tanh(A @ t), ji.priors.Gaussian(jnp.zeros(4), 1.0),
+                                ji.likelihoods.Gaussian(0.1))
+    Y = 0.5 * jax.random.normal(jax.random.key(4), (16, 12))
+    results = [ji.solve_map(problem, Y, optimizer=o) for o in (None, "newton", "gauss-newton")]
+    for r in results:
+        assert bool(jnp.all(r.converged))
+    for r in results[1:]:  # a second method as the independent check of the first
+        assert np.allclose(r.log_posterior, results[0].log_posterior, rtol=1e-10)
+        assert float(jnp.max(jnp.abs(r.theta - results[0].theta))) < 1e-6

@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 4096])
     ap.add_argument("--chunk", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/RESULTS.md")
+    ap.add_argument("--label", default="", help="where it ran, if not this machine")
     args = ap.parse_args()
     rows = []
     for name, (problem, obj, fwd) in make_problems().items():
@@ -135,7 +136,9 @@ def main():
         table.append(f"| {r['problem']} | {r['opt']} | {r['B']} | {r['compile_s']:.2f} | {r['ji']:.0f} | "
                      f"{r['one']:.0f} | {r['scipy']:.0f} | {r['vs_scipy']:.1f} | {r['vs_one']:.1f} | "
                      f"{r['gap']:.1e} | {r['same']:.3f} | {r['worse']:.3f} |")
-    record(args.out, "map_batch", "Batched MAP (issue 2)",
+    key = "map_batch" + ("-" + "-".join(args.label.lower().split()) if args.label else "")
+    title = "Batched MAP (issue 2)" + (f" — {args.label}" if args.label else "")
+    record(args.out, key, title,
            "`.venv/bin/python benchmarks/map_batch.py`", machine_info(), "\n".join(table))
 
 

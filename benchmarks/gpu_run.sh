@@ -16,7 +16,8 @@ nvidia-smi -L | tee "$OUT/gpu.txt"
 python3 -c "import jax; print(jax.devices())" | tee -a "$OUT/gpu.txt"
 # GPU: float32, MAP batch up to 10^6, sampling up to 65536 posteriors x 4 chains
 timeout ${GPU_TIMEOUT:-330} python3 benchmarks/scaling.py --label "GPU $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" \
-  --precision 32 --devices 1 --max 1000000 --sample-max 65536 --out "$OUT/RESULTS.md" 2>&1 | tee "$OUT/scaling_gpu.log"
+  --precision 32 --devices 1 --sizes 1 1000 100000 1000000 --sample-sizes 1 256 4096 65536 \
+  --out "$OUT/RESULTS.md" 2>&1 | tee "$OUT/scaling_gpu.log"
 # CPU (2 pinned cores of the same host, GPU hidden): the issue-2 MAP benchmark
 JAX_PLATFORMS=cpu timeout ${CPU_TIMEOUT:-200} taskset -c 0,1 python3 benchmarks/map_batch.py --sizes 1 64 1024 4096 \
   --label "2 pinned cores of the device host" --out "$OUT/RESULTS.md" 2>&1 | tee "$OUT/map_batch_cpu.log"

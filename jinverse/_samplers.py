@@ -1,11 +1,14 @@
 """The per-method table behind `jinverse.sample`: build a blackjax kernel and run its warmup.
 
-Each entry is a function ``warmup(key, logdensity_fn, positions, num_warmup, num_samples,
-options) -> (states, step)`` where ``positions`` holds one flat start point per chain,
-``(chains, d)``, ``states`` the chains' states after warmup and ``step(key, state) -> (state,
-Stats)`` one transition of one chain with the tuned parameters. ``logdensity_fn`` takes one flat
-unconstrained vector. Per-chain adaptations (window, dual averaging, MCLMC tuning) are vmapped
-over chains; cross-chain ones (ChEES) see all chains at once.
+Each entry is a `Method`: ``warmup(key, logdensity_fn, positions, num_warmup, num_samples,
+options) -> (states, params)`` where ``positions`` holds one flat start point per chain,
+``(chains, d)``, ``states`` the chains' states after warmup and ``params`` their tuned
+parameters (one copy per chain); ``step(logdensity_fn, num_warmup, num_samples, options)``
+gives ``step(key, state, params) -> (state, Stats)``, one transition of one chain. The two are
+apart so that draws can continue from a saved state without running the warmup again
+(checkpoints). ``logdensity_fn`` takes one flat unconstrained vector. Per-chain adaptations
+(window, dual averaging, MCLMC tuning) are vmapped over chains; cross-chain ones (ChEES) see all
+chains at once.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from blackjax.adaptation.mass_matrix import welford_algorithm
 from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.mcmc.dynamic_hmc import halton_sequence
 from jaxtyping import Array, Bool, Float, Int
 
 
@@ -30,6 +35,14 @@ class Stats(NamedTuple):
     is_divergent: Bool[Array, ""]
     num_integration_steps: Int[Array, ""]
     step_size: Float[Array, ""]
+
+
+class Method(NamedTuple):
+    """One sampler: its warmup, its tuned transition, and the option names it accepts."""
+
+    warmup: Callable
+    step: Callable
+    options: frozenset[str] | None  # None: not checked (a user's own algorithm)
 
 
 def _stats(info, step_size, default_steps: int) -> Stats:
@@ -48,13 +61,20 @@ def _vmap_chains(fn, key, positions, *args):
 
 
 # -- NUTS / HMC: Stan's window adaptation (step size + diagonal mass matrix) ----------------
-def _window(algorithm, target: float, step_size_jitter: float = 0.0, **extra):
-    def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
+_ADAPT_ONLY = ("initial_step_size",)
+
+
+def _window(algorithm, target: float, step_size_jitter: float = 0.0, kernel_options=(), **extra):
+    def settings(options):
         opts = dict(extra)
         opts.update(options)
         target_rate = opts.pop("target_acceptance_rate", target)
         dense = opts.pop("dense_mass", False)
         jitter = opts.pop("step_size_jitter", step_size_jitter)
+        return opts, target_rate, dense, jitter
+
+    def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
+        opts, target_rate, dense, _ = settings(options)
         adapt = blackjax.window_adaptation(
             algorithm, logdensity_fn, is_mass_matrix_diagonal=not dense,
             target_acceptance_rate=target_rate,
@@ -64,7 +84,11 @@ def _window(algorithm, target: float, step_size_jitter: float = 0.0, **extra):
             (state, params), _ = adapt.run(k, p, num_steps=num_warmup)
             return state, params
 
-        states, params = _vmap_chains(one_chain, key, positions)
+        return _vmap_chains(one_chain, key, positions)
+
+    def make_step(logdensity_fn, num_warmup, num_samples, options):
+        opts, _, _, jitter = settings(options)
+        opts = {k: v for k, v in opts.items() if k not in _ADAPT_ONLY}
         default_steps = opts.get("num_integration_steps", 0)
 
         def step(key, state, params):
@@ -76,13 +100,14 @@ def _window(algorithm, target: float, step_size_jitter: float = 0.0, **extra):
             state, info = kernel.step(key, state)
             return state, _stats(info, params["step_size"], default_steps)
 
-        return states, step, params
+        return step
 
-    return warmup
+    names = {"target_acceptance_rate", "dense_mass", "step_size_jitter", *_ADAPT_ONLY, *kernel_options}
+    return Method(warmup, make_step, frozenset(names))
 
 
 # -- MALA: step size by dual averaging to the optimal 0.574 acceptance ----------------------
-def _mala(key, logdensity_fn, positions, num_warmup, num_samples, options):
+def _mala_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
     target = options.get("target_acceptance_rate", 0.574)
     da_init, da_update, da_final = dual_averaging_adaptation(target)
     kernel = blackjax.mala.build_kernel()
@@ -100,22 +125,28 @@ def _mala(key, logdensity_fn, positions, num_warmup, num_samples, options):
         (state, da), _ = jax.lax.scan(body, (state, da_init(start)), jax.random.split(k, num_warmup))
         return state, {"step_size": da_final(da)}
 
-    states, params = _vmap_chains(one_chain, key, positions)
+    return _vmap_chains(one_chain, key, positions)
+
+
+def _mala_step(logdensity_fn, num_warmup, num_samples, options):
+    kernel = blackjax.mala.build_kernel()
 
     def step(key, state, params):
         state, info = kernel(key, state, logdensity_fn, params["step_size"])
         return state, _stats(info, params["step_size"], 1)
 
-    return states, step, params
+    return step
 
 
 # -- RWMH: proposal covariance from a first window, then its scale to 0.234 acceptance -------
-def _rwmh(key, logdensity_fn, positions, num_warmup, num_samples, options):
+_normal = blackjax.mcmc.random_walk.normal
+
+
+def _rwmh_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
     target = options.get("target_acceptance_rate", 0.234)
     da_init, da_update, da_final = dual_averaging_adaptation(target)
     wf_init, wf_update, wf_final = welford_algorithm(False)
     kernel = blackjax.additive_step_random_walk.build_kernel()
-    normal = blackjax.mcmc.random_walk.normal
 
     def one_chain(k, p):
         d = p.shape[0]
@@ -129,7 +160,7 @@ def _rwmh(key, logdensity_fn, positions, num_warmup, num_samples, options):
                 state, da, wf = carry
                 k, i = xs
                 sigma = chol * jnp.exp(da.log_step_size)
-                state, info = kernel(k, state, logdensity_fn, normal(sigma))
+                state, info = kernel(k, state, logdensity_fn, _normal(sigma))
                 wf = jax.lax.cond(collect & (i >= keys.shape[0] // 2),
                                   lambda w: wf_update(w, state.position), lambda w: w, wf)
                 return (state, da_update(da, info.acceptance_rate), wf), None
@@ -149,21 +180,28 @@ def _rwmh(key, logdensity_fn, positions, num_warmup, num_samples, options):
         state, scale, _ = window(state, chol, jax.random.split(k2, num_warmup - first), False)
         return state, {"sigma": chol * scale, "step_size": scale}
 
-    states, params = _vmap_chains(one_chain, key, positions)
+    return _vmap_chains(one_chain, key, positions)
+
+
+def _rwmh_step(logdensity_fn, num_warmup, num_samples, options):
+    kernel = blackjax.additive_step_random_walk.build_kernel()
 
     def step(key, state, params):
-        state, info = kernel(key, state, logdensity_fn, normal(params["sigma"]))
+        state, info = kernel(key, state, logdensity_fn, _normal(params["sigma"]))
         return state, _stats(info, params["step_size"], 0)
 
-    return states, step, params
+    return step
 
 
 # -- MCLMC: blackjax.mclmc_find_L_and_step_size (unadjusted: no accept step) ---------------
-def _mclmc(key, logdensity_fn, positions, num_warmup, num_samples, options):
+def _mclmc_kernel(options):
+    return blackjax.mclmc.build_kernel(desired_energy_var=options.get("desired_energy_var", 5e-4))
+
+
+def _mclmc_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
     if positions.shape[1] < 2:
         raise ValueError("method: 'mclmc' needs at least 2 unknowns; use 'nuts' for a scalar θ")
-    kernel = blackjax.mclmc.build_kernel(
-        desired_energy_var=options.get("desired_energy_var", 5e-4))
+    kernel = _mclmc_kernel(options)
 
     def one_chain(k, p):
         k_init, k_tune = jax.random.split(k)
@@ -175,7 +213,11 @@ def _mclmc(key, logdensity_fn, positions, num_warmup, num_samples, options):
             diagonal_preconditioning=options.get("diagonal_preconditioning", True))
         return state, params._asdict()
 
-    states, params = _vmap_chains(one_chain, key, positions)
+    return _vmap_chains(one_chain, key, positions)
+
+
+def _mclmc_step(logdensity_fn, num_warmup, num_samples, options):
+    kernel = _mclmc_kernel(options)
 
     def step(key, state, params):
         state, info = kernel(key, state, logdensity_fn, params["inverse_mass_matrix"],
@@ -183,11 +225,11 @@ def _mclmc(key, logdensity_fn, positions, num_warmup, num_samples, options):
         stats = _stats(info, params["step_size"], 1)
         return state, stats._replace(is_divergent=~jnp.asarray(info.nonans, bool))
 
-    return states, step, params
+    return step
 
 
 # -- ChEES: cross-chain adaptation of step size and trajectory length, jittered HMC ---------
-def _chees(key, logdensity_fn, positions, num_warmup, num_samples, options):
+def _chees_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
     num_chains, d = positions.shape
     adapt = blackjax.chees_adaptation(
         logdensity_fn, num_chains,
@@ -198,33 +240,46 @@ def _chees(key, logdensity_fn, positions, num_warmup, num_samples, options):
         key, positions, options.get("initial_step_size", 0.1),
         optax.adam(options.get("learning_rate", 0.025)), num_warmup,
         max_sampling_steps=num_samples)
-    # The tuned parameters are shared by every chain.
+    # The tuned parameters are shared by every chain: one copy per chain, like the others.
     shared = {k: params[k] for k in ("step_size", "inverse_mass_matrix", "integration_steps_params")}
+    return states, jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains, *jnp.shape(x))), shared)
+
+
+def _chees_step(logdensity_fn, num_warmup, num_samples, options):
+    # The jittered trajectory length of `blackjax.chees_adaptation` (no jitter_generator: a
+    # Halton sequence indexed by the state's counter), rebuilt so that it needs no warmup.
+    max_bits = np.ceil(np.log2(num_warmup + num_samples))
+
+    def integration_steps_fn(i, num_leapfrog_steps):
+        return jnp.asarray(jnp.ceil(halton_sequence(i, max_bits) * num_leapfrog_steps), dtype=int)
 
     def step(key, state, p):
         alg = blackjax.dynamic_hmc(
             logdensity_fn, p["step_size"], p["inverse_mass_matrix"],
-            next_random_arg_fn=params["next_random_arg_fn"],
-            integration_steps_fn=params["integration_steps_fn"],
+            next_random_arg_fn=lambda i: i + 1, integration_steps_fn=integration_steps_fn,
             integration_steps_params=p["integration_steps_params"])
         state, info = alg.step(key, state)
         return state, _stats(info, p["step_size"], 0)
 
-    # Broadcast the shared parameters to one copy per chain, like the per-chain methods.
-    per_chain = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains, *jnp.shape(x))), shared)
-    return states, step, per_chain
+    return step
 
 
 # -- A user's own blackjax algorithm: no adaptation, warmup is plain burn-in ---------------
-def custom(build: Callable):
-    """Wrap ``build(logdensity_fn) -> blackjax.SamplingAlgorithm`` as a table entry."""
+def custom(build: Callable) -> Method:
+    """Wrap ``build(logdensity_fn, **options) -> blackjax.SamplingAlgorithm`` as a table entry."""
 
-    def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
+    def make_step(logdensity_fn, num_warmup, num_samples, options):
         algorithm = build(logdensity_fn, **options)
 
         def step(key, state, params):
             state, info = algorithm.step(key, state)
             return state, _stats(info, jnp.nan, 0)
+
+        return step
+
+    def warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
+        algorithm = build(logdensity_fn, **options)
+        step = make_step(logdensity_fn, num_warmup, num_samples, options)
 
         def one_chain(k, p):
             k_init, k_run = jax.random.split(k)
@@ -236,16 +291,18 @@ def custom(build: Callable):
                                     jax.random.split(k_run, num_warmup))
             return state
 
-        return _vmap_chains(one_chain, key, positions), step, None
+        return _vmap_chains(one_chain, key, positions), None
 
-    return warmup
+    return Method(warmup, make_step, None)
 
 
-METHODS: dict[str, Callable] = {
-    "nuts": _window(blackjax.nuts, 0.8),
-    "hmc": _window(blackjax.hmc, 0.65, step_size_jitter=0.2, num_integration_steps=16),
-    "mala": _mala,
-    "rwmh": _rwmh,
-    "mclmc": _mclmc,
-    "chees": _chees,
+METHODS: dict[str, Method] = {
+    "nuts": _window(blackjax.nuts, 0.8, kernel_options=("max_num_doublings", "divergence_threshold")),
+    "hmc": _window(blackjax.hmc, 0.65, step_size_jitter=0.2, num_integration_steps=16,
+                   kernel_options=("num_integration_steps", "divergence_threshold")),
+    "mala": Method(_mala_warmup, _mala_step, frozenset({"target_acceptance_rate", "initial_step_size"})),
+    "rwmh": Method(_rwmh_warmup, _rwmh_step, frozenset({"target_acceptance_rate"})),
+    "mclmc": Method(_mclmc_warmup, _mclmc_step, frozenset({"desired_energy_var", "diagonal_preconditioning"})),
+    "chees": Method(_chees_warmup, _chees_step, frozenset(
+        {"target_acceptance_rate", "mass_matrix_estimation", "initial_step_size", "learning_rate"})),
 }

@@ -161,6 +161,10 @@ class Posterior(eqx.Module):
         """The posterior(s) of ``index`` into the batch axes, e.g. ``post[3]``."""
         if not self.batch_shape:
             raise IndexError("this posterior has no batch axes to index")
+        try:  # checked on the host: JAX would clamp an out-of-range index silently
+            np.empty(self.batch_shape)[index]
+        except IndexError as exc:
+            raise IndexError(f"index: got {index!r}, out of range for batch shape {self.batch_shape}") from exc
         pick = jax.tree.map(lambda a: a[index], (self.samples, self.stats, self.max_rhat,
                                                   self.min_ess, self.num_divergent))
         samples, stats, rhat, ess, div = pick

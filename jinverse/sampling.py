@@ -2,31 +2,35 @@
 
 The sampler target is always ``problem.log_density(u, y)`` (unconstrained space, Jacobian
 included) on the flattened ``u``; draws are mapped back with ``problem.from_unconstrained``.
-The per-method kernels and warmups live in `jinverse._samplers`; the one sampling loop is
-`_sample_one` below.
+The per-method kernels and warmups live in `jinverse._samplers`. One *lane* is one observation
+with its chains: `_warmup_one` adapts them, `_draw_one` is the sampling loop. Lanes stream
+through one compiled program in blocks (`jinverse._batching.stream`), optionally sharded over
+the devices of a mesh; `jinverse.checkpoint` runs the draws in chunks saved to disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import blackjax.diagnostics as bd
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from . import _samplers
+from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .posterior import Posterior, SamplingWarning, status_and_warnings
 from .problem import InverseProblem
 
-# Incremented each time the compiled program is traced (tests count retraces with it).
+# Incremented each time a compiled sampling program is traced (tests count retraces with it).
 _TRACES = {"count": 0}
 
 
@@ -42,6 +46,8 @@ class _Settings:
     jitter: float
     options: tuple[tuple[str, Any], ...]
     chunk_size: int | None = None
+    key_impl: str | None = None  # lanes carry key data of this impl (None: raw uint32 keys)
+    draws_per_call: int = 0  # draws per call of the chunked draw program (checkpoints)
 
 
 def _flat(problem: InverseProblem):
@@ -52,9 +58,17 @@ def _flat(problem: InverseProblem):
     return flat.shape[0], unravel
 
 
-def _sample_one(problem: InverseProblem, y, key, init_u, s: _Settings):
-    """Warmup and sampling of ``s.num_chains`` chains for one observation ``y``."""
+def _method(s: _Settings) -> _samplers.Method:
+    return _samplers.custom(s.method) if callable(s.method) else _samplers.METHODS[s.method]
+
+
+def _logdensity(problem, y):
     _, unravel = _flat(problem)
+    return lambda x: problem.log_density(unravel(x), y)
+
+
+def _warmup_one(problem: InverseProblem, s: _Settings, y, key, init_u):
+    """Start and adapt ``s.num_chains`` chains for one observation: ``(states, params, k_draw)``."""
     k_init, k_warm, k_draw = jax.random.split(key, 3)
     if s.init == "prior":
         theta0 = problem.sample_prior(k_init, (s.num_chains,))
@@ -62,27 +76,93 @@ def _sample_one(problem: InverseProblem, y, key, init_u, s: _Settings):
     else:  # a given start (MAP or user's), jittered so the chains differ
         noise = jax.random.normal(k_init, (s.num_chains, init_u.shape[0]), init_u.dtype)
         positions = init_u + s.jitter * noise
+    states, params = _method(s).warmup(k_warm, _logdensity(problem, y), positions, s.num_warmup,
+                                       s.num_samples, dict(s.options))
+    return states, params, k_draw
 
-    def logdensity_fn(x):
-        return problem.log_density(unravel(x), y)
 
-    build = _samplers.custom(s.method) if callable(s.method) else _samplers.METHODS[s.method]
-    states, step, params = build(k_warm, logdensity_fn, positions, s.num_warmup, s.num_samples,
-                                 dict(s.options))
+def _draw_one(problem: InverseProblem, s: _Settings, y, states, params, k_draw, start, count: int):
+    """Draws ``start .. start + count - 1`` of one observation's chains: ``(states, draws, stats)``.
+
+    Draw ``i`` uses ``jax.random.split(k_draw, num_samples)[i]`` whatever the chunking, so draws
+    made in chunks equal draws made at once. Indices past the end repeat the last draw's key (a
+    padded last chunk; the caller drops them).
+    """
+    _, unravel = _flat(problem)
+    step = _method(s).step(_logdensity(problem, y), s.num_warmup, s.num_samples, dict(s.options))
+    index = jnp.minimum(start + jnp.arange(count), s.num_samples - 1)
+    keys = jax.random.split(k_draw, s.num_samples)[index]
 
     # The sampling loop: one draw moves every chain one transition of the tuned kernel and
-    # records its position (mapped back to θ) and the transition's statistics.
+    # records its position (mapped back to θ) and the transition's statistics. A transition that
+    # ends where the log-density is not finite (NaN/inf from the model) is a fault: flagged as
+    # divergent, so the observation's status says so.
     def one_draw(states, k):
-        keys = jax.random.split(k, s.num_chains)
-        states, stats = jax.vmap(step)(keys, states, params)
+        states, stats = jax.vmap(step)(jax.random.split(k, s.num_chains), states, params)
+        lp = getattr(states, "logdensity", None)
+        if lp is not None:
+            stats = stats._replace(is_divergent=stats.is_divergent | ~jnp.isfinite(lp))
         theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(x)))(states.position)
         return states, (theta, stats)
 
-    _, (draws, stats) = jax.lax.scan(one_draw, states, jax.random.split(k_draw, s.num_samples))
+    states, (draws, stats) = jax.lax.scan(one_draw, states, keys)
     # (draws, chains, ...) -> (chains, draws, ...)
-    draws = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), draws)
-    stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), stats)
-    return draws, stats
+    draws, stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
+    return states, draws, stats
+
+
+def _wrap(kd, s: _Settings):
+    return kd if s.key_impl is None else jax.random.wrap_key_data(kd, impl=s.key_impl)
+
+
+def _unwrap(key, s: _Settings):
+    return key if s.key_impl is None else jax.random.key_data(key)
+
+
+def _map_lanes(fn, lanes, chunk_size):
+    """``fn`` over the lanes of a block: one vmap, or ``chunk_size`` lanes at a time."""
+    if jax.tree.leaves(lanes)[0].shape[0] == 1:
+        # one lane (one observation): not vmapped, so that its rounding matches the long-standing
+        # unbatched program (XLA lowers a batch of one differently from a larger batch)
+        return jax.tree.map(lambda a: a[None], fn(jax.tree.map(lambda a: a[0], lanes)))
+    if chunk_size is None:  # every chain of every observation in lockstep
+        return jax.vmap(fn)(lanes)
+    # chunks one after another: less lockstep waste (a vmapped NUTS step lasts as long as the
+    # longest trajectory among its lanes)
+    return jax.lax.map(fn, lanes, batch_size=chunk_size)
+
+
+def _sample_lanes(operand, lanes, draw: bool = True):
+    """Warmup and all draws of every lane (observation) of one block; ``draw=False``: warmup
+    only (checkpointed runs), giving ``(states, params, draw key data)`` per lane."""
+    problem, s = operand
+    _TRACES["count"] += 1
+
+    def one(lane):
+        y, kd, init_u = lane
+        states, params, k_draw = _warmup_one(problem, s, y, _wrap(kd, s), init_u)
+        if not draw:
+            return states, params, _unwrap(k_draw, s)
+        _, draws, stats = _draw_one(problem, s, y, states, params, k_draw, 0, s.num_samples)
+        return draws, stats
+
+    return _map_lanes(one, lanes, s.chunk_size)
+
+
+def _warmup_lanes(operand, lanes):
+    return _sample_lanes(operand, lanes, draw=False)
+
+
+def _draw_lanes(operand, lanes):
+    """``s.draws_per_call`` draws from given states (checkpointed runs), per lane."""
+    problem, s = operand
+    _TRACES["count"] += 1
+
+    def one(lane):
+        y, states, params, kd, start = lane
+        return _draw_one(problem, s, y, states, params, _wrap(kd, s), start, s.draws_per_call)
+
+    return _map_lanes(one, lanes, s.chunk_size)
 
 
 @jax.jit
@@ -102,22 +182,6 @@ def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent):
         "num_divergent": jnp.sum(divergent, axis=(-2, -1)),
         "finite": finite,
     }
-
-
-@eqx.filter_jit
-def _compiled(problem, y, key, init_u, settings: _Settings, batched: bool):
-    _TRACES["count"] += 1
-    if not batched:
-        return _sample_one(problem, y, key, init_u, settings)
-    keys = jax.random.split(key, y.shape[0])
-    if settings.chunk_size is None:  # every chain of every observation in lockstep
-        in_u = None if init_u is None else 0
-        return jax.vmap(lambda yy, kk, uu: _sample_one(problem, yy, kk, uu, settings),
-                        in_axes=(0, 0, in_u))(y, keys, init_u)
-    # chunk_size observations vmapped together, chunks one after another: less lockstep waste
-    # (a vmapped NUTS step lasts as long as the longest trajectory among its lanes)
-    return jax.lax.map(lambda a: _sample_one(problem, a[0], a[1], a[2], settings),
-                       (y, keys, init_u), batch_size=settings.chunk_size)
 
 
 def _start(problem, y, batch, init, jitter):
@@ -144,6 +208,21 @@ def _start(problem, y, batch, init, jitter):
     return "given", flat
 
 
+def _check_options(method, options: dict) -> tuple[tuple[str, Any], ...]:
+    entry = None if callable(method) else _samplers.METHODS[method]
+    if entry is not None and entry.options is not None:
+        unknown = sorted(set(options) - entry.options)
+        if unknown:
+            raise ValueError(f"options: got {unknown[0]!r} (unknown for method {method!r}), expected "
+                             f"some of {sorted(entry.options)}")
+    try:
+        opts = tuple(sorted(options.items()))
+        hash(opts)
+    except TypeError as exc:
+        raise TypeError(f"options: got {options!r}, expected hashable values (numbers, strings)") from exc
+    return opts
+
+
 def sample(
     problem: InverseProblem,
     y: Float[Array, "*batch *event"],
@@ -156,16 +235,22 @@ def sample(
     init: str | PyTree | None = None,
     jitter: float = 0.1,
     chunk_size: int | None = None,
+    block_size: int | None = None,
+    mesh: Mesh | None = None,
+    batch_axis: str | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
     **options,
 ) -> Posterior:
     """Draw from p(θ | y) with a blackjax sampler, tuned by its own adaptation.
 
     Args:
         problem: the `ji.InverseProblem`.
-        y: observations shaped ``(*batch, *event)``. Every posterior of the batch is sampled in
-            one compiled program (the whole warmup and sampling is vmapped over the batch);
-            element ``i`` of a flattened batch uses ``jax.random.split(key, B)[i]``, so it equals
-            a one-at-a-time call with that key.
+        y: observations shaped ``(*batch, *event)``. Each observation is one *lane* (warmup and
+            sampling of its ``num_chains`` chains); all lanes run through one compiled program.
+            Element ``i`` of a flattened batch uses ``jax.random.split(key, B)[i]``, so it
+            equals a one-at-a-time call with that key, whatever the blocking or devices.
         key: a JAX PRNG key.
         method: ``"nuts"`` or ``"hmc"`` (Stan's window adaptation of step size and diagonal mass
             matrix; ``dense_mass=True`` for a dense one; HMC takes ``num_integration_steps``
@@ -188,22 +273,40 @@ def sample(
             ``(*batch, *event)`` (jittered).
         jitter: standard deviation of the Gaussian perturbation, in the unconstrained space,
             that spreads chains started from one point (``init="map"`` or a given θ).
-        chunk_size: for a batch, the number of observations vmapped together; chunks run one
-            after another (``jax.lax.map``). Default: the whole batch at once, best on
+        chunk_size: observations vmapped together; chunks run one after another
+            (``jax.lax.map``). Default: all the observations of a block at once, best on
             accelerators; on a CPU, where a vmapped NUTS step waits for the longest trajectory
             of all its lanes, small chunks can be faster. Results do not depend on it.
+        block_size: observations per compiled call (default: what keeps a block's draws within
+            ~512 MiB); larger batches stream through the same program block after block, the
+            last one padded, so no new size recompiles.
+        mesh: a `jax.sharding.Mesh`; each block's observations are split across its devices
+            along ``batch_axis`` (default: the mesh's first axis). Results equal one device's.
+        progress: True for a progress line on stderr, or ``callback(done, total)``: across
+            blocks of observations, or, with ``checkpoint``, across chunks of draws.
+        checkpoint: a file path. Warmup runs once, then draws are made ``checkpoint_every`` at
+            a time; after each chunk the draws so far, the sampler states and the settings are
+            written to this file (atomically). Calling again with the same arguments after an
+            interruption (even SIGKILL) resumes from the last complete chunk, and the draws are
+            identical to an uninterrupted run. A file written with other settings is refused.
+        checkpoint_every: draws per chunk (default: ``num_samples // 10``, at least 1).
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
-            (hmc), ``dense_mass`` (nuts/hmc), ``learning_rate`` (chees). Must be hashable.
+            (hmc), ``dense_mass`` (nuts/hmc), ``learning_rate`` (chees). Must be hashable; an
+            unknown name is refused.
 
     Returns:
         A `ji.Posterior`: ``samples`` shaped ``(*batch, chains, draws, *theta_shape)`` in θ's own
-        space, per-draw ``stats``, per-observation ``status`` and ``warnings``.
+        space, per-draw ``stats``, per-observation ``status`` and ``warnings``. A fault in one
+        observation (NaN/inf from the model, divergences) is flagged in its own ``status`` and
+        leaves every other observation's draws unchanged.
 
     Example::
 
         post = ji.sample(problem, y, key=jax.random.key(0))
         print(post.summary())
     """
+    if not isinstance(problem, InverseProblem):
+        raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
     check_key("key", key)
     num_chains = check_positive_int("num_chains", num_chains)
     num_warmup = check_positive_int("num_warmup", num_warmup)
@@ -214,35 +317,55 @@ def sample(
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not math.isfinite(jitter) \
             or jitter < 0:
         raise ValueError(f"jitter: got {jitter!r}, expected a finite number >= 0")
-    try:
-        opts = tuple(sorted(options.items()))
-        hash(opts)
-    except TypeError as exc:
-        raise TypeError(f"options: got {options!r}, expected hashable values (numbers, strings)") from exc
-    if isinstance(key, jax.Array) and key.ndim > (0 if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else 1):
+    opts = _check_options(method, options)
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) if isinstance(key, jax.Array) else False
+    if isinstance(key, jax.Array) and key.ndim > (0 if typed else 1):
         raise ValueError(f"key: got a batch of keys of shape {key.shape}, expected one key")
+    if chunk_size is not None:
+        chunk_size = check_positive_int("chunk_size", chunk_size)
+    if block_size is not None:
+        block_size = check_positive_int("block_size", block_size)
+    batch_axis = check_mesh(mesh, batch_axis)
+    if checkpoint is None and checkpoint_every is not None:
+        raise ValueError("checkpoint_every: given without checkpoint, expected a checkpoint path too")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint: got {type(checkpoint).__name__}, expected a file path")
+        every = max(1, num_samples // 10) if checkpoint_every is None else checkpoint_every
+        checkpoint_every = min(check_positive_int("checkpoint_every", every), num_samples)
 
     y, batch = problem.check_y(y)
     mode, init_u = _start(problem, y, batch, init, float(jitter))
     if method == "mclmc" and _flat(problem)[0] < 2:
         raise ValueError("method: 'mclmc' needs at least 2 unknowns; use 'nuts' for a scalar θ")
-    if chunk_size is not None:
-        chunk_size = check_positive_int("chunk_size", chunk_size)
+    impl = str(jax.random.key_impl(key)) if typed else None
     settings = _Settings(method, num_chains, num_warmup, num_samples, mode, float(jitter), opts,
-                         chunk_size)
+                         chunk_size, impl, checkpoint_every or 0)
 
+    # One lane per observation: its data, its key and its start.
     size = math.prod(batch)
-    event = y.shape[len(batch):]
-    if batch:
-        y = y.reshape(size, *event)
-        init_u = None if init_u is None else init_u.reshape(size, -1)
-    draws, stats = _compiled(problem, y, key, init_u, settings, bool(batch))
-    lead = 2 + bool(batch)  # (B?, chains, draws)
-    flat = jnp.concatenate([a.reshape(*a.shape[:lead], -1) for a in jax.tree.leaves(draws)], -1)
+    keys = jax.random.split(key, size) if batch else jnp.expand_dims(key, 0)
+    lanes = (y.reshape(size, *y.shape[len(batch):]), jax.random.key_data(keys) if typed else keys,
+             None if init_u is None else init_u.reshape(size, -1))
+    multiple = chunk_size or 1
+    if block_size is None:
+        draws_bytes = num_chains * num_samples * (_flat(problem)[0] * y.dtype.itemsize + 21)
+        n_dev = 1 if mesh is None else mesh.shape[batch_axis]
+        block_size = default_block_size(tree_bytes(jax.tree.map(lambda a: a[:1], lanes)) + draws_bytes,
+                                        multiple * n_dev)
+    run = dict(num_lanes=size, block_size=block_size, multiple=multiple, mesh=mesh, axis=batch_axis)
+    if checkpoint is None:
+        draws, stats = stream(_sample_lanes, (problem, settings), lanes, progress=progress,
+                              label="posteriors", **run)
+    else:
+        from .checkpoint import run_checkpointed
+
+        draws, stats = run_checkpointed(problem, settings, lanes, checkpoint, run, progress)
+    flat = jnp.concatenate([a.reshape(*a.shape[:3], -1) for a in jax.tree.leaves(draws)], -1)
     diag = _diagnostics(flat, stats.is_divergent)
 
     def unflatten(a):
-        return a.reshape(*batch, *a.shape[1:]) if batch else a
+        return a.reshape(*batch, *a.shape[1:])
 
     draws, stats, diag = jax.tree.map(unflatten, (draws, stats, diag))
     status, messages = status_and_warnings(diag, num_chains)

@@ -63,6 +63,11 @@ def test_batched_posterior_keeps_batch_axes(iid):
     assert post.mean().shape == post.rhat().shape == post.ess().shape == (2, 2)
     np.testing.assert_allclose(post[1].mean(), draws[1].reshape(-1, 2).mean(0), rtol=1e-12)
     assert "batch (2,)" in post.summary()
+    with pytest.raises(IndexError, match="index: got 2"):  # not clamped to the last element
+        post[2]
+    with pytest.raises(IndexError, match="index"):
+        post[0, 1]
+    assert post[-1].samples.shape == (4, 1000, 2)
     with pytest.raises(ValueError, match="post\\[0\\].to_arviz"):
         post.to_arviz()
 

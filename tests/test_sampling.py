@@ -201,6 +201,11 @@ def test_multimodal_both_modes_visited():
         ({"jitter": -1.0}, ValueError, "jitter"),
         ({"chunk_size": 0}, ValueError, "chunk_size"),
         ({"target_acceptance_rate": [0.8]}, TypeError, "options"),
+        ({"bogus": 1}, ValueError, "options: got 'bogus'.*nuts.*dense_mass.*target_acceptance_rate"),
+        ({"method": "mala", "dense_mass": True}, ValueError, "options: got 'dense_mass'.*initial_step_size"),
+        ({"block_size": 0}, ValueError, "block_size"),
+        ({"mesh": "cpu"}, TypeError, "mesh"),
+        ({"checkpoint_every": 5}, ValueError, "checkpoint_every"),
     ],
 )
 def test_bad_inputs(linear, kwargs, error, match):
@@ -220,3 +225,30 @@ def test_bad_y_and_support():
     scalar = ji.InverseProblem(lambda t: t, ji.priors.Gaussian(0.0, 1.0), ji.likelihoods.Gaussian(1.0))
     with pytest.raises(ValueError, match="mclmc"):
         ji.sample(scalar, jnp.ones(()), key=jax.random.key(0), method="mclmc")
+
+
+def test_problem_must_be_an_inverse_problem(linear):
+    _, ys, _, _ = linear
+    before = sampling._TRACES["count"]
+    with pytest.raises(TypeError, match="problem: got str"):
+        ji.sample("not a problem", ys[0], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="options"):
+        ji.sample(linear[0], ys[0], key=jax.random.key(0), bogus=1)
+    assert sampling._TRACES["count"] == before  # refused before compiling
+
+
+def test_streaming_in_blocks_equals_one_block(linear):
+    # 3 observations in blocks of 2 (the last padded) and in chunks of 2: the same draws, bit
+    # for bit, as one block, since each observation keeps its own key.
+    problem, ys, _, _ = linear
+    args = dict(key=jax.random.key(9), method="rwmh", num_warmup=60, num_samples=20)
+    with pytest.warns(SamplingWarning):
+        one = ji.sample(problem, ys, **args)
+    seen = []
+    with pytest.warns(SamplingWarning):
+        blocks = ji.sample(problem, ys, block_size=2, progress=lambda d, t: seen.append((d, t)), **args)
+    with pytest.warns(SamplingWarning):
+        chunks = ji.sample(problem, ys, block_size=2, chunk_size=1, **args)
+    assert seen == [(2, 3), (3, 3)]
+    assert np.array_equal(one.samples, blocks.samples) and np.array_equal(one.samples, chunks.samples)
+    assert np.array_equal(one.stats.acceptance_rate, blocks.stats.acceptance_rate)

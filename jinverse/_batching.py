@@ -92,8 +92,11 @@ def stream(
     pieces = []
     for start in range(0, num_lanes, size):
         stop = min(start + size, num_lanes)
-        idx = np.minimum(np.arange(start, start + size), num_lanes - 1)
-        block = jax.tree.map(lambda a: a[idx], lanes)
+        if start == 0 and size == num_lanes:  # one exact block: no copy
+            block = lanes
+        else:
+            idx = np.minimum(np.arange(start, start + size), num_lanes - 1)
+            block = jax.tree.map(lambda a: a[idx], lanes)
         if multiprocess:
             sharding = NamedSharding(mesh, P(axis))
             block = jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), block)
@@ -102,7 +105,7 @@ def stream(
             if mesh is not None:
                 block = jax.device_put(block, NamedSharding(mesh, P(axis)))
             out = run(operand, block)
-        pieces.append(jax.tree.map(lambda a: a[: stop - start], out))
+        pieces.append(out if stop - start == size else jax.tree.map(lambda a: a[: stop - start], out))
         report(stop)
     if len(pieces) == 1:
         return pieces[0]

@@ -286,7 +286,8 @@ def solve_map(
             are kept in ``result.starts`` (`MAPResult.distinct` lists the distinct solutions).
         key: a JAX PRNG key, required when starts are drawn from the prior.
         chunk_size: lanes (observation × start pairs) vmapped together inside ``lax.map``
-            (default 32): a lane waits only for the slowest lane of its chunk.
+            (default 32 on CPU, 8192 on accelerators): a lane waits only for the slowest lane of
+            its chunk, while wider chunks keep an accelerator busy.
         block_size: lanes per compiled call (default: what fits ~512 MiB of lane data, at most
             65,536); larger batches stream through the same program in blocks, the last one
             padded, so memory stays bounded and no new size recompiles.
@@ -308,7 +309,9 @@ def solve_map(
     y, batch_shape = problem.check_y(y)
     max_steps = check_positive_int("max_steps", max_steps)
     num_starts = check_positive_int("num_starts", num_starts)
-    chunk_size = 32 if chunk_size is None else check_positive_int("chunk_size", chunk_size)
+    if chunk_size is None:  # CPU: small chunks (lanes wait for their chunk's slowest); GPU: wide ones
+        chunk_size = 32 if jax.default_backend() == "cpu" else 8192
+    chunk_size = check_positive_int("chunk_size", chunk_size)
     batch_axis = check_mesh(mesh, batch_axis)
     if tol is None:
         tol = 1e-9 if y.dtype == jnp.float64 else 1e-4
@@ -346,6 +349,13 @@ def solve_map(
     outs = stream(_solve_lanes, (problem, settings), (y_rep, u0),
                   num_lanes=lanes, block_size=block_size, multiple=chunk_size, mesh=mesh,
                   axis=batch_axis, progress=progress, label="MAP")
+    return _collect(outs, n_obs, num_starts, batch_shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _collect(outs, n_obs: int, num_starts: int, batch_shape: tuple[int, ...]) -> MAPResult:
+    """Per-lane outputs -> a `MAPResult` with the batch axes: the best start of each observation,
+    and every start in ``starts`` when there are several."""
     theta, lp, gnorm, steps, status = jax.tree.map(
         lambda a: a.reshape(n_obs, num_starts, *a.shape[1:]), outs)
     all_starts = MAPResult(theta, lp, gnorm, steps, status == Status.CONVERGED, status)

@@ -109,9 +109,9 @@ class InverseProblem(eqx.Module):
             raise ValueError(f"forward: failed on a θ shaped like the prior's event "
                              f"{self.prior.event_shape}: {exc}") from exc
 
-    def data_shape(self) -> tuple[int, ...]:
+    def data_shape(self, pred=None) -> tuple[int, ...]:
         """The shape of one observation (the event shape of ``y``)."""
-        pred = self.prediction_shape_dtype()
+        pred = self.prediction_shape_dtype() if pred is None else pred
         if not isinstance(pred, jax.ShapeDtypeStruct):
             raise ValueError(f"forward: returns a pytree {jax.tree.structure(pred)}, expected one array")
         return self.likelihood.event_shape(pred)
@@ -129,14 +129,15 @@ class InverseProblem(eqx.Module):
             raise TypeError(f"{name}: got dtype {arr.dtype}, expected numbers")
         if np.issubdtype(arr.dtype, np.complexfloating):
             raise TypeError(f"{name}: got complex dtype {arr.dtype}, expected real numbers")
-        event = self.data_shape()
+        pred = self.prediction_shape_dtype()  # traces forward once, on shapes only
+        event = self.data_shape(pred)
         k = len(event)
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != tuple(event):
             raise ValueError(f"{name}: got shape {arr.shape}, expected (*batch, {', '.join(map(str, event))}"
                              f"{',' if len(event) == 1 else ''}) — one observation has shape {event}")
         if arr.size == 0:
             raise ValueError(f"{name}: got shape {arr.shape} with no observations, expected at least one")
-        self.likelihood.check_data(arr, self.prediction_shape_dtype(), name)
+        self.likelihood.check_data(arr, pred, name)
         dtype = jnp.result_type(float)
         return jnp.asarray(arr, dtype=dtype), tuple(arr.shape[: arr.ndim - k])
 

@@ -7,13 +7,16 @@ prior's unconstrained space (as Stan's Laplace sampler does).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
+from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .problem import InverseProblem
 from .sampling import _flat
@@ -96,11 +99,11 @@ def _laplace_one(problem, y, u0, refine: bool):
     return u, jnp.where(pd, cov, jnp.nan), ok
 
 
-@eqx.filter_jit
-def _compiled(problem, y, u0, refine: bool, batched: bool):
-    if batched:
-        return jax.vmap(lambda yy, uu: _laplace_one(problem, yy, uu, refine))(y, u0)
-    return _laplace_one(problem, y, u0, refine)
+def _laplace_lanes(operand, lanes):
+    """One block of observations: each lane is one observation and its start."""
+    problem, refine = operand
+    y, u0 = lanes
+    return jax.vmap(lambda yy, uu: _laplace_one(problem, yy, uu, refine))(y, u0)
 
 
 def laplace(
@@ -108,6 +111,10 @@ def laplace(
     y: Float[Array, "*batch *event"],
     *,
     at: PyTree | None = None,
+    block_size: int | None = None,
+    mesh: Mesh | None = None,
+    batch_axis: str | None = None,
+    progress: bool | Callable[[int, int], None] | None = None,
 ) -> GaussianApproximation:
     """The Laplace approximation of p(θ | y): a Gaussian at the mode, covariance the inverse
     negative Hessian of ``problem.log_density``.
@@ -124,6 +131,9 @@ def laplace(
         y: observations ``(*batch, *event)``; every result carries the batch axes.
         at: a θ (one, or one per observation) at which to expand instead of the mode; no
             refinement is done then.
+        block_size, mesh, batch_axis, progress: as in `ji.solve_map`: observations stream
+            through one compiled program in padded blocks (default: what fits ~512 MiB of
+            inputs and covariances), optionally split across the devices of ``mesh``.
 
     Returns:
         A `ji.GaussianApproximation` with ``mean`` ``(*batch, d)``, ``covariance``
@@ -135,10 +145,11 @@ def laplace(
         draws = approx.sample(jax.random.key(0), 1000)
     """
     y, batch = problem.check_y(y)
+    axis = check_mesh(mesh, batch_axis)
     if at is None:
         from .map import solve_map
 
-        theta = solve_map(problem, y).theta
+        theta = solve_map(problem, y, mesh=mesh, batch_axis=batch_axis).theta
     else:
         theta = problem.check_theta(at, "at", batch)
     to_u = lambda t: ravel_pytree(problem.to_unconstrained(t))[0]  # noqa: E731
@@ -148,10 +159,14 @@ def laplace(
     if not bool(jnp.all(jnp.isfinite(u0))):
         raise ValueError("at: got a θ outside the prior's support, expected a point inside it")
     size = math.prod(batch)
-    if batch:
-        y = y.reshape(size, *y.shape[len(batch):])
-        u0 = u0.reshape(size, -1)
-    u, cov, ok = _compiled(problem, y, u0, at is None, bool(batch))
-    if batch:
-        u, cov, ok = u.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:]), ok.reshape(batch)
+    y = y.reshape(size, *y.shape[len(batch):])
+    u0 = u0.reshape(size, -1)
+    if block_size is None:
+        d = u0.shape[-1]
+        per_lane = (tree_bytes(y[:1]) + (d * d + 2 * d) * u0.dtype.itemsize) * 2
+        n_dev = 1 if mesh is None else mesh.shape[axis]
+        block_size = default_block_size(per_lane, n_dev)
+    u, cov, ok = stream(_laplace_lanes, (problem, at is None), (y, u0), num_lanes=size,
+                        block_size=block_size, mesh=mesh, axis=axis, progress=progress, label="Laplace")
+    u, cov, ok = u.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:]), ok.reshape(batch)
     return GaussianApproximation(mean=u, covariance=cov, ok=ok, problem=problem)

@@ -97,3 +97,15 @@ def test_bad_inputs(linear):
         approx.sample(0, 10)
     with pytest.raises(ValueError, match="n: got 0"):
         approx.sample(jax.random.key(0), 0)
+
+
+def test_streamed_in_blocks_equals_one_block():
+    A = jax.random.normal(jax.random.key(5), (6, 3))
+    problem = ji.InverseProblem(lambda t: jnp.tanh(A @ t), ji.priors.Gaussian(jnp.zeros(3), 1.0),
+                                ji.likelihoods.Gaussian(0.2))
+    Y = 0.5 * jax.random.normal(jax.random.key(6), (5, 6))
+    whole = ji.laplace(problem, Y)
+    blocks = ji.laplace(problem, Y, block_size=2)  # blocks of 2, the last one padded
+    assert blocks.covariance.shape == (5, 3, 3) and bool(jnp.all(blocks.ok))
+    assert np.allclose(blocks.mean, whole.mean, rtol=1e-10, atol=1e-12)
+    assert np.allclose(blocks.covariance, whole.covariance, rtol=1e-8, atol=1e-12)

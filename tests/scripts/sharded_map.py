@@ -28,5 +28,11 @@ for optimizer in (None, "newton"):
     # the same optimum to the solver's accuracy (tol=1e-9 on the gradient), and the same objective
     assert err < 1e-7, err
     assert np.allclose(one.log_posterior, many.log_posterior, rtol=1e-12), optimizer
+one = ji.laplace(problem, Y[:37])
+many = ji.laplace(problem, Y[:37], mesh=mesh, block_size=16)
+assert bool(jnp.all(many.ok)) and many.covariance.shape == (37, 5, 5)
+print("laplace max |one - sharded| cov =", float(jnp.max(jnp.abs(one.covariance - many.covariance))))
+assert np.allclose(one.covariance, many.covariance, rtol=1e-6, atol=1e-9)
+assert float(jnp.max(jnp.abs(one.mean - many.mean))) < 1e-7
 print("OK")
 sys.exit(0)

@@ -73,10 +73,21 @@ def test_lam_per_observation_and_batch_equals_single(small):
 def test_new_data_of_the_same_shape_does_not_recompile(small):
     A, Y = small
     T = importlib.import_module("jinverse.linear.tikhonov")
+    B = importlib.import_module("jinverse._batching")
     tikhonov(A, Y, lam="gcv")
-    size = T._dense_batch._cached._cache_size()
+    compiled = B._compiled(T._dense_lanes, None, None)
+    size = compiled._cached._cache_size()
     tikhonov(2 * A, Y + 1.0, lam="gcv")  # a new operator and new data, same shapes
-    assert T._dense_batch._cached._cache_size() == size
+    assert compiled._cached._cache_size() == size
+
+
+def test_streamed_blocks_equal_one_block(small):
+    A, Y = small
+    Y7 = np.concatenate([Y, 2 * Y, Y[:1]])  # 7 observations, blocks of 3: the last is padded
+    whole = tikhonov(A, Y7, lam="gcv")
+    blocks = tikhonov(A, Y7, lam="gcv", block_size=3)
+    np.testing.assert_allclose(blocks.lam, whole.lam, rtol=1e-12)
+    np.testing.assert_allclose(blocks.x, whole.x, rtol=1e-10, atol=1e-12)
 
 
 def test_gcv_matches_matrix_formula(small):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from .._batching import check_mesh, default_block_size, stream, tree_bytes
 from .._checks import as_float_array, check_finite, check_positive, check_positive_int
 from . import paramchoice as pc
 from .krylov import krylov_batch
@@ -78,8 +79,10 @@ def choose_lambda(system: SpectralSystem, y, method: str, noise_std=None, tau: f
     return pc.choose_discrepancy(system.s, beta, perp2, noise_std, system.m, tau=tau)
 
 
-@eqx.filter_jit
-def _dense_batch(system: SpectralSystem, Y, lam, noise_std, method, tau):
+def _dense_lanes(operand, lanes):
+    """One block of observations on the dense (SVD) path; a lane is ``(y, lam, noise_std)``."""
+    system, method, tau = operand
+
     def one(y, lam_i, sigma):
         beta, perp2 = system.coefficients(y)
         if method is not None:
@@ -91,8 +94,7 @@ def _dense_batch(system: SpectralSystem, Y, lam, noise_std, method, tau):
         edge = pc.at_bound(lam_i, method, s) if method is not None else jnp.zeros((), bool)
         return x, lam_i, res, jnp.sqrt(jnp.sum(coef * coef)), edge
 
-    sig = noise_std if noise_std is not None else jnp.zeros(Y.shape[:1], Y.dtype)
-    return jax.vmap(one)(Y, lam, sig)
+    return jax.vmap(one)(*lanes)
 
 
 @eqx.filter_jit
@@ -138,7 +140,8 @@ def _cg_batch(A, L, Y, lam, noise_std, tau, tol, maxiter, discrepancy):
 
 def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int | None = None,
              tau: float = 1.0, tol: float = 1e-10, maxiter: int | None = None,
-             krylov_dim: int | None = None) -> TikhonovResult:
+             krylov_dim: int | None = None, block_size: int | None = None, mesh=None,
+             progress=None) -> TikhonovResult:
     """Tikhonov-regularised solution of ``A x ≈ y``: ``min ‖A x - y‖² + lam² ‖L x‖²``.
 
     Args:
@@ -159,6 +162,9 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
             GCV and the L-curve, CG otherwise).
         tol, maxiter: CG stopping rule (relative residual) and iteration cap.
         krylov_dim: bidiagonalisation steps for ``"krylov"`` (default ``min(m, n, 100)``).
+        block_size, mesh, progress: dense path: observations stream through one compiled
+            program in padded blocks (default: what fits ~512 MiB), optionally split across the
+            devices of a `jax.sharding.Mesh` (its first axis), as in `ji.solve_map`.
 
     Returns:
         `TikhonovResult` with leading axes ``batch``.
@@ -191,7 +197,12 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
     lam_b = jnp.zeros((B,), Yf.dtype) if chosen else _per_obs("lam", lam, batch_shape)
 
     if system is not None:
-        out = _dense_batch(system, Yf, lam_b, sig, chosen, tau)
+        axis = check_mesh(mesh, None)
+        sig_b = sig if sig is not None else jnp.zeros((B,), Yf.dtype)
+        n_dev = 1 if mesh is None else mesh.shape[axis]
+        size = block_size or default_block_size(tree_bytes(Yf[:1]) * 4 + 8 * system.s.size, n_dev)
+        out = stream(_dense_lanes, (system, chosen, tau), (Yf, lam_b, sig_b), num_lanes=B,
+                     block_size=size, mesh=mesh, axis=axis, progress=progress, label="Tikhonov")
     elif method == "krylov":
         if L is not None:
             raise ValueError("L: method='krylov' is for standard form; use 'dense' or 'cg' with L")

@@ -86,8 +86,9 @@ def test_streamed_blocks_equal_one_block(small):
     Y7 = np.concatenate([Y, 2 * Y, Y[:1]])  # 7 observations, blocks of 3: the last is padded
     whole = tikhonov(A, Y7, lam="gcv")
     blocks = tikhonov(A, Y7, lam="gcv", block_size=3)
-    np.testing.assert_allclose(blocks.lam, whole.lam, rtol=1e-12)
-    np.testing.assert_allclose(blocks.x, whole.x, rtol=1e-10, atol=1e-12)
+    # the GCV minimiser is found to ~1e-7 relative; a different vmap width may round differently
+    np.testing.assert_allclose(blocks.lam, whole.lam, rtol=1e-6)
+    np.testing.assert_allclose(blocks.x, whole.x, rtol=1e-6, atol=1e-9)
 
 
 def test_gcv_matches_matrix_formula(small):

@@ -2,24 +2,26 @@
 
 from . import bijectors as bijectors
 from . import diagnostics as diagnostics
+from . import hierarchical as hierarchical
 from . import likelihoods as likelihoods
 from . import linear as linear
 from . import priors as priors
 from . import problems as problems
+from . import proximal as proximal
+from .laplace import GaussianApproximation as GaussianApproximation
+from .laplace import laplace as laplace
 from .map import MAPResult as MAPResult
 from .map import Status as Status
 from .map import solve_map as solve_map
-from .laplace import GaussianApproximation as GaussianApproximation
-from .laplace import laplace as laplace
 from .posterior import Posterior as Posterior
-from .sampling import sample as sample
 from .problem import InverseProblem as InverseProblem
 from .problem import MatrixOperator as MatrixOperator
 from .problems import Benchmark as Benchmark
+from .results import load_result as load_result
+from .results import save_result as save_result
 from .runtime import batch_mesh as batch_mesh
 from .runtime import enable_compilation_cache as enable_compilation_cache
 from .runtime import set_precision as set_precision
-from .results import load_result as load_result
-from .results import save_result as save_result
+from .sampling import sample as sample
 
 __version__ = "0.1.0"

@@ -3,10 +3,10 @@
 from . import classical as classical
 from . import dynamics as dynamics
 from . import imaging as imaging
+from . import metrics as metrics
 from . import pde as pde
 from . import sbi as sbi
 from . import trained as trained
-from . import metrics as metrics
 from ._evaluate import evaluate as evaluate
 from ._registry import Benchmark as Benchmark
 from ._registry import load as load

@@ -157,6 +157,15 @@ class Gaussian(AbstractPrior):
         return jnp.linalg.inv(c) if self.is_precision else c
 
 
+def _loc_scale(loc, scale):
+    """Checked ``loc`` (finite) and ``scale`` (> 0), broadcast to one event shape."""
+    loc, scale = as_float_array("loc", loc), as_float_array("scale", scale)
+    check_finite("loc", loc)
+    check_positive("scale", scale)
+    shape = _event(loc, scale, names=("loc", "scale"))
+    return jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
+
+
 class Laplace(AbstractPrior):
     """Laplace (double-exponential) prior: ``p(θ) ∝ exp(-|θ - loc| / scale)``; an L1 penalty."""
 
@@ -164,11 +173,7 @@ class Laplace(AbstractPrior):
     scale: Float[Array, "*event"]
 
     def __init__(self, loc, scale):
-        loc, scale = as_float_array("loc", loc), as_float_array("scale", scale)
-        check_finite("loc", loc)
-        check_positive("scale", scale)
-        shape = _event(loc, scale, names=("loc", "scale"))
-        self.loc, self.scale = jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
+        self.loc, self.scale = _loc_scale(loc, scale)
 
     @property
     def event_shape(self):
@@ -228,11 +233,7 @@ class LogNormal(AbstractPrior):
     scale: Float[Array, "*event"]
 
     def __init__(self, loc, scale):
-        loc, scale = as_float_array("loc", loc), as_float_array("scale", scale)
-        check_finite("loc", loc)
-        check_positive("scale", scale)
-        shape = _event(loc, scale, names=("loc", "scale"))
-        self.loc, self.scale = jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
+        self.loc, self.scale = _loc_scale(loc, scale)
 
     @property
     def event_shape(self):

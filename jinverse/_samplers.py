@@ -24,6 +24,7 @@ import optax
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from blackjax.adaptation.mass_matrix import welford_algorithm
 from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.mcmc import diffusions, proposal, random_walk
 from blackjax.mcmc.dynamic_hmc import halton_sequence
 from jaxtyping import Array, Bool, Float, Int
 
@@ -46,13 +47,22 @@ class Method(NamedTuple):
 
 
 def _stats(info, step_size, default_steps: int) -> Stats:
-    """Read the common fields off a blackjax info NamedTuple."""
+    """Read the common fields off a blackjax info NamedTuple.
+
+    A transition whose proposal met a NaN/inf log-density (a fault of the model: NaN from the
+    forward, an overflowing likelihood) is flagged in ``is_divergent`` like a divergence: blackjax
+    rejects such a proposal, which would otherwise go unnoticed as an ordinary rejection.
+    """
     f = jnp.result_type(float)
-    acc = getattr(info, "acceptance_rate", jnp.nan)
-    div = getattr(info, "is_divergent", False)
+    acc = jnp.asarray(getattr(info, "acceptance_rate", jnp.nan), f)
+    div = jnp.asarray(getattr(info, "is_divergent", False), bool)
+    if hasattr(info, "acceptance_rate"):  # NaN when the proposal's log-density was NaN
+        div = div | jnp.isnan(acc)
+    proposal = getattr(getattr(info, "proposal", None), "logdensity", None)
+    if proposal is not None:
+        div = div | ~jnp.isfinite(proposal)
     steps = getattr(info, "num_integration_steps", default_steps)
-    return Stats(jnp.asarray(acc, f), jnp.asarray(div, bool), jnp.asarray(steps, jnp.int32),
-                 jnp.asarray(step_size, f))
+    return Stats(acc, div, jnp.asarray(steps, jnp.int32), jnp.asarray(step_size, f))
 
 
 def _vmap_chains(fn, key, positions, *args):
@@ -128,8 +138,47 @@ def _mala_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options
     return _vmap_chains(one_chain, key, positions)
 
 
+# -- Metropolis kernels that report a NaN/inf proposal --------------------------------------
+# blackjax turns a NaN log-density at the proposal into a plain rejection. The kernels used for
+# the kept draws below are blackjax's MALA and random-walk kernels with one change: the reported
+# acceptance rate is NaN when the proposal's log-density was not finite, so `_stats` flags it.
+def _flagging_sampler(key, log_p_accept, state, new_state):
+    out, (do_accept, p_accept, extra) = proposal.static_binomial_sampling(key, log_p_accept, state, new_state)
+    return out, (do_accept, jnp.where(jnp.isfinite(new_state.logdensity), p_accept, jnp.nan), extra)
+
+
+def _mala_flagging_kernel(key, state, logdensity_fn, step_size):
+    """`blackjax.mala.build_kernel()`'s kernel with `_flagging_sampler`."""
+
+    def transition_energy(state, new_state, step_size):
+        theta = jax.tree.map(lambda x, new_x, g: x - new_x - step_size * g, state.position,
+                             new_state.position, new_state.logdensity_grad)
+        theta_dot = sum(jnp.sum(t * t) for t in jax.tree.leaves(theta))
+        return -new_state.logdensity + 0.25 * (1.0 / step_size) * theta_dot
+
+    integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity_fn))
+    key_integrator, key_rmh = jax.random.split(key)
+    new_state = blackjax.mcmc.mala.MALAState(*integrator(key_integrator, state, step_size))
+    ratio = proposal.compute_asymmetric_acceptance_ratio(transition_energy)
+    log_p_accept = ratio(state, new_state, step_size=step_size)
+    state, (do_accept, p_accept, _) = _flagging_sampler(key_rmh, log_p_accept, state, new_state)
+    return state, blackjax.mcmc.mala.MALAInfo(p_accept, do_accept)
+
+
+def _rw_flagging_kernel(key, state, logdensity_fn, random_step):
+    """`blackjax.additive_step_random_walk.build_kernel()`'s kernel with `_flagging_sampler`."""
+
+    def transition(k, position):
+        return jax.tree.map(jnp.add, position, random_step(k, position))
+
+    ratio = proposal.compute_asymmetric_acceptance_ratio(random_walk.build_rmh_transition_energy(None))
+    generate = random_walk.rmh_proposal(logdensity_fn, transition, ratio, _flagging_sampler)
+    new_state, do_accept, p_accept = generate(key, state)
+    return new_state, random_walk.RWInfo(p_accept, do_accept, new_state)
+
+
 def _mala_step(logdensity_fn, num_warmup, num_samples, options):
-    kernel = blackjax.mala.build_kernel()
+    kernel = _mala_flagging_kernel
 
     def step(key, state, params):
         state, info = kernel(key, state, logdensity_fn, params["step_size"])
@@ -184,7 +233,7 @@ def _rwmh_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options
 
 
 def _rwmh_step(logdensity_fn, num_warmup, num_samples, options):
-    kernel = blackjax.additive_step_random_walk.build_kernel()
+    kernel = _rw_flagging_kernel
 
     def step(key, state, params):
         state, info = kernel(key, state, logdensity_fn, _normal(params["sigma"]))

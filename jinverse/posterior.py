@@ -73,7 +73,8 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
                     "noisy; draw more samples")
     if count(Status.DIVERGENCES):
         msgs.append(f"{int(div.sum())} divergent transitions" + of.format(count(Status.DIVERGENCES))
-                    + ": the sampler missed regions of high curvature; results may be biased")
+                    + ": the sampler missed regions of high curvature, or the model gave a NaN/inf "
+                    "log-density; results may be biased")
     return status, msgs
 
 

@@ -252,3 +252,33 @@ def test_streaming_in_blocks_equals_one_block(linear):
     assert seen == [(2, 3), (3, 3)]
     assert np.array_equal(one.samples, blocks.samples) and np.array_equal(one.samples, chunks.samples)
     assert np.array_equal(one.stats.acceptance_rate, blocks.stats.acceptance_rate)
+
+
+def test_fault_in_one_observation_is_flagged_and_isolated():
+    # The forward is undefined (NaN) beyond θ[0] > 1.5, and the second observation's likelihood
+    # pulls θ[0] to 3: its chains keep proposing into the NaN region.
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)))
+
+    def forward(t):
+        return jnp.where(t[0] > 1.5, jnp.nan, a @ t)
+
+    problem = ji.InverseProblem(forward, ji.priors.Gaussian(jnp.zeros(3), 1.0), ji.likelihoods.Gaussian(0.2))
+    good = a @ jnp.array([0.2, -0.3, 0.1])
+    bad = a @ jnp.array([3.0, 0.0, 0.0])
+    args = dict(key=jax.random.key(0), num_warmup=100, num_samples=50)
+    with pytest.warns(SamplingWarning, match="NaN/inf log-density"):
+        faulty = ji.sample(problem, jnp.stack([good, bad, 0.5 * good]), **args)
+    with pytest.warns(SamplingWarning):  # (short chains: R-hat/ESS warnings only)
+        clean = ji.sample(problem, jnp.stack([good, 0.8 * good, 0.5 * good]), **args)
+    status = np.asarray(faulty.status)
+    assert status[1] & Status.DIVERGENCES and int(faulty.num_divergent[1]) > 0
+    assert not status[0] & Status.DIVERGENCES and not status[2] & Status.DIVERGENCES
+    assert not np.any(np.asarray(clean.status) & Status.DIVERGENCES)
+    # The other observations (same per-observation keys) are bit for bit the fault-free run's.
+    for i in (0, 2):
+        assert np.array_equal(faulty.samples[i], clean.samples[i])
+        assert np.array_equal(faulty.stats.step_size[i], clean.stats.step_size[i])
+    # Random-walk Metropolis rejects a NaN proposal like any other: it is flagged all the same.
+    with pytest.warns(SamplingWarning):
+        rw = ji.sample(problem, bad, key=jax.random.key(0), method="rwmh", num_warmup=60, num_samples=20)
+    assert int(rw.status) & Status.DIVERGENCES

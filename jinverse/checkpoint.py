@@ -1,0 +1,143 @@
+"""Resumable sampling: the chunked draw loop behind ``ji.sample(..., checkpoint=PATH)``.
+
+Warmup runs once; then draws are made ``checkpoint_every`` at a time. After the warmup and after
+each chunk, one file is written atomically (a temporary file, then ``os.replace``): a NumPy
+``.npz`` holding the sampler states, tuned parameters and draw keys of every observation, the
+draws so far, and a JSON fingerprint of the settings. A later call with the same arguments finds
+the file, checks the fingerprint and carries on from the last complete chunk. Draw ``i`` of a
+chain always uses the ``i``-th of its pre-split keys, so the result does not depend on where the
+run was interrupted. State pytrees are stored as their leaves; their structure is rebuilt from a
+warmup-shaped template (`jax.eval_shape`), never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _samplers
+from ._batching import _reporter, stream
+
+FORMAT = 1
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(problem, s, lanes) -> dict[str, str]:
+    """What a checkpoint must agree on to be resumed (``s`` is sampling's ``_Settings``)."""
+    y, kd, init_u = lanes
+    structure = str(jax.tree.structure(problem)) + type(problem.forward).__qualname__
+    method = s.method if isinstance(s.method, str) else getattr(s.method, "__qualname__", "custom")
+    return {
+        "format": str(FORMAT),
+        "problem": hashlib.sha256(structure.encode()).hexdigest()[:16] + " "
+        + _digest(*jax.tree.leaves(eqx.filter(problem, eqx.is_array))),
+        "y": f"shape {tuple(y.shape)}, sha256 {_digest(y)}",
+        "key": _digest(kd),
+        "init": s.init + ("" if init_u is None else " " + _digest(init_u)),
+        "method": method,
+        "num_chains": str(s.num_chains),
+        "num_warmup": str(s.num_warmup),
+        "num_samples": str(s.num_samples),
+        "checkpoint_every": str(s.draws_per_call),
+        "options": repr(s.options),
+        "jitter": repr(s.jitter),
+    }
+
+
+def _save(path: pathlib.Path, meta: dict, done: int, states, draws) -> None:
+    arrays = {"meta": np.asarray(json.dumps(meta)), "done": np.asarray(done)}
+    arrays.update({f"state_{i:04d}": a for i, a in enumerate(jax.tree.leaves(states))})
+    if draws is not None:
+        arrays.update({f"draws_{i:04d}": a for i, a in enumerate(jax.tree.leaves(draws))})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: a reader sees the old complete file or the new one
+
+
+def _read(path: pathlib.Path, meta: dict) -> dict:
+    """The file's arrays, once its fingerprint is found equal to ``meta``."""
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        saved = json.loads(str(arrays["meta"]))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ValueError(f"checkpoint: could not read {str(path)!r} as a jinverse sampling "
+                         f"checkpoint ({exc}); delete it or pass another path") from exc
+    differ = [k for k in sorted(set(meta) | set(saved)) if meta.get(k) != saved.get(k)]
+    if differ:
+        raise ValueError(f"checkpoint: {str(path)!r} was written with different settings "
+                         f"({', '.join(differ)} differ: got {[meta.get(k) for k in differ]}, the file "
+                         f"has {[saved.get(k) for k in differ]}); delete it or pass another path")
+    return arrays
+
+
+def _load(path: pathlib.Path, arrays: dict, state_template, draws_treedef, num_lanes: int):
+    leaves, treedef = jax.tree.flatten(state_template)
+    states = [arrays[f"state_{i:04d}"] for i in range(len(leaves))]
+    for a, t in zip(states, leaves, strict=True):
+        if a.shape != (num_lanes, *t.shape[1:]) or a.dtype != t.dtype:
+            raise ValueError(f"checkpoint: {str(path)!r} holds a state of shape {a.shape} {a.dtype}, "
+                             f"expected {(num_lanes, *t.shape[1:])} {t.dtype}")
+    done = int(arrays["done"])
+    draws = None
+    if done:
+        draws = jax.tree.unflatten(draws_treedef, [arrays[f"draws_{i:04d}"]
+                                                   for i in range(draws_treedef.num_leaves)])
+    return done, jax.tree.unflatten(treedef, states), draws
+
+
+def run_checkpointed(problem, s, lanes, path, run: dict, progress):
+    """Warmup once, then chunks of ``s.draws_per_call`` draws, saved after each; resumes from
+    ``path`` when it holds a checkpoint of the same settings. Returns ``(draws, stats)`` with a
+    leading lane axis, like the uninterrupted program."""
+    from .sampling import _draw_lanes, _warmup_lanes
+
+    path = pathlib.Path(path)
+    operand = (problem, s)
+    meta = fingerprint(problem, s, lanes)
+    num_lanes = run["num_lanes"]
+    draws_treedef = jax.tree.structure((problem.theta_shape_dtype(), _samplers.Stats(0, 0, 0, 0)))
+    draws = None
+    if path.exists():
+        arrays = _read(path, meta)  # refused here, before anything is traced, if settings differ
+        one = jax.tree.map(lambda a: a[:1], lanes)
+        template = jax.eval_shape(lambda: _warmup_lanes(operand, one))
+        done, states, draws = _load(path, arrays, template, draws_treedef, num_lanes)
+    else:
+        states = jax.tree.map(np.asarray, stream(_warmup_lanes, operand, lanes, **run))
+        done = 0
+        _save(path, meta, done, states, None)
+    report = _reporter(progress, s.num_samples, "draws")
+    y = lanes[0]
+    # The draw loop: each pass moves every chain of every observation `draws_per_call` draws on
+    # from the saved states (the last pass may run past num_samples; the extra draws are dropped).
+    while done < s.num_samples:
+        chain_states, params, keys = states
+        start = jnp.full((num_lanes,), done, jnp.int32)
+        chain_states, new, stats = stream(_draw_lanes, operand, (y, chain_states, params, keys, start), **run)
+        n = min(s.draws_per_call, s.num_samples - done)
+        chunk = jax.tree.map(lambda a: np.asarray(a[:, :, :n]), (new, stats))
+        draws = chunk if draws is None else jax.tree.map(lambda a, b: np.concatenate([a, b], axis=2), draws, chunk)
+        states = (jax.tree.map(np.asarray, chain_states), params, keys)
+        done += n
+        _save(path, meta, done, states, draws)
+        report(done)
+    return jax.tree.map(jnp.asarray, draws)

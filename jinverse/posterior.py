@@ -124,6 +124,16 @@ class Posterior(eqx.Module):
     def ok(self) -> Bool[Array, "*batch"]:
         return jnp.asarray(self.status) == 0
 
+    @property
+    def chain_ok(self) -> Bool[Array, "*batch chains"]:
+        """Per chain: every draw finite and no divergent transition (which includes a NaN/inf
+        log-density from the model), so a fault can be traced to the chains it touched."""
+        nb = len(self.batch_shape)
+        finite = jnp.ones(self.stats.is_divergent.shape[: nb + 1], bool)
+        for a in jax.tree.leaves(self.samples):
+            finite &= jnp.all(jnp.isfinite(a.reshape(*a.shape[: nb + 2], -1)), axis=(-2, -1))
+        return finite & ~jnp.any(jnp.asarray(self.stats.is_divergent), axis=-1)
+
     def _axes(self):
         nb = len(self.batch_shape)
         return nb, nb + 1

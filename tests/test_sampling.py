@@ -265,25 +265,9 @@ def test_fault_in_one_observation_is_flagged_and_isolated(nan_model):
     assert status[1] & Status.DIVERGENCES and int(faulty.num_divergent[1]) > 0
     assert not status[0] & Status.DIVERGENCES and not status[2] & Status.DIVERGENCES
     assert not np.any(np.asarray(clean.status) & Status.DIVERGENCES)
+    chain_ok = np.asarray(faulty.chain_ok)
+    assert chain_ok.shape == (3, 4) and not chain_ok[1].all() and chain_ok[[0, 2]].all()
     # The other observations (same per-observation keys) are bit for bit the fault-free run's.
     for i in (0, 2):
         assert np.array_equal(faulty.samples[i], clean.samples[i])
         assert np.array_equal(faulty.stats.step_size[i], clean.stats.step_size[i])
-
-
-def test_streaming_in_blocks_equals_one_block(linear):
-    # 3 observations in blocks of 2 (the last padded): the same draws, bit for bit, as one
-    # block, since each observation keeps its own key. (Chunks: test_two_batch_axes, slow.) Bit
-    # for bit holds for random-walk Metropolis on this linear forward; gradients and nonlinear
-    # forwards (tanh, where) are vectorised by XLA differently for 2 and 3 lanes, and then draws
-    # agree to rounding (amplified by adaptation; chaotic for NUTS), not bit for bit.
-    problem, ys, _, _ = linear
-    args = dict(key=jax.random.key(9), method="rwmh", num_warmup=60, num_samples=20)
-    with pytest.warns(SamplingWarning):
-        one = ji.sample(problem, ys, **args)
-    seen = []
-    with pytest.warns(SamplingWarning):
-        blocks = ji.sample(problem, ys, block_size=2, progress=lambda d, t: seen.append((d, t)), **args)
-    assert seen == [(2, 3), (3, 3)]
-    assert np.array_equal(one.samples, blocks.samples)
-    assert np.array_equal(one.stats.acceptance_rate, blocks.stats.acceptance_rate)

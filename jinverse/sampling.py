@@ -250,7 +250,9 @@ def sample(
         y: observations shaped ``(*batch, *event)``. Each observation is one *lane* (warmup and
             sampling of its ``num_chains`` chains); all lanes run through one compiled program.
             Element ``i`` of a flattened batch uses ``jax.random.split(key, B)[i]``, so it
-            equals a one-at-a-time call with that key, whatever the blocking or devices.
+            equals a one-at-a-time call with that key, whatever the blocking or devices (to
+            rounding: XLA vectorises different lane counts differently, and adaptation, or
+            NUTS's trajectory choices, can amplify last-bit differences).
         key: a JAX PRNG key.
         method: ``"nuts"`` or ``"hmc"`` (Stan's window adaptation of step size and diagonal mass
             matrix; ``dense_mass=True`` for a dense one; HMC takes ``num_integration_steps``
@@ -288,7 +290,9 @@ def sample(
             a time; after each chunk the draws so far, the sampler states and the settings are
             written to this file (atomically). Calling again with the same arguments after an
             interruption (even SIGKILL) resumes from the last complete chunk, and the draws are
-            identical to an uninterrupted run. A file written with other settings is refused.
+            identical to an uninterrupted run (resume with the same ``chunk_size``,
+            ``block_size`` and ``mesh``: XLA may round a different lane count differently). A file
+            written with other settings (data, key, method, counts, options) is refused.
         checkpoint_every: draws per chunk (default: ``num_samples // 10``, at least 1).
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
             (hmc), ``dense_mass`` (nuts/hmc), ``learning_rate`` (chees). Must be hashable; an

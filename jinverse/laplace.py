@@ -21,8 +21,6 @@ from ._checks import check_key, check_positive_int
 from .problem import InverseProblem
 from .sampling import _flat
 
-_NEWTON_STEPS = 20
-
 
 class GaussianApproximation(eqx.Module):
     """``u ~ N(mean, covariance)`` with ``θ = problem.from_unconstrained(u)``.
@@ -34,7 +32,7 @@ class GaussianApproximation(eqx.Module):
     Attributes:
         mean: the mode of the unconstrained log-density, ``(*batch, d)``.
         covariance: the inverse negative Hessian there, ``(*batch, d, d)``.
-        ok: ``(*batch,)``: True where the gradient at ``mean`` vanishes (the mode was found)
+        ok: ``(*batch,)``: True where the mode search converged (`ji.solve_map` status)
             and the negative Hessian is positive definite; the approximation is NaN elsewhere.
         problem: the problem, used to map draws back to θ.
     """
@@ -70,40 +68,24 @@ class GaussianApproximation(eqx.Module):
         return self._to_theta(u)
 
 
-def _laplace_one(problem, y, u0, refine: bool):
+def _laplace_one(problem, y, u):
+    """Mean ``u`` and covariance ``(-∇² log p(u | y))⁻¹``; NaN where the Hessian is not PD."""
     _, unravel = _flat(problem)
 
-    def neg(u):
-        return -problem.log_density(unravel(u), y, jacobian=True)
+    def neg(x):
+        return -problem.log_density(unravel(x), y, jacobian=True)
 
-    def newton(u, _):
-        # One damped Newton step: the largest of 1, 1/2, ..., 2^-10 that does not go uphill.
-        g, h = jax.grad(neg)(u), jax.hessian(neg)(u)
-        step = jnp.linalg.solve(h, g)
-        ts = 2.0 ** -jnp.arange(11.0)
-        trial = jax.vmap(lambda t: neg(u - t * step))(ts)
-        good = jnp.isfinite(trial) & (trial <= neg(u))
-        t = jnp.where(jnp.any(good), ts[jnp.argmax(good)], 0.0)
-        return jnp.where(jnp.all(jnp.isfinite(step)), u - t * step, u), None
-
-    u = jax.lax.scan(newton, u0, None, length=_NEWTON_STEPS)[0] if refine else u0
-    g, h = jax.grad(neg)(u), jax.hessian(neg)(u)
-    chol = jnp.linalg.cholesky(h)
+    chol = jnp.linalg.cholesky(jax.hessian(neg)(u))
     eye = jnp.eye(u.shape[0], dtype=u.dtype)
     cov = jax.scipy.linalg.cho_solve((chol, True), eye)
     pd = jnp.all(jnp.isfinite(chol))
-    scale = 1.0 + jnp.abs(neg(u))
-    # With refinement, the mode must be found; at a user's point only the Hessian must be PD.
-    stationary = jnp.linalg.norm(g) <= 1e-6 * scale if refine else True
-    ok = pd & stationary
-    return u, jnp.where(pd, cov, jnp.nan), ok
+    return jnp.where(pd, cov, jnp.nan), pd
 
 
-def _laplace_lanes(operand, lanes):
-    """One block of observations: each lane is one observation and its start."""
-    problem, refine = operand
-    y, u0 = lanes
-    return jax.vmap(lambda yy, uu: _laplace_one(problem, yy, uu, refine))(y, u0)
+def _laplace_lanes(problem, lanes):
+    """One block of observations: each lane is one observation and its expansion point."""
+    y, u = lanes
+    return jax.vmap(lambda yy, uu: _laplace_one(problem, yy, uu))(y, u)
 
 
 def laplace(
@@ -121,16 +103,16 @@ def laplace(
 
     The approximation lives in the prior's unconstrained space ``u`` (θ itself for Gaussian and
     other unbounded priors): it is the mode and Hessian of the density of ``u``, Jacobian term
-    included. The start is the MAP from `ji.solve_map`, refined by a few Newton steps on that
-    density (for an unbounded prior the two modes coincide and the steps only polish the MAP;
-    for a bounded prior the mode of ``u`` differs from the MAP of θ). For a linear forward model
+    included. The mode is found by `ji.solve_map` with ``jacobian=True`` (the one MAP loop; for an
+    unbounded prior it is the ordinary MAP, for a bounded prior the mode of ``u`` differs from
+    the MAP of θ). For a linear forward model
     with Gaussian prior and noise the result is the exact posterior.
 
     Args:
         problem: the `ji.InverseProblem`.
         y: observations ``(*batch, *event)``; every result carries the batch axes.
         at: a θ (one, or one per observation) at which to expand instead of the mode; no
-            refinement is done then.
+            search for the mode then.
         block_size, mesh, batch_axis, progress: as in `ji.solve_map`: observations stream
             through one compiled program in padded blocks (default: what fits ~512 MiB of
             inputs and covariances), optionally split across the devices of ``mesh``.
@@ -146,12 +128,14 @@ def laplace(
     """
     y, batch = problem.check_y(y)
     axis = check_mesh(mesh, batch_axis)
-    if at is None:
+    if at is None:  # the mode of the density of u: the one MAP loop, with the log-Jacobian
         from .map import solve_map
 
-        theta = solve_map(problem, y, mesh=mesh, batch_axis=batch_axis).theta
+        mode = solve_map(problem, y, jacobian=True, mesh=mesh, batch_axis=batch_axis, progress=progress)
+        theta, found = mode.theta, mode.converged.reshape(-1)
     else:
         theta = problem.check_theta(at, "at", batch)
+        found = jnp.ones((math.prod(batch),), bool)  # at a user's point only the Hessian must be PD
     to_u = lambda t: ravel_pytree(problem.to_unconstrained(t))[0]  # noqa: E731
     for _ in batch:
         to_u = jax.vmap(to_u)
@@ -166,7 +150,8 @@ def laplace(
         per_lane = (tree_bytes(y[:1]) + (d * d + 2 * d) * u0.dtype.itemsize) * 2
         n_dev = 1 if mesh is None else mesh.shape[axis]
         block_size = default_block_size(per_lane, n_dev)
-    u, cov, ok = stream(_laplace_lanes, (problem, at is None), (y, u0), num_lanes=size,
-                        block_size=block_size, mesh=mesh, axis=axis, progress=progress, label="Laplace")
-    u, cov, ok = u.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:]), ok.reshape(batch)
+    cov, pd = stream(_laplace_lanes, problem, (y, u0), num_lanes=size, block_size=block_size, mesh=mesh,
+                     axis=axis, progress=progress, label="Laplace")
+    ok = (pd & found).reshape(batch)
+    u, cov = u0.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:])
     return GaussianApproximation(mean=u, covariance=cov, ok=ok, problem=problem)

@@ -5,7 +5,10 @@ Gaussian prior (std 1) and noise (std 0.05). For each batch size B the three con
 same B observations; we report warm solves/second (median of repeats), compile time separately,
 and the largest gap in final objective against SciPy (all must reach the same optimum).
 
-    .venv/bin/python benchmarks/map_batch.py [--sizes 1 64 1024 4096] [--out benchmarks/RESULTS.md]
+    .venv/bin/python benchmarks/map_batch.py [--sizes 1 64 1024 4096] [--devices 2] [--out benchmarks/RESULTS.md]
+
+With ``--devices N`` the batch is sharded over N virtual CPU devices (``mesh=ji.batch_mesh()``):
+one XLA CPU device runs these small vmapped loops on about one core, N devices use N cores.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import sys
+
 import jax
 
+# --devices N: N virtual CPU devices and a batch mesh (set before JAX starts its backend)
+if "--devices" in sys.argv:
+    jax.config.update("jax_num_cpu_devices", int(sys.argv[sys.argv.index("--devices") + 1]))
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -97,7 +105,9 @@ def main():
     ap.add_argument("--chunk", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/RESULTS.md")
     ap.add_argument("--label", default="", help="where it ran, if not this machine")
+    ap.add_argument("--devices", type=int, default=1, help="virtual CPU devices, batch sharded over them")
     args = ap.parse_args()
+    mesh = ji.batch_mesh() if args.devices > 1 else None
     rows = []
     for name, (problem, obj, fwd) in make_problems().items():
         # -log p(θ|y) = SciPy objective + a constant; measure the constant at one point
@@ -108,7 +118,7 @@ def main():
             t_sp, f_sp = timed(lambda: run_scipy(obj, Y), 1 if B > 64 else 3)
             for opt_name, opt in (("L-BFGS", default_optimizer()), ("newton", "newton"),
                                   ("gauss-newton", "gauss-newton")):
-                solve = lambda: ji.solve_map(problem, Y, optimizer=opt, chunk_size=args.chunk)  # noqa: E731
+                solve = lambda: ji.solve_map(problem, Y, optimizer=opt, chunk_size=args.chunk, mesh=mesh)  # noqa: E731
                 t0 = time.perf_counter()
                 jax.block_until_ready(solve().theta)
                 compile_s = time.perf_counter() - t0
@@ -136,8 +146,9 @@ def main():
         table.append(f"| {r['problem']} | {r['opt']} | {r['B']} | {r['compile_s']:.2f} | {r['ji']:.0f} | "
                      f"{r['one']:.0f} | {r['scipy']:.0f} | {r['vs_scipy']:.1f} | {r['vs_one']:.1f} | "
                      f"{r['gap']:.1e} | {r['same']:.3f} | {r['worse']:.3f} |")
-    key = "map_batch" + ("-" + "-".join(args.label.lower().split()) if args.label else "")
-    title = "Batched MAP (issue 2)" + (f" — {args.label}" if args.label else "")
+    label = args.label + (f" {args.devices} virtual devices" if args.devices > 1 else "")
+    key = "map_batch" + ("-" + "-".join(label.lower().split()) if label.strip() else "")
+    title = "Batched MAP (issue 2)" + (f" — {label.strip()}" if label.strip() else "")
     record(args.out, key, title,
            "`.venv/bin/python benchmarks/map_batch.py`", machine_info(), "\n".join(table))
 

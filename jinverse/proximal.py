@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Bool, Float, Int
+
+from ._batching import stream
 
 
 class ProximalResult(NamedTuple):
@@ -116,8 +117,9 @@ def fista(f: Callable, g: Callable, prox: Callable, x0, *, step, max_steps: int 
     return ProximalResult(s.x, f(s.x) + g(s.x), s.k, converged)
 
 
-@eqx.filter_jit
-def _map_batch(problem, Y, x0, max_steps, tol):
+def _map_lanes(operand, Y):
+    """One block of observations (a lane is one observation), through `_batching.stream`."""
+    problem, x0, max_steps, tol = operand
     prior = problem.prior
 
     def one(y):
@@ -129,13 +131,15 @@ def _map_batch(problem, Y, x0, max_steps, tol):
     return jax.vmap(one)(Y)
 
 
-def map_estimate(problem, y, *, init=None, max_steps: int = 2000, tol: float = 1e-8) -> ProximalResult:
+def map_estimate(problem, y, *, init=None, max_steps: int = 2000, tol: float = 1e-8,
+                 block_size: int = 4096, progress=None) -> ProximalResult:
     """The MAP estimate of ``problem`` with a non-smooth prior (one with a ``prox`` method, e.g.
     `TotalVariation` or `SparseL1`) by FISTA, batched over the leading axes of ``y``.
 
     ``-log_likelihood`` is the smooth part (its step ``1/L`` from power iteration on Hessian-vector
     products at ``init``, exact for a linear forward with Gaussian noise); the prior enters only
-    through ``prior.prox``, so TV and L1 are solved exactly, not smoothed.
+    through ``prior.prox``, so TV and L1 are solved exactly, not smoothed. Observations stream
+    through one compiled program ``block_size`` at a time (``progress`` as in `ji.solve_map`).
     """
     if not hasattr(problem.prior, "prox"):
         raise TypeError(f"problem.prior: got {type(problem.prior).__name__}, expected a prior with a "
@@ -143,5 +147,6 @@ def map_estimate(problem, y, *, init=None, max_steps: int = 2000, tol: float = 1
     Y, batch = problem.check_y(y)
     x0 = problem.prior.center() if init is None else jnp.asarray(init, Y.dtype)
     Yf = Y.reshape(-1, *Y.shape[len(batch):])
-    out = _map_batch(problem, Yf, x0, max_steps, tol)
+    out = stream(_map_lanes, (problem, x0, max_steps, tol), Yf, num_lanes=Yf.shape[0],
+                 block_size=block_size, progress=progress, label="FISTA")
     return jax.tree.map(lambda a: a.reshape(*batch, *a.shape[1:]), out)

@@ -93,6 +93,8 @@ def test_fista_lasso_satisfies_kkt_and_batches(lasso):
         assert np.all(np.abs(g[~on]) <= 1 / scale * (1 + 1e-6))
     one = proximal.map_estimate(problem, Y[1], tol=1e-12, max_steps=20000)
     np.testing.assert_allclose(one.x, out.x[1], atol=1e-8)
+    blocks = proximal.map_estimate(problem, Y, tol=1e-12, max_steps=20000, block_size=2)  # 2 + padded 1
+    np.testing.assert_allclose(blocks.x, out.x, atol=1e-8)
 
 
 def test_map_estimate_needs_prox():

@@ -29,7 +29,8 @@ def rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-@pytest.mark.parametrize("optimizer", [None, "newton", "gauss-newton"])
+@pytest.mark.parametrize("optimizer", [None, "newton", "gauss-newton", optax.lbfgs()],
+                         ids=["lbfgs", "newton", "gauss-newton", "optax-lbfgs"])
 def test_linear_gaussian_closed_form(linear, optimizer):
     problem, Y, exact = linear
     batch = ji.solve_map(problem, Y, optimizer=optimizer)
@@ -221,3 +222,39 @@ def test_three_optimizers_agree_on_a_nonlinear_least_squares_problem():
     for r in results[1:]:  # a second method as the independent check of the first
         assert np.allclose(r.log_posterior, results[0].log_posterior, rtol=1e-10)
         assert float(jnp.max(jnp.abs(r.theta - results[0].theta))) < 1e-6
+
+
+def test_flat_lbfgs_matches_scipy_on_rosenbrock():
+    """The default (flat-loop) L-BFGS on a non-convex valley, from several starts at once,
+    against SciPy's L-BFGS-B on the same objective; num_steps counts iterations, not trials."""
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    n = 4
+    # residuals of the extended Rosenbrock function; the weak prior moves the minimum slightly
+    problem = ji.InverseProblem(
+        lambda t: jnp.concatenate([10 * (t[1:] - t[:-1] ** 2), 1 - t[:-1]]),
+        ji.priors.Gaussian(jnp.zeros(n), 30.0), ji.likelihoods.Gaussian(1.0))
+    starts = jnp.array([[-1.2, 1.0, -1.2, 1.0], [0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, 3.0]])
+    y = jnp.zeros((3, 2 * (n - 1)))
+    r = ji.solve_map(problem, y, init=starts)
+    assert bool(jnp.all(r.converged)), r.messages()
+
+    def objective(t):
+        return float(-problem.log_posterior(jnp.asarray(t), y[0]))
+
+    def gradient(t):
+        return np.asarray(jax.grad(lambda u: -problem.log_posterior(u, y[0]))(jnp.asarray(t)))
+
+    for i in range(3):
+        ref = scipy_optimize.minimize(objective, np.asarray(starts[i]), jac=gradient, method="L-BFGS-B",
+                                      options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 2000})
+        assert np.allclose(r.theta[i], ref.x, atol=1e-6)
+        assert abs(float(r.log_posterior[i]) + ref.fun) < 1e-9 * (1 + abs(ref.fun))
+    # iterations, not function evaluations: comparable to SciPy's count on this valley
+    assert 10 <= int(jnp.max(r.num_steps)) < 200
+    # float32 (every array of the problem in float32) lands on the same minimum
+    f32 = jnp.float32
+    problem32 = ji.InverseProblem(problem.forward, ji.priors.Gaussian(jnp.zeros(n, f32), f32(30.0)),
+                                  ji.likelihoods.Gaussian(f32(1.0)))
+    r32 = ji.solve_map(problem32, y.astype(f32), init=starts.astype(f32))
+    assert r32.theta.dtype == jnp.float32 and bool(jnp.all(r32.converged)), r32.messages()
+    assert float(jnp.max(jnp.abs(r32.theta - r.theta))) < 1e-3

@@ -1,0 +1,128 @@
+"""L-BFGS as a flat loop: one objective evaluation per step, line search included.
+
+`optax.lbfgs` runs its zoom line search as a ``while_loop`` inside the optimiser step; under
+``vmap`` both loops run to the slowest lane, and the inner loop's bookkeeping costs more than the
+tiny objectives of a batch of small inversions. Here a step is one trial point: the line search
+(weak Wolfe conditions by bracketing, Lewis & Overton 2013) and the quasi-Newton update are a
+small state machine advanced once per evaluation, so every lane of a ``vmap`` does the same work
+per step and nothing nests. The two-loop recursion (Nocedal & Wright, Algorithm 7.4) is unrolled
+over the memory, newest pair first; a pair enters the memory only when ``sᵀy > 0``, which the
+curvature condition guarantees, so the directions stay descent directions.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+
+C1, C2 = 1e-4, 0.9  # sufficient decrease and (weak) curvature constants
+MAX_TRIALS = 40  # trial points per line search before the run counts as stalled
+
+
+class LineSearchState(NamedTuple):
+    s_mem: jax.Array  # (m, n) recent steps, newest first
+    y_mem: jax.Array  # (m, n) recent gradient changes
+    rho: jax.Array  # (m,) 1 / (sᵀy); 0 for empty slots
+    gamma: jax.Array  # scale of the initial inverse Hessian
+    d: jax.Array  # search direction (flat), a descent direction
+    slope: jax.Array  # gᵀd at the current point, < 0
+    alpha: jax.Array  # the step length tried next
+    lo: jax.Array  # bracket: largest step known to satisfy sufficient decrease
+    hi: jax.Array  # bracket: smallest step known to violate it (inf: none yet)
+    trials: jax.Array  # trials in the current line search
+
+
+def _direction(g, s_mem, y_mem, rho, gamma):
+    """``-H g`` for the L-BFGS inverse-Hessian approximation H (two-loop recursion, unrolled)."""
+    q = g
+    alphas = []
+    for i in range(rho.shape[0]):
+        a = rho[i] * jnp.dot(s_mem[i], q)
+        q = q - a * y_mem[i]
+        alphas.append(a)
+    r = gamma * q
+    for i in reversed(range(rho.shape[0])):
+        b = rho[i] * jnp.dot(y_mem[i], r)
+        r = r + (alphas[i] - b) * s_mem[i]
+    return -r
+
+
+def lbfgs_step(objective, memory_size: int = 10):
+    """``(init, step)`` for the MAP loop: ``init(u, v, g)`` makes the state at the start point;
+    ``step(u, state, v, g)`` evaluates one trial point and returns
+    ``(u, state, v, g, stalled, advanced)``, where ``advanced`` is True when the trial was accepted
+    (one optimiser iteration done) and the point, value and gradient move to it."""
+
+    def init(u, v, g):
+        flat_u, _ = jax.flatten_util.ravel_pytree(u)
+        flat_g, _ = jax.flatten_util.ravel_pytree(g)
+        dtype = flat_u.dtype
+        zeros = jnp.zeros((memory_size, flat_u.size), dtype)
+        # First step: steepest descent, at most unit length (as optax's scale_by_lbfgs).
+        gamma = jnp.minimum(1.0, 1.0 / jnp.linalg.norm(flat_g)).astype(dtype)
+        d = -gamma * flat_g
+        one = jnp.ones((), dtype)
+        return LineSearchState(zeros, zeros, jnp.zeros(memory_size, dtype), gamma, d,
+                               jnp.dot(flat_g, d), one, 0 * one, jnp.inf * one,
+                               jnp.zeros((), jnp.int32))
+
+    def step(u, s: LineSearchState, v, g):
+        flat_u, unravel = jax.flatten_util.ravel_pytree(u)
+        flat_g, _ = jax.flatten_util.ravel_pytree(g)
+        trial = flat_u + s.alpha * s.d
+        v_t, g_t = jax.value_and_grad(objective)(unravel(trial))
+        flat_gt, _ = jax.flatten_util.ravel_pytree(g_t)
+        dphi = jnp.dot(flat_gt, s.d)
+        finite = jnp.isfinite(v_t) & jnp.all(jnp.isfinite(flat_gt))
+        # At the rounding floor of the objective (no decrease representable) a trial is judged
+        # by its gradient: approximate Wolfe (Hager & Zhang 2005), or a smaller gradient.
+        floor = 8 * jnp.finfo(flat_u.dtype).eps * (1.0 + jnp.abs(v))
+        flat = finite & (v_t <= v + floor)
+        decrease = finite & ((v_t <= v + C1 * s.alpha * s.slope)
+                             | (flat & (dphi <= (2 * C1 - 1) * s.slope)))
+        curvature = dphi >= C2 * s.slope
+        accept = (decrease & curvature) | (flat & (jnp.dot(flat_gt, flat_gt) < jnp.dot(flat_g, flat_g)))
+
+        # Not accepted: shrink the bracket and pick the next trial.
+        hi = jnp.where(decrease, s.hi, s.alpha)
+        lo = jnp.where(decrease & ~curvature, s.alpha, s.lo)
+        # minimiser of the quadratic through phi(0), phi'(0), phi(alpha), kept inside the bracket
+        quad = -s.slope * s.alpha**2 / (2 * (v_t - v - s.slope * s.alpha))
+        shrink = jnp.where(finite & (s.lo == 0), jnp.clip(quad, 0.1 * s.alpha, 0.5 * s.alpha),
+                           jnp.where(s.lo == 0, 0.1 * s.alpha, 0.5 * (lo + hi)))
+        grow = jnp.where(jnp.isinf(hi), 4 * s.alpha, 0.5 * (lo + hi))
+        alpha = jnp.where(decrease, grow, shrink)
+        trials = s.trials + 1
+        tiny = alpha * jnp.linalg.norm(s.d) <= jnp.finfo(flat_u.dtype).eps * (1.0 + jnp.linalg.norm(flat_u))
+        stalled = ~accept & ((trials >= MAX_TRIALS) | tiny)
+
+        # Accepted: store the pair (if it has positive curvature) and take the next direction.
+        sk, yk = trial - flat_u, flat_gt - flat_g
+        sy = jnp.dot(sk, yk)
+        store = accept & (sy > jnp.finfo(flat_u.dtype).eps * jnp.linalg.norm(sk) * jnp.linalg.norm(yk))
+        push = lambda mem, new: jnp.where(store, jnp.concatenate([new[None], mem[:-1]]), mem)  # noqa: E731
+        s_mem, y_mem = push(s.s_mem, sk), push(s.y_mem, yk)
+        rho = push(s.rho, 1.0 / jnp.where(store, sy, 1.0))
+        gamma = jnp.where(store, sy / jnp.dot(yk, yk), s.gamma)
+        d_new = _direction(flat_gt, s_mem, y_mem, rho, gamma)
+        slope_new = jnp.dot(flat_gt, d_new)
+        bad = ~(slope_new < 0)  # rounding broke the approximation: steepest descent this once
+        d_new = jnp.where(bad, -gamma * flat_gt, d_new)
+        slope_new = jnp.where(bad, -gamma * jnp.dot(flat_gt, flat_gt), slope_new)
+
+        one = jnp.ones_like(s.alpha)
+        pick = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+        state = LineSearchState(
+            s_mem, y_mem, rho, gamma, pick(d_new, s.d), pick(slope_new, s.slope),
+            pick(one, alpha), pick(0 * one, lo), pick(jnp.inf * one, hi),
+            jnp.where(accept, 0, trials))
+        state = jax.tree.map(lambda new, old: new.astype(old.dtype), state, s)  # the objective's
+        # dtype may be wider than θ's (e.g. float64 constants in a float32 problem)
+        u_out = unravel(pick(trial, flat_u))
+        g_out = jax.tree.map(pick, g_t, g)
+        return u_out, state, pick(v_t, v), g_out, stalled, accept
+
+    return init, step

@@ -255,7 +255,10 @@ def sample(
             NUTS's trajectory choices, can amplify last-bit differences).
         key: a JAX PRNG key.
         method: ``"nuts"`` or ``"hmc"`` (Stan's window adaptation of step size and diagonal mass
-            matrix; ``dense_mass=True`` for a dense one; HMC takes ``num_integration_steps``
+            matrix; ``dense_mass=True`` for a dense one, whose first slow window is
+            ``max(25, 1.5 d)`` draws for d unknowns so that every estimate is full-rank: give it
+            ``num_warmup >= 75 + 1.5 d + 50``, and note that each leapfrog step then costs a
+            ``d x d`` product or more; HMC takes ``num_integration_steps``
             (default 16) and draws its step size uniformly within ``step_size_jitter`` (default
             ±20%) of the tuned one at each transition),
             ``"mala"`` (step size by dual averaging to 0.574 acceptance), ``"rwmh"``

@@ -137,6 +137,50 @@ def test_custom_blackjax_algorithm(linear):
     assert post.method == "build"
 
 
+def test_dense_schedule():
+    from blackjax.adaptation.window_adaptation import build_schedule
+
+    from jinverse._samplers import _dense_schedule, dense_first_window
+
+    assert dense_first_window(3) == 25 and dense_first_window(128) == 192
+    # With Stan's first window (25) it is Stan's schedule.
+    for n in (10, 100, 149, 150, 300, 500, 1000, 3000):
+        np.testing.assert_array_equal(_dense_schedule(n, 25), build_schedule(n))
+    for n, ends in ((300, [269]), (500, [266]), (1000, [266, 949]), (3000, [266, 650, 2949])):
+        s = np.asarray(_dense_schedule(n, 192))
+        assert s.shape == (n, 2)
+        np.testing.assert_array_equal(np.flatnonzero(s[:, 1]), ends)
+        # every slow window has at least 192 steps; the steps after the last one are fast
+        sizes = np.diff(np.r_[np.flatnonzero(s[:, 0])[0] - 1, ends])
+        assert np.all(sizes >= 192) and not s[ends[-1] + 1:, 0].any()
+
+
+def test_dense_mass_on_a_correlated_posterior():
+    # 20 unknowns (so the dense warmup's first window is 30 draws, longer than Stan's 25),
+    # a strongly correlated exact posterior: a dense mass matrix makes it near-isotropic, so
+    # NUTS needs far fewer leapfrog steps than with a diagonal one (an identity-like or
+    # rank-deficient estimate would need hundreds).
+    n = 20
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(n, n)) @ np.diag(np.geomspace(1, 30, n)) @ rng.normal(size=(n, n)) / n
+    problem = ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(n), 1.0),
+                                ji.likelihoods.Gaussian(0.1))
+    y = a @ rng.normal(size=n) + 0.1 * rng.normal(size=n)
+    cov = np.linalg.inv(a.T @ a / 0.01 + np.eye(n))
+    mean = cov @ a.T @ y / 0.01
+    dense = ji.sample(problem, y, key=jax.random.key(6), num_warmup=WARMUP, num_samples=DRAWS,
+                      dense_mass=True)
+    sd = np.sqrt(np.diag(cov))
+    ess = np.asarray(dense.ess())
+    np.testing.assert_array_less(np.abs(np.asarray(dense.mean()) - mean), 5 * sd / np.sqrt(ess))
+    np.testing.assert_array_less(np.abs(np.asarray(dense.std()) / sd - 1), 5 / np.sqrt(2 * ess))
+    diag = ji.sample(problem, y, key=jax.random.key(6), num_warmup=WARMUP, num_samples=DRAWS)
+    steps_dense = float(np.mean(dense.stats.num_integration_steps))
+    steps_diag = float(np.mean(diag.stats.num_integration_steps))
+    # (measured: about 10 and 670 leapfrog steps per draw)
+    assert steps_dense <= 16 and steps_diag > 10 * steps_dense
+
+
 def _quad_moments(logpdf, lo, hi):
     z = integrate.quad(lambda x: np.exp(logpdf(x)), lo, hi)[0]
     m = integrate.quad(lambda x: x * np.exp(logpdf(x)), lo, hi)[0] / z

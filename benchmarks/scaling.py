@@ -46,7 +46,10 @@ def worker(kind: str, batch: int, devices: int, optimizer: str, precision: int) 
     out = {"kind": kind, "batch": batch, "devices": devices, "optimizer": optimizer, "precision": precision,
            "device": jax.devices()[0].device_kind}
     if kind == "map":
-        opt = "newton" if optimizer == "newton" else None
+        import optax
+
+        # names as solve_map takes them ("newton", "bfgs", "lbfgs"), or "optax-lbfgs"
+        opt = optax.lbfgs() if optimizer == "optax-lbfgs" else optimizer
         t1 = time.perf_counter()
         r = ji.solve_map(problem, y, optimizer=opt, mesh=mesh)
         jax.block_until_ready(r.theta)
@@ -93,7 +96,8 @@ def main():
                     help="MAP batch sizes")
     ap.add_argument("--sample-sizes", type=int, nargs="+", default=[1, 16, 256, 4096],
                     help="batch sizes of sampled posteriors (4 chains each)")
-    ap.add_argument("--optimizers", nargs="+", default=["newton", "lbfgs"])
+    ap.add_argument("--optimizers", nargs="+", default=["newton", "bfgs"],
+                    help="solve_map optimizers: newton, bfgs, lbfgs, gauss-newton, or optax-lbfgs")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 8])
     ap.add_argument("--device-batch", type=int, default=16384)
     ap.add_argument("--precision", type=int, default=64)

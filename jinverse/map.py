@@ -27,7 +27,7 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
-from ._lbfgs import lbfgs_step
+from ._quasi_newton import DENSE_MAX, quasi_newton_step
 from .problem import InverseProblem
 
 
@@ -107,7 +107,7 @@ class MAPResult(eqx.Module):
 
 
 class _Settings(NamedTuple):
-    optimizer: Any  # "lbfgs", "newton", "gauss-newton" or an optax GradientTransformation
+    optimizer: Any  # "bfgs", "lbfgs", "newton", "gauss-newton" or an optax GradientTransformation
     max_steps: int
     tol: float
     chunk_size: int
@@ -118,7 +118,7 @@ class _Settings(NamedTuple):
 def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     """The MAP loop for one observation and one start, in the unconstrained space.
 
-    A step evaluates one new point (`_lbfgs.lbfgs_step`: one trial of L-BFGS's line search, the
+    A step evaluates one new point (`_quasi_newton.quasi_newton_step`: one trial of (L-)BFGS's line search, the
     line search and the quasi-Newton update in the same flat loop; `_optax_step`: one optax
     update, with any line search inside it; `_newton_step`: one damped-Newton trial) and returns
     the objective and gradient there, and whether it completed an optimiser iteration (counted
@@ -129,8 +129,8 @@ def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     def objective(u):
         return -problem.log_density(u, y, jacobian=settings.jacobian)
 
-    if settings.optimizer == "lbfgs":
-        init, step = lbfgs_step(objective)
+    if settings.optimizer in ("bfgs", "lbfgs"):
+        init, step = quasi_newton_step(objective, None if settings.optimizer == "bfgs" else 10)
     elif settings.optimizer == "newton":
         init, step = _newton_step(objective, jax.hessian)
     elif settings.optimizer == "gauss-newton":
@@ -270,11 +270,15 @@ def solve_map(
     Args:
         problem: the `InverseProblem`.
         y: observations shaped ``(*batch, *event)``; every result carries the ``batch`` axes.
-        optimizer: ``"lbfgs"`` (the default): L-BFGS with a weak-Wolfe line search, written
-            as a flat loop of one objective evaluation per step so that vmapped lanes never wait
-            in a nested line-search loop (2-3x faster than ``optax.lbfgs()`` on batches of small
-            problems; see benchmarks/RESULTS.md). Or any optax ``GradientTransformation``
-            (``optax.lbfgs()``, ``optax.adam(1e-2)``...). Or ``"newton"``: Levenberg-Marquardt-damped Newton steps with the dense Hessian of the
+        optimizer: default quasi-Newton: ``"bfgs"`` when θ has at most 64 unknowns, else
+            ``"lbfgs"``. Both use a weak-Wolfe line search written as a flat loop of one
+            objective evaluation per step, so vmapped lanes never wait in a nested line-search
+            loop (2-4x faster than ``optax.lbfgs()`` on batches of small problems; see
+            benchmarks/RESULTS.md). ``"bfgs"`` keeps the dense n x n inverse-Hessian
+            approximation per lane (cheapest per step for few unknowns); ``"lbfgs"`` the last
+            10 step/gradient pairs (memory O(10 n)). Or any optax ``GradientTransformation``
+            (``optax.lbfgs()``, ``optax.adam(1e-2)``...). Or ``"newton"``:
+            Levenberg-Marquardt-damped Newton steps with the dense Hessian of the
             same log-posterior — much faster for a modest number of unknowns (say n <= 100),
             e.g. least-squares inversion of a small network. Or ``"gauss-newton"``: the same
             damped steps with the Gauss-Newton matrix ``JᵀJ`` of the whitened residuals in place
@@ -325,10 +329,12 @@ def solve_map(
         tol = 1e-9 if y.dtype == jnp.float64 else 1e-4
     if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol: got {tol!r}, expected a positive number")
-    optimizer = "lbfgs" if optimizer is None else optimizer
+    if optimizer is None:
+        n = sum(math.prod(a.shape) for a in jax.tree.leaves(problem.theta_shape_dtype()))
+        optimizer = "bfgs" if n <= DENSE_MAX else "lbfgs"
     if isinstance(optimizer, str):
-        if optimizer not in ("lbfgs", "newton", "gauss-newton"):
-            raise ValueError(f"optimizer: got {optimizer!r}, expected 'lbfgs', 'newton', 'gauss-newton' "
+        if optimizer not in ("bfgs", "lbfgs", "newton", "gauss-newton"):
+            raise ValueError(f"optimizer: got {optimizer!r}, expected 'bfgs', 'lbfgs', 'newton', 'gauss-newton' "
                              "or an optax GradientTransformation")
         if optimizer == "gauss-newton" and not _least_squares(problem):
             raise ValueError(f"optimizer: 'gauss-newton' needs a Gaussian likelihood and a Gaussian prior, "
@@ -337,8 +343,8 @@ def solve_map(
     elif isinstance(optimizer, optax.GradientTransformation):
         optimizer = optax.with_extra_args_support(optimizer)
     else:
-        raise TypeError(f"optimizer: got {type(optimizer).__name__}, expected 'lbfgs', 'newton', "
-                        "'gauss-newton' or an optax GradientTransformation")
+        raise TypeError(f"optimizer: got {type(optimizer).__name__}, expected 'bfgs', 'lbfgs', "
+                        "'newton', 'gauss-newton' or an optax GradientTransformation")
 
     n_obs = math.prod(batch_shape)
     event = y.shape[len(batch_shape):]

@@ -227,8 +227,8 @@ SOLVE_MAP = [
     ("init a string", lambda: ji.solve_map(_linear(), Y, init="abc"), TypeError,
      r"init: got 'abc', expected an array of numbers shaped like θ"),
     ("optimizer string", lambda: ji.solve_map(_linear(), Y, optimizer="adam"), ValueError,
-     r"optimizer: got 'adam', expected 'lbfgs', 'newton', 'gauss-newton' or an optax GradientTransformation"),
-    ("optimizer object", lambda: ji.solve_map(_linear(), Y, optimizer=3), TypeError, r"optimizer: got int, expected 'lbfgs', 'newton'"),
+     r"optimizer: got 'adam', expected 'bfgs', 'lbfgs', 'newton', 'gauss-newton' or an optax GradientTransformation"),
+    ("optimizer object", lambda: ji.solve_map(_linear(), Y, optimizer=3), TypeError, r"optimizer: got int, expected 'bfgs', 'lbfgs', 'newton'"),
 ]
 
 def _map_result(batch):

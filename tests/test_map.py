@@ -29,8 +29,8 @@ def rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-@pytest.mark.parametrize("optimizer", [None, "newton", "gauss-newton", optax.lbfgs()],
-                         ids=["lbfgs", "newton", "gauss-newton", "optax-lbfgs"])
+@pytest.mark.parametrize("optimizer", [None, "lbfgs", "newton", "gauss-newton", optax.lbfgs()],
+                         ids=["default-bfgs", "lbfgs", "newton", "gauss-newton", "optax-lbfgs"])
 def test_linear_gaussian_closed_form(linear, optimizer):
     problem, Y, exact = linear
     batch = ji.solve_map(problem, Y, optimizer=optimizer)
@@ -175,7 +175,7 @@ def test_bad_input_messages(linear):
     with pytest.raises(ValueError, match="tol"):
         ji.solve_map(problem, Y, tol=-1.0)
     with pytest.raises(ValueError, match="optimizer"):
-        ji.solve_map(problem, Y, optimizer="bfgs")
+        ji.solve_map(problem, Y, optimizer="BFGS")
     laplace_prior = ji.InverseProblem(problem.forward, ji.priors.Laplace(jnp.zeros(N), 1.0), problem.likelihood)
     with pytest.raises(ValueError, match="'gauss-newton' needs a Gaussian likelihood and a Gaussian prior"):
         ji.solve_map(laplace_prior, Y, optimizer="gauss-newton")
@@ -224,8 +224,9 @@ def test_three_optimizers_agree_on_a_nonlinear_least_squares_problem():
         assert float(jnp.max(jnp.abs(r.theta - results[0].theta))) < 1e-6
 
 
-def test_flat_lbfgs_matches_scipy_on_rosenbrock():
-    """The default (flat-loop) L-BFGS on a non-convex valley, from several starts at once,
+@pytest.mark.parametrize("optimizer", ["bfgs", "lbfgs"])
+def test_flat_quasi_newton_matches_scipy_on_rosenbrock(optimizer):
+    """The flat-loop BFGS and L-BFGS on a non-convex valley, from several starts at once,
     against SciPy's L-BFGS-B on the same objective; num_steps counts iterations, not trials."""
     scipy_optimize = pytest.importorskip("scipy.optimize")
     n = 4
@@ -235,7 +236,7 @@ def test_flat_lbfgs_matches_scipy_on_rosenbrock():
         ji.priors.Gaussian(jnp.zeros(n), 30.0), ji.likelihoods.Gaussian(1.0))
     starts = jnp.array([[-1.2, 1.0, -1.2, 1.0], [0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, 3.0]])
     y = jnp.zeros((3, 2 * (n - 1)))
-    r = ji.solve_map(problem, y, init=starts)
+    r = ji.solve_map(problem, y, init=starts, optimizer=optimizer)
     assert bool(jnp.all(r.converged)), r.messages()
 
     def objective(t):
@@ -255,6 +256,6 @@ def test_flat_lbfgs_matches_scipy_on_rosenbrock():
     f32 = jnp.float32
     problem32 = ji.InverseProblem(problem.forward, ji.priors.Gaussian(jnp.zeros(n, f32), f32(30.0)),
                                   ji.likelihoods.Gaussian(f32(1.0)))
-    r32 = ji.solve_map(problem32, y.astype(f32), init=starts.astype(f32))
+    r32 = ji.solve_map(problem32, y.astype(f32), init=starts.astype(f32), optimizer=optimizer)
     assert r32.theta.dtype == jnp.float32 and bool(jnp.all(r32.converged)), r32.messages()
     assert float(jnp.max(jnp.abs(r32.theta - r.theta))) < 1e-3

@@ -157,7 +157,8 @@ def main():
     key = "map_batch" + ("-" + "-".join(label.lower().split()) if label.strip() else "")
     title = "Batched MAP (issue 2)" + (f" — {label.strip()}" if label.strip() else "")
     record(args.out, key, title,
-           "`.venv/bin/python benchmarks/map_batch.py`", machine_info(), "\n".join(table))
+           "`.venv/bin/python benchmarks/map_batch.py " + " ".join(sys.argv[1:]).replace(f" --out {args.out}", "")
+           + "`", machine_info(), "\n".join(table))
 
 
 if __name__ == "__main__":

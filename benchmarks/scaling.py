@@ -94,7 +94,7 @@ def main():
     ap.add_argument("--worker", nargs=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 1000, 10**4, 10**5, 10**6],
                     help="MAP batch sizes")
-    ap.add_argument("--sample-sizes", type=int, nargs="+", default=[1, 16, 256, 4096],
+    ap.add_argument("--sample-sizes", type=int, nargs="*", default=[1, 16, 256, 4096],
                     help="batch sizes of sampled posteriors (4 chains each)")
     ap.add_argument("--optimizers", nargs="+", default=["newton", "bfgs"],
                     help="solve_map optimizers: newton, bfgs, lbfgs, gauss-newton, or optax-lbfgs")

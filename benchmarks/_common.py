@@ -13,7 +13,9 @@ def machine_info() -> str:
 
     versions = ", ".join(f"{p} {_version(p)}" for p in ("jax", "optax", "blackjax", "numpy", "scipy"))
     dev = jax.devices()[0]
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = f"{os.cpu_count()} cores" if usable == os.cpu_count() else f"{usable} of {os.cpu_count()} cores (pinned)"
+    return (f"{platform.processor() or platform.machine()}, {cores}, "
             f"{dev.platform} ({dev.device_kind}); Python {platform.python_version()}; {versions}")
 
 

@@ -69,8 +69,8 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
                     "run longer or check for several modes")
     if count(Status.LOW_ESS):
         msgs.append(f"bulk ESS below {ESS_PER_CHAIN} per chain" + of.format(count(Status.LOW_ESS))
-                    + f" (smallest {np.nanmin(np.where(finite, ess, np.nan)):.0f}): estimates are "
-                    "noisy; draw more samples")
+                    + f" (smallest {np.nanmin(np.where(finite, ess, np.nan)):.0f} over {num_chains} "
+                    f"chains, {ESS_PER_CHAIN * num_chains} needed): estimates are noisy; draw more samples")
     if count(Status.DIVERGENCES):
         msgs.append(f"{int(div.sum())} divergent transitions" + of.format(count(Status.DIVERGENCES))
                     + ": the sampler missed regions of high curvature, or the model gave a NaN/inf "

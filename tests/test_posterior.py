@@ -84,7 +84,7 @@ def test_status_flags_and_warnings(iid):
     assert "R-hat above 1.01" in text and "1 divergent" in text
     assert "R-hat above 1.01" in post.summary()
     slow = _posterior(np.cumsum(iid, axis=1) / 30)  # random-walk chains: ESS < 100 per chain
-    assert int(slow.status) & Status.LOW_ESS and any("ESS below 100" in w for w in slow.warnings)
+    assert int(slow.status) & Status.LOW_ESS and any("ESS below 100 per chain" in w and "needed" in w for w in slow.warnings)
     bad = iid.copy()
     bad[2, 5, 0] = np.nan
     assert int(_posterior(bad).status) & Status.NONFINITE

@@ -73,7 +73,13 @@ def interleaved(fns, repeats):
     return [tuple(rr) for rr in res]
 
 
-def setup(n):
+def setup(n, npz=None):
+    """CUQIpy's test problem: (tp, A, y, noise std, exact posterior mean, exact posterior sd).
+    With ``npz`` (written by ``--save-problem``), the same arrays without CUQIpy (tp is None):
+    for machines without it, such as the GPU host."""
+    if npz:
+        d = np.load(npz)
+        return None, d["a"], d["y"], float(d["s"]), d["mean"], d["sd"]
     import cuqi
 
     np.random.seed(0)
@@ -262,9 +268,19 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--notes", help="a file whose text is appended to the recorded section")
+    p.add_argument("--problem-npz", help="load the problem's arrays from this file instead of CUQIpy")
+    p.add_argument("--save-problem", help="write the problem's arrays to this .npz file and stop")
+    p.add_argument("--batch-only", action="store_true",
+                   help="only the batched comparison, recorded in its own section (e.g. on a GPU)")
+    p.add_argument("--label", default="", help="where it ran, for --batch-only (e.g. 'GPU NVIDIA H200')")
     args = p.parse_args()
 
-    tp, a, y, s, mean, sd = setup(args.n)
+    tp, a, y, s, mean, sd = setup(args.n, args.problem_npz)
+    if args.save_problem:
+        np.savez(args.save_problem, a=a, y=y, s=s, mean=mean, sd=sd)
+        return
+    if args.batch_only:
+        return batch_only(args, a, s)
     problem = ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(args.n), 1.0),
                                 ji.likelihoods.Gaussian(s))
     rows = []  # (name, draws, compile, warm time, min ESS, accuracy, mean steps, max steps)
@@ -365,6 +381,27 @@ def main():
         record(os.path.join(os.path.dirname(__file__), "RESULTS.md"), "sampling",
                "Posterior sampling: min-ESS/s and batched sampling (benchmarks/sampling.py)", cmd,
                machine_info(), body + ("\n\n" + notes if notes else ""))
+
+
+def batch_only(args, a, s):
+    """The batched comparison alone, recorded as ``sampling-batched[-label]``."""
+    problem = ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(args.n), 1.0),
+                                ji.likelihoods.Gaussian(s))
+    chunks = [None if c == "none" else int(c) for c in args.batch_chunks.split(",")]
+    b_times, t_loop, ess_b, steps_mean, steps_max = batched(
+        problem, a, s, args.batch, args.batch_warmup, args.batch_draws, args.per_obs_subset,
+        chunks, args.batch_mass == "dense")
+    best_chunk = min(b_times, key=lambda c: b_times[c][1])
+    body = "\n".join(batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk)).strip()
+    print(body)
+    if not args.no_record:
+        label = args.label.strip()
+        key = "sampling-batched" + ("-" + "-".join(label.lower().split()) if label else "")
+        cmd = "`" + " ".join(["python3" if label else ".venv/bin/python", "benchmarks/sampling.py",
+                              *[f"'{x}'" if " " in x else x for x in sys.argv[1:]]]) + "`"
+        record(os.path.join(os.path.dirname(__file__), "RESULTS.md"), key,
+               "Batched posterior sampling (issue 3)" + (f" — {label}" if label else ""), cmd,
+               machine_info(), body)
 
 
 def batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk):

@@ -2,13 +2,17 @@
 
 R-hat and ESS are blackjax's rank-normalised estimators (`blackjax.diagnostics.rhat`,
 `ess_bulk`, `ess_tail`; the same definitions as ArviZ's defaults), computed per parameter with
-the batch axes kept.
+the batch axes kept. Their rank normalisation sorts the pooled draws, which for long runs costs
+as much as the sampling: ``ji.sample(..., diagnose=False)`` skips it (status `Status.UNCHECKED`)
+and `Posterior.diagnose` computes it afterwards, by the same `diagnose_draws` path.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import math
+import warnings as _warnings
 
 import blackjax.diagnostics as bd
 import equinox as eqx
@@ -42,17 +46,50 @@ class Status(enum.IntFlag):
     LOW_ESS = 2
     DIVERGENCES = 4
     NONFINITE = 8
+    UNCHECKED = 16  # R-hat and ESS not computed (``diagnose=False``): call `Posterior.diagnose`
+
+
+UNCHECKED_MESSAGE = "R-hat and ESS not computed (diagnose=False)"
+
+
+@functools.partial(jax.jit, static_argnames="diagnose")
+def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnose: bool = True):
+    """Worst R-hat, smallest bulk ESS (blackjax's rank-normalised estimators), divergences.
+
+    Compiled apart from the sampler so that every method with the same draw shapes shares it.
+    ``diagnose=False``: only the cheap checks (finite draws, divergences); R-hat and ESS NaN.
+    """
+    nb = flat.ndim - 3
+    batch = flat.shape[:nb]
+    finite = jnp.all(jnp.isfinite(flat), axis=(-3, -2, -1))
+    out = {"num_divergent": jnp.sum(divergent, axis=(-2, -1)), "finite": finite,
+           "checked": jnp.full(batch, diagnose)}
+    if not diagnose:
+        nan = jnp.full(batch, jnp.nan, flat.dtype)
+        return {"max_rhat": nan, "min_ess": nan, **out}
+    # (blackjax squeezes a trailing axis of size 1: restore it)
+    rhat = bd.rhat(flat, chain_axis=nb, sample_axis=nb + 1).reshape(*batch, -1)
+    ess = bd.ess_bulk(flat, chain_axis=nb, sample_axis=nb + 1).reshape(*batch, -1)
+    return {"max_rhat": jnp.where(finite, jnp.nanmax(rhat, axis=-1), jnp.inf),
+            "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0), **out}
 
 
 def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[str]]:
-    """Per-observation status flags and one message per kind of problem (host side)."""
+    """Per-observation status flags and one message per kind of problem (host side).
+
+    ``diag["checked"]`` (optional, default True): per observation, whether R-hat and ESS were
+    computed; where not, `Status.UNCHECKED` replaces their checks.
+    """
     rhat, ess = np.asarray(diag["max_rhat"]), np.asarray(diag["min_ess"])
     div, finite = np.asarray(diag["num_divergent"]), np.asarray(diag["finite"])
+    checked = np.broadcast_to(np.asarray(diag.get("checked", True), bool), rhat.shape)
     status = np.zeros(rhat.shape, np.int32)
     status |= np.where(~finite, int(Status.NONFINITE), 0).astype(np.int32)
-    status |= np.where(finite & ~(rhat <= RHAT_LIMIT), int(Status.HIGH_RHAT), 0).astype(np.int32)
-    status |= np.where(finite & (ess < ESS_PER_CHAIN * num_chains), int(Status.LOW_ESS), 0).astype(np.int32)
+    status |= np.where(checked & finite & ~(rhat <= RHAT_LIMIT), int(Status.HIGH_RHAT), 0).astype(np.int32)
+    status |= np.where(checked & finite & (ess < ESS_PER_CHAIN * num_chains), int(Status.LOW_ESS),
+                       0).astype(np.int32)
     status |= np.where(div > 0, int(Status.DIVERGENCES), 0).astype(np.int32)
+    status |= np.where(~checked, int(Status.UNCHECKED), 0).astype(np.int32)
     n = status.size
     of = "" if n == 1 else f" in {{}} of {n} posteriors"
     msgs = []
@@ -75,7 +112,32 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
         msgs.append(f"{int(div.sum())} divergent transitions" + of.format(count(Status.DIVERGENCES))
                     + ": the sampler missed regions of high curvature, or the model gave a NaN/inf "
                     "log-density; results may be biased")
+    if count(Status.UNCHECKED):
+        msgs.append(UNCHECKED_MESSAGE + of.format(count(Status.UNCHECKED))
+                    + ": convergence is unknown; call .diagnose() to compute them")
     return status, msgs
+
+
+def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool = True):
+    """``(diag, status, messages)`` for draws shaped ``(*batch, chains, draws, *theta_shape)``.
+
+    The one path of `ji.sample` and `Posterior.diagnose`: the batch axes are flattened to one
+    lane axis, as the sampler returns them, so both run the same compiled `_diagnostics`.
+    """
+    batch = tuple(divergent.shape[:-2])
+    nb, size = len(batch), math.prod(batch)
+    flat = jnp.concatenate([a.reshape(size, *a.shape[nb:nb + 2], -1) for a in jax.tree.leaves(samples)], -1)
+    diag = _diagnostics(flat, jnp.reshape(divergent, (size, *divergent.shape[nb:])), diagnose=diagnose)
+    diag = jax.tree.map(lambda a: a.reshape(batch), diag)
+    status, messages = status_and_warnings(diag, num_chains)
+    return diag, status, messages
+
+
+def warn(messages, stacklevel: int = 2) -> None:
+    """Emit a `SamplingWarning` for the problems found; not for a skipped diagnosis (asked for)."""
+    shown = [m for m in messages if not m.startswith(UNCHECKED_MESSAGE)]
+    if shown:
+        _warnings.warn("; ".join(shown), SamplingWarning, stacklevel=stacklevel + 1)
 
 
 class Posterior(eqx.Module):
@@ -179,15 +241,40 @@ class Posterior(eqx.Module):
         pick = jax.tree.map(lambda a: a[index], (self.samples, self.stats, self.max_rhat,
                                                   self.min_ess, self.num_divergent))
         samples, stats, rhat, ess, div = pick
+        st = np.asarray(self.status)[index]  # what was found stays found (or unchecked)
         diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
-                "finite": np.isfinite(np.asarray(rhat))}
+                "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0}
         status, msgs = status_and_warnings(diag, self.num_chains)
         return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs),
                          self.method, self.num_warmup)
 
+    def diagnose(self) -> Posterior:
+        """This posterior with its R-hat and bulk ESS computed (after ``ji.sample(...,
+        diagnose=False)``), exactly as ``ji.sample`` computes them by default.
+
+        Returns a new `Posterior` whose ``max_rhat``, ``min_ess``, ``status`` and ``warnings`` equal
+        those of a ``diagnose=True`` run with the same key (the draws are unchanged), and emits
+        the same `SamplingWarning` when something is found. On an already diagnosed posterior it
+        recomputes the same values. Costs a sort of the pooled draws of each observation.
+        """
+        diag, status, messages = diagnose_draws(self.samples, self.stats.is_divergent, self.num_chains)
+        warn(messages, stacklevel=3)  # (equinox wraps the method in one more frame)
+        return Posterior(samples=self.samples, stats=self.stats, max_rhat=diag["max_rhat"],
+                         min_ess=diag["min_ess"], num_divergent=diag["num_divergent"], status=status,
+                         warnings=tuple(messages), method=self.method, num_warmup=self.num_warmup)
+
+    @property
+    def checked(self) -> bool:
+        """Whether R-hat and ESS were computed (False after ``ji.sample(..., diagnose=False)``)."""
+        return not np.any(np.asarray(self.status) & int(Status.UNCHECKED))
+
     # -- reports --------------------------------------------------------------------------
     def summary(self, max_rows: int = 20) -> str:
-        """A readable table: per parameter for one observation, per observation for a batch."""
+        """A readable table: per parameter for one observation, per observation for a batch.
+
+        An unchecked posterior (``diagnose=False``) shows ``-`` for R-hat and ESS (not computed
+        here either: call `diagnose` first) and says so under ``warnings``.
+        """
         head = (f"Posterior: {self.method}, {self.num_chains} chains x {self.num_draws} draws "
                 f"(+{self.num_warmup} warmup)")
         if self.batch_shape:
@@ -203,8 +290,11 @@ class Posterior(eqx.Module):
         else:
             lines = [head, f"{'param':>12} {'mean':>10} {'std':>10} {'5%':>10} {'50%':>10} "
                            f"{'95%':>10} {'R-hat':>7} {'ESS bulk':>9} {'ESS tail':>9}"]
-            stats = [self.mean(), self.std(), self.quantile(jnp.array([0.05, 0.5, 0.95])),
-                     self.rhat(), self.ess("bulk"), self.ess("tail")]
+            stats = [self.mean(), self.std(), self.quantile(jnp.array([0.05, 0.5, 0.95]))]
+            if self.checked:
+                stats += [self.rhat(), self.ess("bulk"), self.ess("tail")]
+            else:  # not computed: the user skipped it (diagnose=False)
+                stats += [jax.tree.map(lambda m: np.full(np.shape(m), np.nan), stats[0])] * 3
             paths = jax.tree_util.tree_flatten_with_path(self.samples)[0]
             leaves = [jax.tree.leaves(x) for x in stats]
             rows = 0
@@ -215,9 +305,10 @@ class Posterior(eqx.Module):
                     if rows == max_rows:
                         break
                     label = name + (str(list(idx)) if idx else "")
+                    diag = (f"{r[idx]:>7.3f} {eb[idx]:>9.0f} {et[idx]:>9.0f}" if self.checked
+                            else f"{'-':>7} {'-':>9} {'-':>9}")
                     lines.append(f"{label:>12} {m[idx]:>10.4g} {sd[idx]:>10.4g} {q[(0, *idx)]:>10.4g} "
-                                 f"{q[(1, *idx)]:>10.4g} {q[(2, *idx)]:>10.4g} {r[idx]:>7.3f} "
-                                 f"{eb[idx]:>9.0f} {et[idx]:>9.0f}")
+                                 f"{q[(1, *idx)]:>10.4g} {q[(2, *idx)]:>10.4g} {diag}")
                     rows += 1
             total = sum(int(np.prod(np.shape(x))) for x in leaves[0])
             if total > rows:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-import blackjax.diagnostics as bd
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
@@ -27,7 +26,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from . import _samplers
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
-from .posterior import Posterior, SamplingWarning, status_and_warnings
+from .posterior import Posterior, diagnose_draws, warn
 from .problem import InverseProblem
 
 # Incremented each time a compiled sampling program is traced (tests count retraces with it).
@@ -165,25 +164,6 @@ def _draw_lanes(operand, lanes):
     return _map_lanes(one, lanes, s.chunk_size)
 
 
-@jax.jit
-def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent):
-    """Worst R-hat, smallest bulk ESS (blackjax's rank-normalised estimators), divergences.
-
-    Compiled apart from the sampler so that every method with the same draw shapes shares it.
-    """
-    nb = flat.ndim - 3
-    finite = jnp.all(jnp.isfinite(flat), axis=(-3, -2, -1))
-    # (blackjax squeezes a trailing axis of size 1: restore it)
-    rhat = bd.rhat(flat, chain_axis=nb, sample_axis=nb + 1).reshape(*flat.shape[:nb], -1)
-    ess = bd.ess_bulk(flat, chain_axis=nb, sample_axis=nb + 1).reshape(*flat.shape[:nb], -1)
-    return {
-        "max_rhat": jnp.where(finite, jnp.nanmax(rhat, axis=-1), jnp.inf),
-        "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0),
-        "num_divergent": jnp.sum(divergent, axis=(-2, -1)),
-        "finite": finite,
-    }
-
-
 def _start(problem, y, batch, init, jitter):
     """``("prior", None)`` or ``("given", u)`` with ``u`` flat, shaped ``(*batch, d)``."""
     if init is None or (isinstance(init, str) and init == "prior"):
@@ -241,6 +221,7 @@ def sample(
     progress: bool | Callable[[int, int], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
+    diagnose: bool = True,
     **options,
 ) -> Posterior:
     """Draw from p(θ | y) with a blackjax sampler, tuned by its own adaptation.
@@ -297,6 +278,13 @@ def sample(
             ``block_size`` and ``mesh``: XLA may round a different lane count differently). A file
             written with other settings (data, key, method, counts, options) is refused.
         checkpoint_every: draws per chunk (default: ``num_samples // 10``, at least 1).
+        diagnose: compute R-hat and bulk ESS (default). Their rank normalisation sorts the pooled
+            draws and, for long runs on a CPU, can take as long as the sampling; ``False`` skips
+            it: ``max_rhat`` and ``min_ess`` are NaN, every observation's ``status`` has
+            `Status.UNCHECKED` and ``warnings`` says so (no Python warning for that), while
+            non-finite draws and divergences are still flagged and warned about. The draws are
+            the same either way; ``post.diagnose()`` computes the rest afterwards. Not part of a
+            checkpoint's settings.
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
             (hmc), ``dense_mass`` (nuts/hmc), ``learning_rate`` (chees). Must be hashable; an
             unknown name is refused.
@@ -333,6 +321,8 @@ def sample(
     if block_size is not None:
         block_size = check_positive_int("block_size", block_size)
     batch_axis = check_mesh(mesh, batch_axis)
+    if not isinstance(diagnose, (bool, np.bool_)):
+        raise TypeError(f"diagnose: got {diagnose!r} ({type(diagnose).__name__}), expected True or False")
     if checkpoint is None and checkpoint_every is not None:
         raise ValueError("checkpoint_every: given without checkpoint, expected a checkpoint path too")
     if checkpoint is not None:
@@ -368,16 +358,13 @@ def sample(
         from .checkpoint import run_checkpointed
 
         draws, stats = run_checkpointed(problem, settings, lanes, checkpoint, run, progress)
-    flat = jnp.concatenate([a.reshape(*a.shape[:3], -1) for a in jax.tree.leaves(draws)], -1)
-    diag = _diagnostics(flat, stats.is_divergent)
 
     def unflatten(a):
         return a.reshape(*batch, *a.shape[1:])
 
-    draws, stats, diag = jax.tree.map(unflatten, (draws, stats, diag))
-    status, messages = status_and_warnings(diag, num_chains)
-    if messages:
-        warnings.warn("; ".join(messages), SamplingWarning, stacklevel=2)
+    draws, stats = jax.tree.map(unflatten, (draws, stats))
+    diag, status, messages = diagnose_draws(draws, stats.is_divergent, num_chains, bool(diagnose))
+    warn(messages)
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return Posterior(samples=draws, stats=stats, max_rhat=diag["max_rhat"], min_ess=diag["min_ess"],
                      num_divergent=diag["num_divergent"], status=status, warnings=tuple(messages),

@@ -198,6 +198,7 @@ SAMPLE = [
     ("jitter<0", dict(jitter=-1.0), ValueError, r"jitter: got -1\.0, expected a finite number >= 0"),
     ("jitter NaN", dict(jitter=float("nan")), ValueError, r"jitter: got nan, expected a finite number >= 0"),
     ("unhashable option", dict(dense_mass=[True]), TypeError, r"options: got .*expected hashable values"),
+    ("diagnose not bool", dict(diagnose="no"), TypeError, r"diagnose: got 'no' \(str\), expected True or False"),
 ]
 
 SOLVE_MAP = [

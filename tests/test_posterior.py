@@ -6,8 +6,14 @@ import pytest
 
 from jinverse import Posterior
 from jinverse._samplers import Stats
-from jinverse.posterior import Status, status_and_warnings
-from jinverse.sampling import _diagnostics
+from jinverse.posterior import (
+    SamplingWarning,
+    Status,
+    _diagnostics,
+    diagnose_draws,
+    status_and_warnings,
+    warn,
+)
 
 
 def _posterior(draws, divergent=None):
@@ -101,3 +107,53 @@ def test_summary_table(iid):
 def test_ess_kind_validated(iid):
     with pytest.raises(ValueError, match="kind"):
         _posterior(iid).ess("median")
+
+
+def _unchecked(draws, divergent=None):
+    """A Posterior as ``ji.sample(..., diagnose=False)`` builds it (same `diagnose_draws` path)."""
+    post = _posterior(draws, divergent)
+    diag, status, msgs = diagnose_draws(post.samples, post.stats.is_divergent, post.num_chains, False)
+    return Posterior(post.samples, post.stats, diag["max_rhat"], diag["min_ess"], diag["num_divergent"],
+                     jnp.asarray(status), tuple(msgs), "test", 10)
+
+
+def test_unchecked_posterior_and_diagnose_afterwards(iid):
+    stuck = iid.copy()
+    stuck[0] += 5.0  # a high R-hat the unchecked posterior must not claim to have checked
+    draws = np.stack([iid, stuck])
+    post = _unchecked(draws)
+    assert np.all(np.asarray(post.status) == Status.UNCHECKED) and not np.any(post.ok) and not post.checked
+    assert np.all(np.isnan(post.max_rhat)) and np.all(np.isnan(post.min_ess))
+    assert post.warnings == ("R-hat and ESS not computed (diagnose=False) in 2 of 2 posteriors: convergence "
+                             "is unknown; call .diagnose() to compute them",)
+    assert "UNCHECKED" in post.summary() and "call .diagnose()" in post.summary()
+    assert int(post[1].status) == Status.UNCHECKED and "not computed" in post[1].warnings[0]
+    one = post[0].summary()
+    assert "theta[0]" in one and "call .diagnose()" in one and " - " in one.split("theta[0]")[1].splitlines()[0]
+    with pytest.warns(SamplingWarning, match="R-hat above 1.01 in 1 of 2"):
+        done = post.diagnose()
+    ref = _posterior(draws)  # diagnosed at construction, as ji.sample does by default
+    assert done.checked and done.warnings == ref.warnings
+    for f in ("max_rhat", "min_ess", "num_divergent", "status"):
+        assert np.array_equal(np.asarray(getattr(done, f)), np.asarray(getattr(ref, f))), f
+    st = np.asarray(done.status)
+    assert st[1] & Status.HIGH_RHAT and st[0] == 0
+    with pytest.warns(SamplingWarning):  # diagnosing again recomputes the same
+        again = done.diagnose()
+    assert np.array_equal(np.asarray(again.max_rhat), np.asarray(done.max_rhat))
+
+
+def test_unchecked_still_flags_nonfinite_and_divergences(iid):
+    bad = iid.copy()
+    bad[2, 5, 0] = np.nan
+    div = np.zeros((4, 1000), bool)
+    div[1, 3] = True
+    post = _unchecked(bad, divergent=div)
+    assert int(post.status) == Status.NONFINITE | Status.DIVERGENCES | Status.UNCHECKED
+    assert len(post.warnings) == 3 and "non-finite" in post.warnings[0] and "1 divergent" in post.warnings[1]
+    with pytest.warns(SamplingWarning) as record:  # warned about: the faults, not the skipped check
+        warn(post.warnings)
+    assert "non-finite" in str(record[0].message) and "not computed" not in str(record[0].message)
+    with pytest.warns(SamplingWarning, match="non-finite") as record:
+        assert int(post.diagnose().status) == Status.NONFINITE | Status.DIVERGENCES
+    assert record[0].filename == __file__  # points at the caller

@@ -5,6 +5,8 @@ Tolerances follow from Monte-Carlo error: a mean is checked to 5 standard errors
 plus a stated allowance for the unadjusted MCLMC's discretisation bias.
 """
 
+from typing import NamedTuple
+
 import blackjax
 import jax
 import jax.numpy as jnp
@@ -87,6 +89,26 @@ def test_second_call_does_not_retrace(linear):
     post = ji.sample(problem, ys[1], key=jax.random.key(7), num_warmup=WARMUP, num_samples=DRAWS)
     assert sampling._TRACES["count"] == before
     _check_exact(post, means[1], cov)
+
+
+def test_diagnose_false_same_draws_then_diagnose(linear):
+    """diagnose=False: the draws bit for bit, flagged UNCHECKED; .diagnose() gives the rest."""
+    problem, ys, _, _ = linear
+    ref = _posterior(linear, "nuts")
+    before = sampling._TRACES["count"]
+    post = ji.sample(problem, ys[0], key=jax.random.key(1), num_warmup=WARMUP, num_samples=DRAWS,
+                     diagnose=False)
+    assert sampling._TRACES["count"] == before  # the same compiled sampler
+    assert np.array_equal(post.samples, ref.samples)
+    for a, b in zip(post.stats, ref.stats):
+        assert np.array_equal(a, b, equal_nan=True)
+    assert int(post.status) == Status.UNCHECKED and not post.ok and not post.checked
+    assert np.isnan(post.max_rhat) and np.isnan(post.min_ess)
+    assert post.warnings and "call .diagnose()" in post.warnings[0] and "call .diagnose()" in post.summary()
+    done = post.diagnose()
+    for f in ("max_rhat", "min_ess", "num_divergent", "status"):
+        assert np.array_equal(np.asarray(getattr(done, f)), np.asarray(getattr(ref, f))), f
+    assert done.warnings == ref.warnings == () and done.checked and bool(done.ok)
 
 
 def test_batch_matches_exact_and_one_at_a_time(linear):
@@ -315,3 +337,38 @@ def test_fault_in_one_observation_is_flagged_and_isolated(nan_model):
     for i in (0, 2):
         assert np.array_equal(faulty.samples[i], clean.samples[i])
         assert np.array_equal(faulty.stats.step_size[i], clean.stats.step_size[i])
+
+
+class _ULAState(NamedTuple):
+    position: jax.Array
+    logdensity: jax.Array
+
+
+def _ula(logdensity_fn, step_size=0.002):
+    """Unadjusted Langevin: no accept step, so a NaN gradient makes NaN draws (a custom method)."""
+
+    def step(key, state):
+        g = jax.grad(logdensity_fn)(state.position)
+        x = state.position + step_size * g + jnp.sqrt(2 * step_size) * jax.random.normal(key, g.shape)
+        return _ULAState(x, logdensity_fn(x)), ()
+
+    return blackjax.base.SamplingAlgorithm(lambda x: _ULAState(x, logdensity_fn(x)), step)
+
+
+def test_nonfinite_draws_flagged_without_diagnosis():
+    """A forward with a log term undefined beyond θ[0] > 1.5, observation 1 pulling θ[0] to 3:
+    the unadjusted sampler's gradient turns NaN there and so do its draws (flagged without R-hat)."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)))
+    problem = ji.InverseProblem(lambda t: a @ t + 0.01 * jnp.log(1.5 - t[0]),
+                                ji.priors.Gaussian(jnp.zeros(3), 1.0), ji.likelihoods.Gaussian(0.2))
+    y = jnp.stack([a @ jnp.array([0.2, -0.3, 0.1]), a @ jnp.array([3.0, 0.0, 0.0]), a @ jnp.array([0.1, 0.1, 0.1])])
+    with pytest.warns(SamplingWarning, match="non-finite draws in 1 of 3") as record:
+        post = ji.sample(problem, y, key=jax.random.key(0), method=_ula, num_warmup=50, num_samples=20,
+                         diagnose=False)
+    assert not any("not computed" in str(w.message) for w in record)  # asked for: not warned
+    status = np.asarray(post.status)
+    assert status[1] & Status.NONFINITE and np.all(status & Status.UNCHECKED)
+    assert status[0] == status[2] == Status.UNCHECKED and np.all(np.isnan(post.max_rhat))
+    assert not np.isfinite(np.asarray(post.samples[1])).all() and np.isfinite(np.asarray(post.samples[0])).all()
+    with pytest.warns(SamplingWarning, match="non-finite"):
+        assert np.asarray(post.diagnose().status)[1] & Status.NONFINITE

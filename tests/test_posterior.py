@@ -157,3 +157,18 @@ def test_unchecked_still_flags_nonfinite_and_divergences(iid):
     with pytest.warns(SamplingWarning, match="non-finite") as record:
         assert int(post.diagnose().status) == Status.NONFINITE | Status.DIVERGENCES
     assert record[0].filename == __file__  # points at the caller
+
+
+def test_bench_merge_keeps_flags_of_chunks(iid):
+    """`jinverse bench --chunk` merges per-chunk posteriors: found faults stay found, unchecked
+    chunks stay unchecked (not mistaken for non-finite draws)."""
+    from jinverse.bench import _merge
+
+    bad = iid.copy()
+    bad[2, 5, 0] = np.nan
+    checked = _merge("nuts", [_posterior(np.stack([iid, bad])), _posterior(iid[None])])
+    assert [int(s) for s in np.asarray(checked.status)] == [0, Status.NONFINITE, 0]
+    unchecked = _merge("nuts", [_unchecked(np.stack([iid, bad])), _unchecked(iid[None])])
+    assert [int(s) for s in np.asarray(unchecked.status)] == [
+        Status.UNCHECKED, Status.UNCHECKED | Status.NONFINITE, Status.UNCHECKED]
+    assert not unchecked.checked

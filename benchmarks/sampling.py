@@ -99,13 +99,30 @@ def first_window(d):
     return max(25, math.ceil(1.5 * d))
 
 
+LAST_POSTERIOR = {}  # mass -> the last jinverse posterior (its diagnostics are timed apart)
+
+
 def run_jinverse(problem, y, warmup, draws, dense=False):
+    """``ji.sample`` with ``diagnose=False``: draws and sampler statistics, like NumPyro's
+    ``mcmc.run`` and the hand-written loop; R-hat/ESS (``post.diagnose()``) are timed apart."""
+
     def go(seed):
         post = ji.sample(problem, y, key=jax.random.key(seed), num_chains=4, num_warmup=warmup,
-                         num_samples=draws, dense_mass=dense)
+                         num_samples=draws, dense_mass=dense, diagnose=False)
+        LAST_POSTERIOR["dense" if dense else "diagonal"] = post
         return post.samples, post.stats.num_integration_steps
 
     return go
+
+
+def time_diagnose(post) -> float:
+    """Seconds of ``post.diagnose()`` (blackjax's rank-normalised R-hat and bulk ESS), warm."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jax.block_until_ready(post.diagnose().max_rhat)
+        t0 = time.perf_counter()
+        jax.block_until_ready(post.diagnose().max_rhat)
+    return time.perf_counter() - t0
 
 
 def run_blackjax(a, y, s, warmup, draws, chains=4, dense=False):
@@ -272,7 +289,7 @@ def main():
     p.add_argument("--save-problem", help="write the problem's arrays to this .npz file and stop")
     p.add_argument("--batch-only", action="store_true",
                    help="only the batched comparison, recorded in its own section (e.g. on a GPU)")
-    p.add_argument("--label", default="", help="where it ran, for --batch-only (e.g. 'GPU NVIDIA H200')")
+    p.add_argument("--label", default="", help="names the recorded section (e.g. 'GPU NVIDIA H200')")
     args = p.parse_args()
 
     tp, a, y, s, mean, sd = setup(args.n, args.problem_npz)
@@ -307,6 +324,7 @@ def main():
         add(f"{JI}, {mass} mass", res_ji, nd)
         add(f"{BJ}, {mass} mass", res_bj, nd)
         add(f"{NP}, {mass} mass (4 vectorised chains)", run_numpyro(a, y, s, w, D, dense=dense), nd)
+    diag_s = {m: time_diagnose(p) for m, p in LAST_POSTERIOR.items()}
     cw, cd, cn = args.cuqi_warmup, args.cuqi_draws, args.cuqi_nuts_draws
 
     def cuqi(name, draws):
@@ -366,6 +384,12 @@ def main():
         f"(target >= 1x); jinverse / hand-written blackjax loop = **{ji_rate / bj:.2f}x** (target "
         f">= 0.8x). Exact samplers, like for like: jinverse's exact linear-Gaussian sampler / CUQIpy "
         f"LinearRTO = **{exact / rate['CUQIpy LinearRTO, 1 chain']:.0f}x**.",
+        "",
+        "The jinverse rows call `ji.sample(..., diagnose=False)`: draws and per-draw sampler "
+        "statistics, as NumPyro's `mcmc.run` and the hand-written loop return. R-hat and bulk ESS "
+        "(blackjax's rank-normalised estimators, `post.diagnose()`, the default `diagnose=True`) "
+        "then take " + ", ".join(f"{t:.2f} s ({m} rows)" for m, t in diag_s.items())
+        + " on top, like NumPyro's `print_summary`.",
     ]
     if not args.skip_batch:
         lines += batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk)
@@ -376,11 +400,14 @@ def main():
     body = "\n".join(lines)
     print(body)
     if not args.no_record:
-        cmd = "`.venv/bin/python " + " ".join(["benchmarks/sampling.py", *sys.argv[1:]]) + "`"
+        cmd = "`.venv/bin/python " + " ".join(["benchmarks/sampling.py",
+                                               *[f"'{x}'" if " " in x else x for x in sys.argv[1:]]]) + "`"
         notes = open(args.notes).read().strip() if args.notes and os.path.exists(args.notes) else ""
-        record(os.path.join(os.path.dirname(__file__), "RESULTS.md"), "sampling",
-               "Posterior sampling: min-ESS/s and batched sampling (benchmarks/sampling.py)", cmd,
-               machine_info(), body + ("\n\n" + notes if notes else ""))
+        label = args.label.strip()
+        key = "sampling" + ("-" + "-".join(label.lower().replace(",", "").split()) if label else "")
+        record(os.path.join(os.path.dirname(__file__), "RESULTS.md"), key,
+               "Posterior sampling: min-ESS/s and batched sampling (benchmarks/sampling.py)"
+               + (f" — {label}" if label else ""), cmd, machine_info(), body + ("\n\n" + notes if notes else ""))
 
 
 def batch_only(args, a, s):

@@ -118,9 +118,9 @@ class _Settings(NamedTuple):
 def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     """The MAP loop for one observation and one start, in the unconstrained space.
 
-    A step evaluates one new point (`_quasi_newton.quasi_newton_step`: one trial of (L-)BFGS's line search, the
-    line search and the quasi-Newton update in the same flat loop; `_optax_step`: one optax
-    update, with any line search inside it; `_newton_step`: one damped-Newton trial) and returns
+    A step evaluates one new point (`_quasi_newton.quasi_newton_step`: one trial of (L-)BFGS's
+    line search, the line search and the quasi-Newton update in the same flat loop;
+    `_optax_step`: one optax update, with any line search inside it; `_newton_step`: one damped-Newton trial) and returns
     the objective and gradient there, and whether it completed an optimiser iteration (counted
     against max_steps). The loop stops when the gradient is small, the objective is non-finite,
     it stops decreasing, or at max_steps.
@@ -273,7 +273,7 @@ def solve_map(
         optimizer: default quasi-Newton: ``"bfgs"`` when θ has at most 64 unknowns, else
             ``"lbfgs"``. Both use a weak-Wolfe line search written as a flat loop of one
             objective evaluation per step, so vmapped lanes never wait in a nested line-search
-            loop (2-4x faster than ``optax.lbfgs()`` on batches of small problems; see
+            loop (1.5-6x faster than ``optax.lbfgs()`` on batches of small problems; see
             benchmarks/RESULTS.md). ``"bfgs"`` keeps the dense n x n inverse-Hessian
             approximation per lane (cheapest per step for few unknowns); ``"lbfgs"`` the last
             10 step/gradient pairs (memory O(10 n)). Or any optax ``GradientTransformation``

@@ -118,12 +118,12 @@ class _Settings(NamedTuple):
 def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     """The MAP loop for one observation and one start, in the unconstrained space.
 
-    A step evaluates one new point (`_quasi_newton.quasi_newton_step`: one trial of (L-)BFGS's
-    line search, the line search and the quasi-Newton update in the same flat loop;
-    `_optax_step`: one optax update, with any line search inside it; `_newton_step`: one damped-Newton trial) and returns
-    the objective and gradient there, and whether it completed an optimiser iteration (counted
-    against max_steps). The loop stops when the gradient is small, the objective is non-finite,
-    it stops decreasing, or at max_steps.
+    A step evaluates one new point and returns the objective and gradient there, and whether it
+    completed an optimiser iteration (counted against max_steps):
+    `_quasi_newton.quasi_newton_step` is one trial of (L-)BFGS's line search (the line search and
+    the quasi-Newton update in the same flat loop); `_optax_step` one optax update, with any line
+    search inside it; `_newton_step` one damped-Newton trial. The loop stops when the gradient is
+    small, the objective is non-finite, it stops decreasing, or at max_steps.
     """
 
     def objective(u):

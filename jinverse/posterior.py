@@ -27,11 +27,24 @@ RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk ESS below 100 per chain is flagged (Vehtari et al. 2021)
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "chain_axis", "sample_axis"))
-def _per_param(x, fn, chain_axis, sample_axis):
-    out = fn(x, chain_axis=chain_axis, sample_axis=sample_axis)
-    # blackjax squeezes axes of size 1; give back (*batch, *theta_shape)
-    return out.reshape(x.shape[:chain_axis] + x.shape[sample_axis + 1:])
+def _each_series(fn, x, chain_axis: int):
+    """``fn`` (a blackjax diagnostic) on each parameter's ``(chains, draws)`` series of ``x``
+    shaped ``(*batch, chains, draws, *theta)``, returning ``(*batch, *theta)``.
+
+    The series are vmapped one by one rather than handed to ``fn`` whole: the rank
+    normalisation then sorts along the minor axis, 2-3x faster on CPU than sorting the pooled
+    draws of every parameter along the major one (4 x 10,000 draws x 128 parameters), with the
+    same values.
+    """
+    batch, (c, d), theta = x.shape[:chain_axis], x.shape[chain_axis:chain_axis + 2], x.shape[chain_axis + 2:]
+    series = jnp.moveaxis(x.reshape(*batch, c, d, -1), -1, 0).reshape(-1, c, d)
+    out = jax.vmap(lambda one: fn(one, chain_axis=0, sample_axis=1))(series)
+    return jnp.moveaxis(out.reshape(-1, *batch), 0, -1).reshape(*batch, *theta)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "chain_axis"))
+def _per_param(x, fn, chain_axis):
+    return _each_series(fn, x, chain_axis)
 
 
 class SamplingWarning(UserWarning):
@@ -67,9 +80,8 @@ def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnos
     if not diagnose:
         nan = jnp.full(batch, jnp.nan, flat.dtype)
         return {"max_rhat": nan, "min_ess": nan, **out}
-    # (blackjax squeezes a trailing axis of size 1: restore it)
-    rhat = bd.rhat(flat, chain_axis=nb, sample_axis=nb + 1).reshape(*batch, -1)
-    ess = bd.ess_bulk(flat, chain_axis=nb, sample_axis=nb + 1).reshape(*batch, -1)
+    rhat = _each_series(bd.rhat, flat, nb)
+    ess = _each_series(bd.ess_bulk, flat, nb)
     return {"max_rhat": jnp.where(finite, jnp.nanmax(rhat, axis=-1), jnp.inf),
             "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0), **out}
 
@@ -218,16 +230,16 @@ class Posterior(eqx.Module):
 
     def rhat(self) -> PyTree:
         """Rank-normalised split R-hat per parameter (`blackjax.diagnostics.rhat`)."""
-        c, s = self._axes()
-        return jax.tree.map(lambda a: _per_param(a, bd.rhat, c, s), self.samples)
+        c, _ = self._axes()  # draws follow chains
+        return jax.tree.map(lambda a: _per_param(a, bd.rhat, c), self.samples)
 
     def ess(self, kind: str = "bulk") -> PyTree:
         """Effective sample size per parameter: ``"bulk"`` (default), ``"tail"`` or ``"basic"``."""
         fns = {"bulk": bd.ess_bulk, "tail": bd.ess_tail, "basic": bd.effective_sample_size}
         if kind not in fns:
             raise ValueError(f"kind: got {kind!r}, expected one of {sorted(fns)}")
-        c, s = self._axes()
-        return jax.tree.map(lambda a: _per_param(a, fns[kind], c, s), self.samples)
+        c, _ = self._axes()
+        return jax.tree.map(lambda a: _per_param(a, fns[kind], c), self.samples)
 
     # -- one observation of a batch -------------------------------------------------------
     def __getitem__(self, index) -> Posterior:

@@ -289,7 +289,9 @@ def run_matrix(problems: dict[str, dict], methods: list[str], *, seed: int = 0, 
 
     ``on_step(problem, method)`` is called before each pair (progress reporting). A pair that
     does not apply is recorded with ``status="n/a"`` and the reason; one that fails with
-    ``status="failed"`` and the error, without stopping the others.
+    ``status="failed"`` and the error, without stopping the others; one that ran but whose
+    result should not be trusted as it is (solves that did not converge, sampler warnings such
+    as a high R-hat) with ``status="flagged"`` and the reasons in ``note``.
     """
     from .problems import load
 
@@ -311,9 +313,12 @@ def run_matrix(problems: dict[str, dict], methods: list[str], *, seed: int = 0, 
                 records.append({**rec, "status": "failed", "note": f"{type(exc).__name__}: {exc}"})
                 continue
             diag = {k: v for k, v in run.diagnostics.items() if k != "warnings"}
-            records.append({**rec, "status": "ok", "metric": run.scores.get("metric"),
-                            "value": run.scores.get("value"), "compile_s": run.compile_seconds,
-                            **diag, "note": "; ".join(run.diagnostics.get("warnings", []))})
+            problems_found = list(run.diagnostics.get("warnings", []))
+            if diag.get("converged", 1.0) < 1.0:
+                problems_found.insert(0, f"{1 - diag['converged']:.0%} of the solves did not converge")
+            records.append({**rec, "status": "flagged" if problems_found else "ok",
+                            "metric": run.scores.get("metric"), "value": run.scores.get("value"),
+                            "compile_s": run.compile_seconds, **diag, "note": "; ".join(problems_found)})
     return records
 
 

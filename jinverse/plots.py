@@ -251,7 +251,7 @@ def bench_summary(records: list[dict], *, title: str | None = None):
 
     ``records`` are `jinverse.bench.run_matrix` records; pairs that did not run are left out.
     """
-    ok = [r for r in records if r.get("status") == "ok" and r.get("value") is not None]
+    ok = [r for r in records if r.get("status") in ("ok", "flagged") and r.get("value") is not None]
     probs = list(dict.fromkeys(r["problem"] for r in ok))
     meths = list(dict.fromkeys(r["method"] for r in ok))
     fig = _figure(max(7.0, 1.4 * len(probs) + 3), 6.4)

@@ -178,3 +178,13 @@ def test_suites_name_real_problems_and_methods():
         assert set(problems) <= set(ji.problems.names())
         assert set(methods) <= set(B.METHODS) and sampler["chains"] >= 2
     assert set(B.SAMPLE_METHODS) <= set(ji.sampling._samplers.METHODS)
+
+
+def test_bench_flags_a_pair_whose_solves_did_not_converge():
+    """A pair that ran but whose result is not to be trusted is 'flagged', with the reason,
+    never 'ok' (two_moons' Laplace mode: the MAP stalls where the density is not smooth)."""
+    from jinverse.bench import run_matrix
+
+    (rec,) = run_matrix({"two_moons": {}}, ["laplace"])
+    assert rec["converged"] < 1.0
+    assert rec["status"] == "flagged" and "of the solves did not converge" in rec["note"]

@@ -114,7 +114,7 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
                     + ": the sampler diverged to NaN/inf; check the model or start closer (init='map')")
     if count(Status.HIGH_RHAT):
         msgs.append(f"R-hat above {RHAT_LIMIT}" + of.format(count(Status.HIGH_RHAT))
-                    + f" (worst {np.nanmax(np.where(finite, rhat, np.nan)):.3f}): chains disagree; "
+                    + f" (worst {np.nanmax(np.where(finite, rhat, np.nan)):.4f}): chains disagree; "
                     "run longer or check for several modes")
     if count(Status.LOW_ESS):
         msgs.append(f"bulk ESS below {ESS_PER_CHAIN} per chain" + of.format(count(Status.LOW_ESS))

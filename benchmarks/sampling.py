@@ -41,6 +41,11 @@ import jinverse as ji  # noqa: E402
 warnings.filterwarnings("ignore")
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b; inf when b is 0 (a min-ESS of 0 from a run too short to estimate it)."""
+    return a / b if b > 0 else float("inf")
+
+
 def min_ess(draws) -> float:
     """Smallest bulk ESS over parameters; draws shaped (chains, draws, n)."""
     return float(jnp.min(jax.jit(bd.ess_bulk)(jnp.asarray(draws))))
@@ -298,8 +303,7 @@ def main():
         return
     if args.batch_only:
         return batch_only(args, a, s)
-    problem = ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(args.n), 1.0),
-                                ji.likelihoods.Gaussian(s))
+    problem = make_problem(a, s)
     rows = []  # (name, draws, compile, warm time, min ESS, accuracy, mean steps, max steps)
 
     def add(name, res, n_draws):
@@ -344,12 +348,7 @@ def main():
     best_mass = "dense" if best.endswith("dense mass") else "diagonal"
     ji_rate = rate[best]
 
-    if not args.skip_batch:
-        chunks = [None if c == "none" else int(c) for c in args.batch_chunks.split(",")]
-        b_times, t_loop, ess_b, steps_mean, steps_max = batched(
-            problem, a, s, args.batch, args.batch_warmup, args.batch_draws, args.per_obs_subset,
-            chunks, args.batch_mass == "dense")
-        best_chunk = min(b_times, key=lambda c: b_times[c][1])
+    batch_part = [] if args.skip_batch else batch_section(args, problem, a, s)
 
     lines = [
         f"CUQIpy `Deconvolution1D(dim={args.n})` (Gaussian PSF, periodic BC, sinc phantom, "
@@ -372,7 +371,7 @@ def main():
     for name, nd, comp, t, e, acc, sm, sx in rows:
         steps = "-" if np.isnan(sm) else f"{sm:.0f} ({sx:.0f})"
         lines.append(f"| {name} | {nd} | {comp:.1f} | {t:.2f} | {e:.0f} | {e / t:.1f} | {steps} | "
-                     f"{ji_rate / (e / t):.2f}x | {acc:.3f} |")
+                     f"{ratio(ji_rate, e / t):.2f}x | {acc:.3f} |")
     bj = rate[f"{BJ}, {best_mass} mass"]
     npy = rate[f"{NP}, {best_mass} mass (4 vectorised chains)"]
     exact = rate["jinverse exact `ji.linear.linear_gaussian(...).sample`"]
@@ -380,10 +379,10 @@ def main():
         "",
         f"Targets, on jinverse's best NUTS setting here ({best_mass} mass; peers with the same "
         f"setting): jinverse / CUQIpy best ({cuqi_best_name.split(',')[0]}) = "
-        f"**{ji_rate / cuqi_best:.2f}x** (target >= 3x); jinverse / NumPyro = **{ji_rate / npy:.2f}x** "
-        f"(target >= 1x); jinverse / hand-written blackjax loop = **{ji_rate / bj:.2f}x** (target "
+        f"**{ratio(ji_rate, cuqi_best):.2f}x** (target >= 3x); jinverse / NumPyro = **{ratio(ji_rate, npy):.2f}x** "
+        f"(target >= 1x); jinverse / hand-written blackjax loop = **{ratio(ji_rate, bj):.2f}x** (target "
         f">= 0.8x). Exact samplers, like for like: jinverse's exact linear-Gaussian sampler / CUQIpy "
-        f"LinearRTO = **{exact / rate['CUQIpy LinearRTO, 1 chain']:.0f}x**.",
+        f"LinearRTO = **{ratio(exact, rate['CUQIpy LinearRTO, 1 chain']):.0f}x**.",
         "",
         "The jinverse rows call `ji.sample(..., diagnose=False)`: draws and per-draw sampler "
         "statistics, as NumPyro's `mcmc.run` and the hand-written loop return. R-hat and bulk ESS "
@@ -391,8 +390,7 @@ def main():
         "then take " + ", ".join(f"{t:.2f} s ({m} rows)" for m, t in diag_s.items())
         + " on top, like NumPyro's `print_summary`.",
     ]
-    if not args.skip_batch:
-        lines += batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk)
+    lines += batch_part
     lines += [
         "",
         f"Versions: cuqipy {_version('cuqipy')}, numpyro {_version('numpyro')}.",
@@ -412,14 +410,7 @@ def main():
 
 def batch_only(args, a, s):
     """The batched comparison alone, recorded as ``sampling-batched[-label]``."""
-    problem = ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(args.n), 1.0),
-                                ji.likelihoods.Gaussian(s))
-    chunks = [None if c == "none" else int(c) for c in args.batch_chunks.split(",")]
-    b_times, t_loop, ess_b, steps_mean, steps_max = batched(
-        problem, a, s, args.batch, args.batch_warmup, args.batch_draws, args.per_obs_subset,
-        chunks, args.batch_mass == "dense")
-    best_chunk = min(b_times, key=lambda c: b_times[c][1])
-    body = "\n".join(batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk)).strip()
+    body = "\n".join(batch_section(args, make_problem(a, s), a, s)).strip()
     print(body)
     if not args.no_record:
         label = args.label.strip()
@@ -429,6 +420,22 @@ def batch_only(args, a, s):
         record(os.path.join(os.path.dirname(__file__), "RESULTS.md"), key,
                "Batched posterior sampling (issue 3)" + (f" — {label}" if label else ""), cmd,
                machine_info(), body)
+
+
+def make_problem(a, s):
+    """The contenders' problem in jinverse: y = A x + N(0, s² I), x ~ N(0, I)."""
+    return ji.InverseProblem(jnp.asarray(a), ji.priors.Gaussian(jnp.zeros(a.shape[1]), 1.0),
+                             ji.likelihoods.Gaussian(s))
+
+
+def batch_section(args, problem, a, s):
+    """Run the batched comparison for every ``--batch-chunks`` value; its report lines."""
+    chunks = [None if c == "none" else int(c) for c in args.batch_chunks.split(",")]
+    b_times, t_loop, ess_b, steps_mean, steps_max = batched(
+        problem, a, s, args.batch, args.batch_warmup, args.batch_draws, args.per_obs_subset,
+        chunks, args.batch_mass == "dense")
+    best_chunk = min(b_times, key=lambda c: b_times[c][1])
+    return batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk)
 
 
 def batch_lines(args, b_times, t_loop, ess_b, steps_mean, steps_max, best_chunk):

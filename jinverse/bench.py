@@ -359,18 +359,12 @@ def _concat(results: list):
 
 def _merge(kind_result: str, results: list):
     from .laplace import GaussianApproximation
-    from .posterior import Posterior, Status, status_and_warnings
+    from .posterior import Posterior, _regroup
 
     first = results[0]
     if isinstance(first, Posterior):
-        fields = ("samples", "stats", "max_rhat", "min_ess", "num_divergent", "status")
-        samples, stats, rhat, ess, div, st = (_concat([getattr(r, f) for r in results]) for f in fields)
-        st = np.asarray(st)  # what each chunk found stays found (or unchecked)
-        diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
-                "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0}
-        status, msgs = status_and_warnings(diag, first.num_chains)
-        return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), first.method,
-                         first.num_warmup)
+        parts = [r._per_observation() for r in results]
+        return _regroup(first, tuple(_concat(list(f)) for f in zip(*parts)))
     if isinstance(first, GaussianApproximation):
         return GaussianApproximation(*(_concat([getattr(r, f) for r in results]) for f in
                                        ("mean", "covariance", "ok")), problem=first.problem)

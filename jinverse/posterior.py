@@ -152,6 +152,19 @@ def warn(messages, stacklevel: int = 2) -> None:
         _warnings.warn("; ".join(shown), SamplingWarning, stacklevel=stacklevel + 1)
 
 
+def _regroup(like: Posterior, fields) -> Posterior:
+    """A `Posterior` of ``like``'s method from rearranged per-observation ``fields`` (a slice of
+    the batch, or chunks joined): the flags found per observation stay found (or unchecked)
+    and the messages are rewritten for the new batch."""
+    samples, stats, rhat, ess, div, st = fields
+    st = np.asarray(st)
+    diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
+            "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0}
+    status, msgs = status_and_warnings(diag, like.num_chains)
+    return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), like.method,
+                     like.num_warmup)
+
+
 class Posterior(eqx.Module):
     """Draws from p(θ | y) for every observation of a batch.
 
@@ -250,15 +263,11 @@ class Posterior(eqx.Module):
             np.empty(self.batch_shape)[index]
         except IndexError as exc:
             raise IndexError(f"index: got {index!r}, out of range for batch shape {self.batch_shape}") from exc
-        pick = jax.tree.map(lambda a: a[index], (self.samples, self.stats, self.max_rhat,
-                                                  self.min_ess, self.num_divergent))
-        samples, stats, rhat, ess, div = pick
-        st = np.asarray(self.status)[index]  # what was found stays found (or unchecked)
-        diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
-                "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0}
-        status, msgs = status_and_warnings(diag, self.num_chains)
-        return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs),
-                         self.method, self.num_warmup)
+        return _regroup(self, jax.tree.map(lambda a: a[index], self._per_observation()))
+
+    def _per_observation(self):
+        """The fields that carry the batch axes (what slicing and merging rearrange)."""
+        return (self.samples, self.stats, self.max_rhat, self.min_ess, self.num_divergent, self.status)
 
     def diagnose(self) -> Posterior:
         """This posterior with its R-hat and bulk ESS computed (after ``ji.sample(...,

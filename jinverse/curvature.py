@@ -74,14 +74,29 @@ def ggn_vp(problem: InverseProblem, y, u: Float[Array, " d"], v: Float[Array, " 
     ``Jᵀ H_ℓ J v`` for the likelihood (one forward-mode and one reverse-mode pass through the
     forward model) plus the exact Hessian-vector product of the prior part.
     """
+    prior = _prior_part(problem, jacobian)
+    return misfit_ggn_vp(problem, y, u, v) + jax.jvp(jax.grad(prior), (u,), (v,))[1]
+
+
+def misfit_ggn_vp(problem: InverseProblem, y, u: Float[Array, " d"], v: Float[Array, " d"]) -> Float[Array, " d"]:
+    """The likelihood part of `ggn_vp` alone: ``Jᵀ H_ℓ J v``, the Gauss-Newton Hessian of the
+    data misfit ``-log p(y | forward(θ(u)))`` (the prior-preconditioned low-rank Laplace
+    approximation of `jinverse.lowrank` takes its dominant eigenpairs)."""
     _, unravel = flatten(problem)
     pred_fn = lambda x: problem.forward(problem.prior.from_unconstrained(unravel(x)))  # noqa: E731
     pred, jv = jax.jvp(pred_fn, (u,), (v,))
     nll = lambda p: -problem.likelihood.log_prob(y, p)  # noqa: E731
     h_jv = jax.jvp(jax.grad(nll), (pred,), (jv,))[1]
     _, vjp = jax.vjp(pred_fn, u)
-    prior = _prior_part(problem, jacobian)
-    return vjp(h_jv)[0] + jax.jvp(jax.grad(prior), (u,), (v,))[1]
+    return vjp(h_jv)[0]
+
+
+def misfit_hvp(problem: InverseProblem, y, u: Float[Array, " d"], v: Float[Array, " d"]) -> Float[Array, " d"]:
+    """The exact Hessian of the data misfit ``-log p(y | forward(θ(u)))`` alone times ``v``
+    (`hvp` without the prior part)."""
+    _, unravel = flatten(problem)
+    misfit = lambda x: -problem.log_likelihood(problem.prior.from_unconstrained(unravel(x)), y)  # noqa: E731
+    return jax.jvp(jax.grad(misfit), (u,), (v,))[1]
 
 
 def has_ggn(problem: InverseProblem) -> bool:

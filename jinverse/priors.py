@@ -149,6 +149,34 @@ class Gaussian(AbstractPrior):
             return self.chol.T @ r
         return jax.scipy.linalg.solve_triangular(self.chol, r, lower=True)
 
+    def cov_sqrt(self, z, *, transpose: bool = False):
+        """``S z`` (or ``Sᵀ z``) for the square root ``S`` of the covariance, ``S Sᵀ = Γ``, that
+        `whiten` inverts: ``whiten(mean + S z) = z``. ``S = diag(std)``, the Cholesky factor
+        ``L`` of ``cov``, or ``L⁻ᵀ`` for ``precision = L Lᵀ`` (a triangular solve). ``z`` has the
+        event shape."""
+        if self.std is not None:
+            return self.std * z
+        if self.is_precision:  # S = L^{-T}, S^T = L^{-1}
+            return jax.scipy.linalg.solve_triangular(self.chol, z, lower=True, trans=0 if transpose else 1)
+        return (self.chol.T if transpose else self.chol) @ z
+
+    def variance(self) -> Float[Array, "*event"]:
+        """The prior variances (the covariance's diagonal); ``O(n³)`` once for ``precision``."""
+        if self.std is not None:
+            return self.std**2
+        if self.is_precision:  # diag(L^{-T} L^{-1}): squared column norms of L^{-1}
+            inv = jax.scipy.linalg.solve_triangular(self.chol, jnp.eye(self.chol.shape[0], dtype=self.chol.dtype),
+                                                    lower=True)
+            return jnp.sum(inv**2, axis=0)
+        return jnp.sum(self.chol**2, axis=1)
+
+    def log_det_cov(self) -> Float[Array, ""]:
+        """``log det Γ`` of the flattened θ."""
+        if self.std is not None:
+            return 2 * jnp.sum(jnp.broadcast_to(jnp.log(self.std), self.mean.shape))
+        logdiag = 2 * jnp.sum(jnp.log(jnp.diagonal(self.chol)))
+        return -logdiag if self.is_precision else logdiag
+
     def covariance(self) -> Float[Array, "n n"]:
         """The dense covariance matrix (of the flattened θ)."""
         if self.std is not None:

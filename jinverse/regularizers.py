@@ -132,6 +132,39 @@ class GMRF(AbstractPrior):
             fn = jax.vmap(fn)
         return self.mean + fn(c)
 
+    def _inv_sqrt_eigvals(self):
+        nz = self.eigvals > 0
+        return jnp.where(nz, 1.0 / jnp.sqrt(self.precision * jnp.where(nz, self.eigvals, 1.0)), 0.0)
+
+    def _to_eigen(self, x):
+        if len(self.shape) == 1:
+            return self.eigvecs[0].T @ x
+        return self.eigvecs[0].T @ x @ self.eigvecs[1]
+
+    def cov_sqrt(self, z, *, transpose: bool = False):
+        """``S z`` (or ``Sᵀ z``) for ``S = V Λ^{-1/2}`` with ``V Λ Vᵀ`` the precision's
+        eigendecomposition (Kronecker over the axes): ``S Sᵀ`` is the covariance of a proper
+        (``boundary="zero"``) GMRF; the free constants of an improper one get no variance.
+        ``z`` has the event shape; ``O(n·N)`` for ``N`` pixels of side ``n``."""
+        if transpose:
+            return self._inv_sqrt_eigvals() * self._to_eigen(z)
+        return self._from_eigen(self._inv_sqrt_eigvals() * z)
+
+    def whiten(self, theta):
+        """``z = S⁻¹(θ - mean)`` with ``-log p(θ) = 0.5 ||z||² + const`` (see `cov_sqrt`)."""
+        return jnp.sqrt(self.precision * self.eigvals) * self._to_eigen(theta - self.mean)
+
+    def variance(self) -> Float[Array, "*event"]:
+        """The prior variances (the covariance's diagonal; proper GMRF), from the eigenbasis."""
+        w = self._inv_sqrt_eigvals() ** 2
+        if len(self.shape) == 1:
+            return self.eigvecs[0] ** 2 @ w
+        return self.eigvecs[0] ** 2 @ w @ (self.eigvecs[1] ** 2).T
+
+    def log_det_cov(self) -> Float[Array, ""]:
+        """``log det Γ = -(log det DᵀD + N log precision)`` (a pseudo-determinant if improper)."""
+        return -(self.log_pdet + self.num_free * jnp.log(self.precision))
+
     def precision_matvec(self, v):
         """``Q v`` with ``Q = precision · DᵀD`` (the gradient of the quadratic form)."""
         return jax.grad(lambda u: 0.5 * self.precision * jnp.sum(self.difference(u) ** 2))(v)

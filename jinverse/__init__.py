@@ -11,6 +11,7 @@ from . import proximal as proximal
 from .laplace import GaussianApproximation as GaussianApproximation
 from .laplace import laplace as laplace
 from .map import MAPResult as MAPResult
+from .map import MAPWarning as MAPWarning
 from .map import Status as Status
 from .map import solve_map as solve_map
 from .posterior import Posterior as Posterior

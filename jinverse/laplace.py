@@ -7,6 +7,7 @@ prior's unconstrained space (as Stan's Laplace sampler does).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -97,6 +98,7 @@ def laplace(
     mesh: Mesh | None = None,
     batch_axis: str | None = None,
     progress: bool | Callable[[int, int], None] | None = None,
+    warn: bool = True,
 ) -> GaussianApproximation:
     """The Laplace approximation of p(θ | y): a Gaussian at the mode, covariance the inverse
     negative Hessian of ``problem.log_density``.
@@ -116,6 +118,9 @@ def laplace(
         block_size, mesh, batch_axis, progress: as in `ji.solve_map`: observations stream
             through one compiled program in padded blocks (default: what fits ~512 MiB of
             inputs and covariances), optionally split across the devices of ``mesh``.
+        warn: True (default): one `ji.MAPWarning` when the mode search did not converge for
+            some observations (as `ji.solve_map` words it) or the Hessian is not positive
+            definite there; ``ok`` flags them either way.
 
     Returns:
         A `ji.GaussianApproximation` with ``mean`` ``(*batch, d)``, ``covariance``
@@ -129,13 +134,17 @@ def laplace(
     y, batch = problem.check_y(y)
     axis = check_mesh(mesh, batch_axis)
     if at is None:  # the mode of the density of u: the one MAP loop, with the log-Jacobian
-        from .map import solve_map
+        from .map import solve_map, status_report
 
-        mode = solve_map(problem, y, jacobian=True, mesh=mesh, batch_axis=batch_axis, progress=progress)
+        # solve_map does not warn itself: laplace warns once below, from this call site
+        mode = solve_map(problem, y, jacobian=True, mesh=mesh, batch_axis=batch_axis, progress=progress,
+                         warn=False)
         theta, found = mode.theta, mode.converged.reshape(-1)
+        search = status_report(mode.status) if warn else ""
     else:
         theta = problem.check_theta(at, "at", batch)
         found = jnp.ones((math.prod(batch),), bool)  # at a user's point only the Hessian must be PD
+        search = ""
     to_u = lambda t: ravel_pytree(problem.to_unconstrained(t))[0]  # noqa: E731
     for _ in batch:
         to_u = jax.vmap(to_u)
@@ -153,5 +162,23 @@ def laplace(
     cov, pd = stream(_laplace_lanes, problem, (y, u0), num_lanes=size, block_size=block_size, mesh=mesh,
                      axis=axis, progress=progress, label="Laplace")
     ok = (pd & found).reshape(batch)
+    if warn:
+        _warn(search, (found & ~pd).reshape(batch))
     u, cov = u0.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:])
     return GaussianApproximation(mean=u, covariance=cov, ok=ok, problem=problem)
+
+
+def _warn(search: str, not_pd) -> None:
+    """One `MAPWarning` for `laplace`'s caller: the mode search's report, and the modes found
+    where the negative Hessian is not positive definite."""
+    from .map import MAPWarning
+
+    not_pd = jnp.asarray(not_pd)
+    msgs = [f"mode search: {search}"] if search else []
+    n = int(jnp.count_nonzero(not_pd))
+    if n:
+        where = "" if not_pd.ndim == 0 else f"{n} of {not_pd.size} observations: "
+        msgs.append(f"{where}the negative Hessian at the mode is not positive definite (a saddle point or "
+                    "a flat direction; no Gaussian approximation there)")
+    if msgs:
+        warnings.warn("Laplace: " + "; ".join(msgs), MAPWarning, stacklevel=3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -49,6 +50,55 @@ _STATUS_TEXT = {
     Status.NONFINITE: "non-finite objective or gradient",
     Status.STALLED: "stalled: the objective stopped decreasing before the gradient was small",
 }
+
+# What to try, per status: the advice of `status_report` (and so of `MAPWarning`).
+_STATUS_ADVICE = {
+    Status.MAX_STEPS: "for max_steps, raise max_steps, or for an ill-conditioned problem use "
+                      "optimizer='newton' (or 'gauss-newton' for a Gaussian likelihood and prior)",
+    Status.NONFINITE: "for non-finite values, check that the forward model and the log-density are finite at "
+                      "the start (the prior's center, or prior draws with num_starts > 1) and around it, "
+                      "or pass init= a point where they are",
+    Status.STALLED: "for a stall, check that the log-density is smooth with a correct gradient (no "
+                    "round/argmax/clip in the forward model), rescale θ, loosen tol or try optimizer='newton'",
+}
+
+
+class MAPWarning(UserWarning):
+    """Raised by `solve_map` (and `ji.laplace`) when some elements did not converge: counts per
+    `Status`, the first few indices, and what to try. Silence it with ``warn=False``."""
+
+
+def status_report(status, noun: str = "observation", *, show: int = 5) -> str:
+    """One paragraph on the elements of ``status`` (`Status` codes, any shape) that did not
+    converge: how many per status, the first ``show`` indices of each, and what to try; ``""``
+    when all converged. The text of `MAPWarning`, for drivers and applications that report it.
+
+    Example: ``"3 of 10 observations did not converge: 2 stopped at max_steps without converging
+    (rows 1, 5), 1 non-finite objective or gradient (row 4). To try: ..."``
+    """
+    codes = np.asarray(status)
+    bad = codes != Status.CONVERGED
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return ""
+    kinds = [Status(int(c)) for c in np.unique(codes[bad])]
+    if codes.ndim == 0:
+        head = f"the {noun} did not converge: {kinds[0].describe()}"
+    else:
+        parts = []
+        for kind in kinds:
+            where = np.argwhere(codes == kind)
+            if codes.ndim == 1:
+                idx = [str(int(i)) for i in where[:show, 0]]
+                label = "row" if len(where) == 1 else "rows"
+            else:
+                idx = [str(tuple(int(i) for i in w)) for w in where[:show]]
+                label = "element" if len(where) == 1 else "elements"
+            more = ", ..." if len(where) > show else ""
+            parts.append(f"{len(where)} {kind.describe()} ({label} {', '.join(idx)}{more})")
+        head = f"{n_bad} of {codes.size} {noun}s did not converge: " + ", ".join(parts)
+    tips = [_STATUS_ADVICE[k] for k in kinds if k in _STATUS_ADVICE]
+    return head + (". To try: " + "; ".join(tips) + "." if tips else ".")
 
 
 class MAPResult(eqx.Module):
@@ -264,6 +314,7 @@ def solve_map(
     batch_axis: str | None = None,
     progress: bool | Callable[[int, int], None] | None = None,
     jacobian: bool = False,
+    warn: bool = True,
 ) -> MAPResult:
     """Maximum a-posteriori estimate of θ for every observation in ``y``.
 
@@ -306,6 +357,9 @@ def solve_map(
         jacobian: False (default): the mode of p(θ | y) in θ's own space. True: the mode of the
             density of the unconstrained ``u`` (log-Jacobian included), where `ji.laplace`
             expands; the two coincide for unbounded priors.
+        warn: True (default): a `MAPWarning` when any element did not converge, with the counts
+            per status, the first few indices and what to try (`status_report`). False for
+            callers that read ``status`` themselves. (This waits for the result.)
 
     Returns:
         A `MAPResult`; elements that did not converge or went non-finite are flagged in
@@ -363,7 +417,13 @@ def solve_map(
     outs = stream(_solve_lanes, (problem, settings), (y_rep, u0),
                   num_lanes=lanes, block_size=block_size, multiple=chunk_size, mesh=mesh,
                   axis=batch_axis, progress=progress, label="MAP")
-    return _collect(outs, n_obs, num_starts, batch_shape)
+    result = _collect(outs, n_obs, num_starts, batch_shape)
+    # The driver warns from the status codes (the core never does); not while traced by jit.
+    if warn and not isinstance(result.status, jax.core.Tracer):
+        message = status_report(result.status)
+        if message:
+            warnings.warn(message, MAPWarning, stacklevel=2)
+    return result
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))

@@ -171,7 +171,8 @@ def _start(problem, y, batch, init, jitter):
     if isinstance(init, str) and init == "map":
         from .map import solve_map
 
-        theta = solve_map(problem, y).theta
+        # only a start: the sampler's own diagnostics (SamplingWarning) judge the draws
+        theta = solve_map(problem, y, warn=False).theta
     elif isinstance(init, str):
         raise ValueError(f"init: got {init!r}, expected 'prior', 'map' or a θ shaped like the prior")
     else:

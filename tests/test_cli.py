@@ -188,3 +188,21 @@ def test_bench_flags_a_pair_whose_solves_did_not_converge():
     (rec,) = run_matrix({"two_moons": {}}, ["laplace"])
     assert rec["converged"] < 1.0
     assert rec["status"] == "flagged" and "of the solves did not converge" in rec["note"]
+
+
+def test_solve_that_did_not_converge_says_so_and_exits_3(runner, tmp_path):
+    """The summary names the failures (count per status, rows, what to try), summary.json keeps
+    them, and the exit status is 3, documented in --help; a converged run exits 0 (above)."""
+    res = invoke(runner, ["solve", "shaw", "-o", f"n={N}", "--batch", "3", "--max-steps", "1",
+                          "--out", str(tmp_path)], code=3)
+    assert "converged  0% of 3" in res.output
+    assert ("warning    3 of 3 observations did not converge: 3 stopped at max_steps without converging "
+            "(rows 0, 1, 2)") in res.output
+    assert "--max-steps N, or -m newton" in res.output and "exit status 3" in res.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "did not converge" in summary["diagnostics"]["warnings"][0]
+    assert ji.load_result(tmp_path / "result.npz").theta.shape == (3, N)  # results written first
+    # one observation, --quiet: still said (the result lines are printed even with --quiet)
+    res = invoke(runner, ["--quiet", "solve", "shaw", "-o", f"n={N}", "--max-steps", "1"], code=3)
+    assert "warning    the observation did not converge: stopped at max_steps" in res.output
+    assert "3 " in invoke(runner, ["--help"]).output.split("Exit status:")[1]

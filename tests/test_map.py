@@ -1,5 +1,7 @@
 """Batched MAP against the closed form, one-at-a-time solves, and its promises on bad input."""
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -102,7 +104,8 @@ def test_nonfinite_element_is_flagged_and_isolated(linear):
     p2 = ji.InverseProblem(fragile, problem.prior, problem.likelihood)
     Yb = Y.at[2, 0].set(50.0)  # pulls element 2 towards the NaN region
     init = jnp.zeros((7, N)).at[4].set(10.0 * A[0] / jnp.sum(A[0] ** 2))  # element 4 starts in it: z[0] = 10
-    bad = ji.solve_map(p2, Yb, init=init)
+    with pytest.warns(ji.MAPWarning, match=r"2 of 7 observations did not converge: .*non-finite"):
+        bad = ji.solve_map(p2, Yb, init=init)  # the failures are intended: warned about, counted
     assert int(bad.status[4]) == Status.NONFINITE and "non-finite" in bad.messages()[4]
     assert int(bad.status[2]) in (Status.NONFINITE, Status.STALLED) and not bool(bad.converged[2])
     ok = np.array([0, 1, 3, 5, 6])
@@ -259,3 +262,68 @@ def test_flat_quasi_newton_matches_scipy_on_rosenbrock(optimizer):
     r32 = ji.solve_map(problem32, y.astype(f32), init=starts.astype(f32), optimizer=optimizer)
     assert r32.theta.dtype == jnp.float32 and bool(jnp.all(r32.converged)), r32.messages()
     assert float(jnp.max(jnp.abs(r32.theta - r.theta))) < 1e-3
+
+
+# -- MAPWarning: solve_map says when elements did not converge ---------------------------------
+
+def _map_warnings(record):
+    return [w for w in record if issubclass(w.category, ji.MAPWarning)]
+
+
+def test_nan_forward_warns_with_the_nonfinite_count(linear):
+    """A forward model that returns NaN hands back the start flagged NONFINITE: never silently."""
+    problem, Y, _ = linear
+    nan_forward = ji.InverseProblem(lambda t: jnp.full(M, jnp.nan) * t[0], problem.prior, problem.likelihood)
+    with pytest.warns(ji.MAPWarning) as record:
+        r = ji.solve_map(nan_forward, Y)
+    assert bool(jnp.all(r.status == Status.NONFINITE))
+    (w,) = _map_warnings(record)
+    text = str(w.message)
+    assert "7 of 7 observations did not converge" in text and "7 non-finite" in text
+    assert "rows 0, 1, 2, 3, 4, ..." in text and "init=" in text  # the first rows, and what to try
+    assert w.filename == __file__  # points at the caller, not at jinverse
+    assert issubclass(ji.MAPWarning, UserWarning)
+
+
+def test_max_steps_on_an_ill_conditioned_problem_warns():
+    bench = ji.problems.load("shaw", n=32, batch=3)
+    with pytest.warns(ji.MAPWarning, match=r"3 of 3 observations did not converge: 3 stopped at max_steps"
+                                           r".*raise max_steps.*optimizer='newton'"):
+        r = ji.solve_map(bench.problem, bench.y, max_steps=1)
+    assert bool(jnp.all(r.status == Status.MAX_STEPS))
+    # warn=False: the caller reads status itself
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        ji.solve_map(bench.problem, bench.y, max_steps=1, warn=False)
+    assert not _map_warnings(record)
+
+
+def test_converged_run_does_not_warn(linear):
+    problem, Y, exact = linear
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        r = ji.solve_map(problem, Y)
+    assert bool(jnp.all(r.converged)) and not _map_warnings(record)
+
+
+def test_status_report_wording():
+    from jinverse.map import status_report
+
+    assert status_report(np.zeros((4,), int)) == ""
+    one = status_report(np.asarray(Status.STALLED))
+    assert one.startswith("the observation did not converge: stalled") and "optimizer='newton'" in one
+    grid = status_report(np.array([[0, 1], [2, 0]]))
+    assert grid.startswith("2 of 4 observations did not converge: 1 stopped at max_steps without converging "
+                           "(element (0, 1)), 1 non-finite objective or gradient (element (1, 0))")
+
+
+def test_laplace_warns_once_from_its_mode_search():
+    """`ji.laplace` runs solve_map itself: one warning, worded for Laplace, at the caller."""
+    nan_problem = ji.InverseProblem(lambda t: jnp.log(t - 10.0), ji.priors.Gaussian(jnp.zeros(2), 1.0),
+                                    ji.likelihoods.Gaussian(0.1))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        approx = ji.laplace(nan_problem, jnp.zeros((3, 2)))
+    (w,) = _map_warnings(record)
+    assert str(w.message).startswith("Laplace: mode search: 3 of 3 observations did not converge: 3 non-finite")
+    assert w.filename == __file__ and not bool(jnp.any(approx.ok))

@@ -2,7 +2,8 @@
 
 Every command has ``--help``. Group options (before the command): ``--precision 32|64``,
 ``--quiet``, ``--config FILE.toml`` (settings for repeatable runs), ``--debug``.
-Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value).
+Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value), 3 `solve` wrote
+its results but some observations did not converge (the summary's warning line says which).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def main(ctx, precision, quiet, debug):
       jinverse solve shaw --method tikhonov-gcv --out out/shaw
       jinverse sample gaussian_linear --method nuts --out out/gl
       jinverse bench --suite quick --out out/bench
+
+    \b
+    Exit status: 0 success, 1 a failure, 2 a usage error, 3 `solve` finished
+    and wrote its results but some observations did not converge.
     """
     import jax
 

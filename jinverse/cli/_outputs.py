@@ -45,6 +45,32 @@ def summary_lines(bench, run, batch: int | None) -> list[str]:
     return lines
 
 
+def failure_report(run) -> str:
+    """The sentence on the observations a point method failed on (``""`` when none): the MAP's
+    `ji.map.status_report` (counts per status, rows, what to try), or Laplace's ``ok`` mask."""
+    from ..laplace import GaussianApproximation
+    from ..map import MAPResult, status_report
+
+    res = run.result
+    if isinstance(res, MAPResult):
+        text = status_report(res.status)
+        if "max_steps" in text:
+            text += " On the command line: --max-steps N, or -m newton."
+        return text
+    if isinstance(res, GaussianApproximation):
+        bad = ~np.asarray(res.ok)
+        n = int(np.count_nonzero(bad))
+        if not n:
+            return ""
+        rows = np.flatnonzero(bad)
+        where = "the observation has" if bad.ndim == 0 else (
+            f"{n} of {bad.size} observations have" + f" (rows {', '.join(map(str, rows[:5]))}"
+            + (", ...)" if n > 5 else ")"))
+        return (f"{where} no Laplace approximation: the mode search did not converge or the negative "
+                "Hessian is not positive definite there. To try: -m map with --max-steps, or -m newton")
+    return ""
+
+
 def _first(tree, batched: bool):
     return jax.tree.map(lambda a: np.asarray(a[0] if batched else a), tree)
 

@@ -20,7 +20,9 @@ from ._common import (
     parse_options,
     phase,
 )
-from ._outputs import summary_lines, write_outputs
+from ._outputs import failure_report, summary_lines, write_outputs
+
+EXIT_NOT_CONVERGED = 3  # `jinverse solve`: results written, but some observations did not converge
 
 _problem_arg = click.argument("name", required=False, metavar="NAME")
 _option_opt = click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",
@@ -65,6 +67,9 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
                 progress.close()
     except NotApplicable as exc:
         raise click.UsageError(str(exc)) from None
+    failed = failure_report(run)
+    if failed:  # in the summary printed below and in summary.json
+        run.diagnostics.setdefault("warnings", []).append(failed)
     for line in summary_lines(bench, run, batch):
         click.echo(line)  # the result: printed even with --quiet
     if out is not None:
@@ -92,7 +97,11 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
 @handle_errors
 def solve(name, method, batch, seed, starts, max_steps, chunk, option, out):
     """Point estimate for problem NAME: MAP, Laplace or Tikhonov; prints the error against the
-    true θ and the time, writes result.npz (+ .json), summary.json and plots to --out."""
+    true θ and the time, writes result.npz (+ .json), summary.json and plots to --out.
+
+    Exits with status 3 when the results were written but some observations did not converge
+    (MAP status other than converged, or no Laplace approximation): the summary says which.
+    """
     opts = {}
     if method in ("map", "newton"):
         import jax
@@ -102,7 +111,12 @@ def solve(name, method, batch, seed, starts, max_steps, chunk, option, out):
             opts.update(num_starts=starts, key=jax.random.key(seed))
     elif starts > 1 or max_steps != 500:
         raise click.UsageError(f"--starts and --max-steps apply to map and newton, not {method!r}")
-    _run_one(name, method, option, seed, batch, chunk, out, "npz", options=opts)
+    run = _run_one(name, method, option, seed, batch, chunk, out, "npz", options=opts)
+    failed = failure_report(run)
+    if failed:
+        click.echo(f"Error: {failed.split(':', 1)[0]} (exit status {EXIT_NOT_CONVERGED}; see the warning "
+                   "above)", err=True)
+        raise click.exceptions.Exit(EXIT_NOT_CONVERGED)
 
 
 def _default_format() -> str:

@@ -64,10 +64,21 @@ def test_lam_per_observation_and_batch_equals_single(small):
         batched = tikhonov(A, Y4, lam=method, noise_std=0.5)
         assert batched.x.shape == (2, 3, N) and batched.lam.shape == (2, 3)
         one = tikhonov(A, Y4[1, 2], lam=method, noise_std=0.5)
-        # An argmin moves by ~sqrt(rounding) of the objective: batched and single matmuls round
-        # differently, so lam agrees to ~sqrt(eps) ≈ 1e-8, not to eps.
-        np.testing.assert_allclose(batched.lam[1, 2], one.lam, rtol=1e-7)
-        np.testing.assert_allclose(batched.x[1, 2], one.x, rtol=1e-7, atol=1e-9)
+        # lam is an argmin found by comparing GCV values (grid + golden section). The batched and
+        # the one-observation programs round GCV differently, so they agree on lam only to the
+        # search's own tolerance (pc.argmin_tolerance: the final bracket, or where GCV is flat to
+        # rounding, ~sqrt(eps |f| / f'') in log lam; rounding of a sum of len(s) terms). Not to
+        # eps: 1e-7 held on one machine and 2.7e-7 came out on another (the bound is 4.7e-5 here).
+        system = spectral_system(A)
+        beta, perp2 = system.coefficients(jnp.asarray(Y4[1, 2]))
+        lo, hi = pc.search_interval(method, system.s)
+        eps = float(jnp.finfo(system.s.dtype).eps)
+        dt = pc.argmin_tolerance(lambda lm: pc.gcv(lm, system.s, beta, perp2, M), one.lam, lo, hi,
+                                 rel_noise=system.s.size * eps)
+        assert abs(np.log(batched.lam[1, 2] / one.lam)) <= float(dt)
+        # x at the same lam: one filter formula, two programs; rounding only (~n eps cond(G)).
+        at_lam = tikhonov(A, Y4[1, 2], lam=batched.lam[1, 2])
+        np.testing.assert_allclose(batched.x[1, 2], at_lam.x, rtol=1e-9, atol=1e-12)
 
 
 def test_new_data_of_the_same_shape_does_not_recompile(small):

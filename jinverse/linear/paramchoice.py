@@ -121,6 +121,28 @@ def _grid_then_golden(fun, lo, hi, num_grid: int, num_refine: int):
     return jnp.exp(jnp.where(best_v <= vals[i], best_t, t[i]))
 
 
+def argmin_tolerance(fun, lam, lo, hi, *, rel_noise: float, num_grid: int = 100, num_refine: int = 40):
+    """How far apart in ``log lam`` two runs of the grid + golden-section search of ``fun`` can
+    end when their evaluations of ``fun`` differ by rounding (e.g. a batched and a one-observation
+    program, which XLA fuses differently): the search's own tolerance, for tests and reports.
+
+    Two limits, added: the final golden bracket, ``2 Δ (1 - g)^num_refine`` with ``Δ`` the grid
+    step; and the flatness of ``fun`` at its minimum ``t* = log lam``. A comparison of ``f(c)``
+    and ``f(d)`` evaluated with noise ``η = rel_noise · |f|`` can go the wrong way only when
+    ``½ f'' (d - c)² ≤ 2η``, i.e. ``d - c ≤ 2 sqrt(η / f'')``; the bracket is then
+    ``(d - c) / (1 - 2 g)`` wide, contains ``t*``, and the search ends inside it. So each run
+    ends within ``bracket + 2 sqrt(η / f'') / (1 - 2 g)`` of ``t*``, two runs within twice that.
+    ``rel_noise`` is the relative rounding of one evaluation (``k · eps`` for a sum of ``k``
+    terms). It scales as ``sqrt(eps)``, not ``eps``: no argmin is sharper than that.
+    """
+    t = jnp.log(lam)
+    g = lambda u: fun(jnp.exp(u))  # noqa: E731
+    f, f2 = g(t), jax.grad(jax.grad(g))(t)
+    bracket = 2 * (jnp.log(hi) - jnp.log(lo)) / (num_grid - 1) * (1 - _GOLDEN) ** num_refine
+    flat = 2 * jnp.sqrt(rel_noise * jnp.abs(f) / jnp.abs(f2)) / (1 - 2 * _GOLDEN)
+    return 2 * (bracket + flat)
+
+
 def choose_gcv(s, beta, perp2, m: int, p: int = 0, *, num_grid: int = 100, num_refine: int = 40):
     """The ``lam`` minimising GCV (global minimum on a log grid, refined by golden section).
 

@@ -31,6 +31,8 @@ from blackjax.mcmc import diffusions, proposal, random_walk
 from blackjax.mcmc.dynamic_hmc import halton_sequence
 from jaxtyping import Array, Bool, Float, Int
 
+from . import dense
+
 
 class Stats(NamedTuple):
     """Per-draw sampler statistics of one chain (NaN / 0 where a sampler has no such notion)."""
@@ -274,7 +276,7 @@ def _rwmh_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options
         cov, n, _ = wf_final(wf)
         # Shrink towards a small multiple of the identity, as Stan does for its mass matrix.
         cov = (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
-        chol = jnp.linalg.cholesky(cov)
+        chol = dense.cholesky(cov)  # blocked above 2**31 bytes (jinverse.dense, issue 19)
         chol = jnp.where((n > d + 2) & jnp.all(jnp.isfinite(chol)), chol, eye * scale)
         state, scale, _ = window(state, chol, jax.random.split(k2, num_warmup - first), False)
         return state, {"sigma": chol * scale, "step_size": scale}

@@ -17,6 +17,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
+from . import dense
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .problem import InverseProblem
@@ -63,10 +64,13 @@ class GaussianApproximation(eqx.Module):
         """``n`` draws of θ per observation, each leaf ``(*batch, n, *theta_shape)``."""
         check_key("key", key)
         n = check_positive_int("n", n)
-        chol = jnp.linalg.cholesky(self.covariance)
+        chol = dense.cholesky(self.covariance)
         z = jax.random.normal(key, (*self.batch_shape, n, self.mean.shape[-1]), self.mean.dtype)
         u = self.mean[..., None, :] + jnp.einsum("...ij,...nj->...ni", chol, z)
         return self._to_theta(u)
+
+
+_DENSE_COPIES = 5  # d x d arrays alive per lane in `_laplace_one`
 
 
 def _laplace_one(problem, y, u):
@@ -76,9 +80,10 @@ def _laplace_one(problem, y, u):
     def neg(x):
         return -problem.log_density(unravel(x), y, jacobian=True)
 
-    chol = jnp.linalg.cholesky(jax.hessian(neg)(u))
+    # jinverse.dense: blocked above 2**31 bytes per matrix, where jaxlib's LAPACK crashes (issue 19)
+    chol = dense.cholesky(jax.hessian(neg)(u))
     eye = jnp.eye(u.shape[0], dtype=u.dtype)
-    cov = jax.scipy.linalg.cho_solve((chol, True), eye)
+    cov = dense.cho_solve((chol, True), eye)
     pd = jnp.all(jnp.isfinite(chol))
     return jnp.where(pd, cov, jnp.nan), pd
 
@@ -154,11 +159,17 @@ def laplace(
     size = math.prod(batch)
     y = y.reshape(size, *y.shape[len(batch):])
     u0 = u0.reshape(size, -1)
+    d = u0.shape[-1]
+    n_dev = 1 if mesh is None else mesh.shape[axis]
     if block_size is None:
-        d = u0.shape[-1]
         per_lane = (tree_bytes(y[:1]) + (d * d + 2 * d) * u0.dtype.itemsize) * 2
-        n_dev = 1 if mesh is None else mesh.shape[axis]
         block_size = default_block_size(per_lane, n_dev)
+    # refuse before compiling a block whose vmapped lanes (each with its Hessian, factor, identity,
+    # covariance and masked copy) cannot fit: per device on accelerators, all of them on a host
+    lanes = min(block_size, size)
+    lanes = lanes if mesh is None or jax.default_backend() == "cpu" else -(-lanes // n_dev)
+    dense.check_dense(d, u0.dtype, lanes=lanes, copies=_DENSE_COPIES, what="ji.laplace",
+                      alternative="ji.laplace(..., rank=r) (prior plus low-rank update, O(d r) memory)")
     cov, pd = stream(_laplace_lanes, problem, (y, u0), num_lanes=size, block_size=block_size, mesh=mesh,
                      axis=axis, progress=progress, label="Laplace")
     ok = (pd & found).reshape(batch)

@@ -26,6 +26,7 @@ import optax.tree_utils as otu
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import dense
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from ._quasi_newton import DENSE_MAX, quasi_newton_step
@@ -273,7 +274,9 @@ def _newton_step(objective, curvature):
                 else curvature(flat_f)(flat_u, unravel))
         scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(hess))), 1e-12)
         eye = jnp.eye(flat_u.size, dtype=flat_u.dtype)
-        d = jnp.linalg.solve(hess + mu * scale * eye, -flat_g)
+        # refused at trace time above 2**31 bytes, where jaxlib's LAPACK crashes (jinverse.dense)
+        d = dense.solve(hess + mu * scale * eye, -flat_g, what="ji.solve_map(optimizer='newton' or "
+                        "'gauss-newton')", alternative="optimizer='lbfgs'")
         trial = unravel(flat_u + d)
         v_new, g_new = jax.value_and_grad(objective)(trial)
         # Accept a decrease; at the rounding floor of the objective, accept a smaller gradient.

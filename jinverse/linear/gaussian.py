@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .. import dense
 from .._checks import check_key
 from ..likelihoods import Gaussian as GaussianLikelihood
 from ..priors import Gaussian as GaussianPrior
@@ -31,7 +32,7 @@ def _prior_parts(prior):
         C = prior.chol
         if prior.is_precision:
             return prior.mean, lambda v: C @ (C.T @ v)
-        return prior.mean, lambda v: jax.scipy.linalg.cho_solve((C, True), v)
+        return prior.mean, lambda v: dense.cho_solve((C, True), v)
     if hasattr(prior, "precision_matvec") and hasattr(prior, "mean"):
         mean = jnp.broadcast_to(prior.mean, prior.event_shape).reshape(-1)
         return mean, lambda v: prior.precision_matvec(v.reshape(prior.event_shape)).reshape(-1)
@@ -64,9 +65,9 @@ class LinearGaussianPosterior(eqx.Module):
 
     def covariance(self) -> Float[Array, "n n"]:
         """The dense posterior covariance (the same for every observation)."""
-        chol = self.chol if self.chol is not None else jnp.linalg.cholesky(_dense_precision(self))
+        chol = self.chol if self.chol is not None else dense.cholesky(_dense_precision(self))
         eye = jnp.eye(chol.shape[0], dtype=chol.dtype)
-        return jax.scipy.linalg.cho_solve((chol, True), eye)
+        return dense.cho_solve((chol, True), eye)
 
     def sample(self, key: PRNGKeyArray, shape: tuple[int, ...] = ()) -> Float[Array, "*batch *shape n"]:
         """Exact posterior draws with shape ``(*batch, *shape, n)``.
@@ -128,9 +129,9 @@ def _po_draws(post, keys, ys):
 @eqx.filter_jit
 def _dense_means(post, Y):
     m0, _ = _prior_parts(post.prior)
-    chol = jnp.linalg.cholesky(_dense_precision(post))
+    chol = dense.cholesky(_dense_precision(post))  # blocked above 2**31 bytes (issue 19)
     rhs = jax.vmap(lambda y: _rhs(post, y, m0))(Y)
-    return jax.scipy.linalg.cho_solve((chol, True), rhs.T).T, chol
+    return dense.cho_solve((chol, True), rhs.T).T, chol
 
 
 @eqx.filter_jit
@@ -138,7 +139,7 @@ def _dense_draws(mean, chol, key, shape):
     n = mean.shape[-1]
     batch = mean.shape[:-1]
     z = jax.random.normal(key, (*batch, *shape, n), mean.dtype)
-    x = jax.scipy.linalg.solve_triangular(chol.T, z.reshape(-1, n).T, lower=False).T
+    x = dense.solve_triangular(chol, z.reshape(-1, n).T, lower=True, transpose_a=True).T  # C⁻ᵀ z
     return mean.reshape(*batch, *(1,) * len(shape), n) + x.reshape(z.shape)
 
 
@@ -187,6 +188,9 @@ def linear_gaussian(problem, y, *, method: str = "auto", tol: float = 1e-10,
         method = "dense" if n <= 2048 else "cg"
     Yf = Y.reshape(-1, Y.shape[-1])
     if method == "dense":
+        # the n x n precision, its factor and a covariance: refused up front when they cannot fit
+        dense.check_dense(n, Y.dtype, copies=3, what="ji.linear.linear_gaussian(method='dense')",
+                          alternative="method='cg' (matrix-free conjugate gradients and perturbation-optimisation)")
         A = as_operator(A.to_dense())
     post = LinearGaussianPosterior(jnp.zeros((*batch, n), Y.dtype), None, A, offset, problem.prior,
                                    problem.likelihood, Y, tol, maxiter or 10 * n)

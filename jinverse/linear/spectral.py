@@ -15,7 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .. import dense
 from .operators import as_operator
+
+# above jaxlib's LAPACK limit (issue 19) the dense SVD is refused with this advice
+_WHAT, _INSTEAD = "ji.linear.spectral_system", "a matrix-free operator (ji.linear.tikhonov solves by CG)"
 
 
 class SpectralSystem(eqx.Module):
@@ -58,20 +62,21 @@ def spectral_system(A, L=None) -> SpectralSystem:
     A = as_operator(A).to_dense()
     m, n = A.shape
     if L is None:
-        U, s, Vt = jnp.linalg.svd(A, full_matrices=False)
+        U, s, Vt = dense.svd(A, full_matrices=False, what=_WHAT, alternative=_INSTEAD)
         return SpectralSystem(s, U, Vt.T, None, None, m, n, 0)
     L = as_operator(L, n, name="L").to_dense()
     if L.shape[1] != n:
         raise ValueError(f"L: got shape {L.shape}, expected (p, {n}) to match A of shape {A.shape}")
-    _, sL, VLt = jnp.linalg.svd(L, full_matrices=True)
+    _, sL, VLt = dense.svd(L, full_matrices=True, what=_WHAT, alternative=_INSTEAD)
     sL_host = np.asarray(sL)
     rank = int(np.sum(sL_host > max(L.shape) * np.finfo(sL_host.dtype).eps * sL_host[0]))
     Lpinv = VLt[:rank].T / sL[:rank]  # n × rank, with ‖L Lpinv w‖ = ‖w‖
     ALp = A @ Lpinv
     if rank == n:
-        U, s, Vt = jnp.linalg.svd(ALp, full_matrices=False)
+        U, s, Vt = dense.svd(ALp, full_matrices=False, what=_WHAT, alternative=_INSTEAD)
         return SpectralSystem(s, U, Lpinv @ Vt.T, None, None, m, n, 0)
     N = VLt[rank:].T  # n × k basis of null(L)
+    dense.check_lapack(m, N.shape[1], A.dtype, what=_WHAT, alternative=_INSTEAD)
     QN, RN = jnp.linalg.qr(A @ N)
     rdiag = np.abs(np.diag(np.asarray(RN)))
     if rdiag.min() <= 1e3 * np.finfo(rdiag.dtype).eps * max(1.0, float(np.abs(np.asarray(A)).max())) * m:
@@ -79,6 +84,6 @@ def spectral_system(A, L=None) -> SpectralSystem:
                          "there; expected null(A) ∩ null(L) = {0}")
     K = N @ jnp.linalg.solve(RN, QN.T)  # N (A N)⁺
     Abar = ALp - QN @ (QN.T @ ALp)
-    U, s, Vt = jnp.linalg.svd(Abar, full_matrices=False)
+    U, s, Vt = dense.svd(Abar, full_matrices=False, what=_WHAT, alternative=_INSTEAD)
     G = (Lpinv - K @ ALp) @ Vt.T
     return SpectralSystem(s, U, G, QN, K, m, n, n - rank)

@@ -10,6 +10,7 @@ from . import problems as problems
 from . import proximal as proximal
 from .laplace import GaussianApproximation as GaussianApproximation
 from .laplace import laplace as laplace
+from .lowrank import LowRankGaussianApproximation as LowRankGaussianApproximation
 from .map import MAPResult as MAPResult
 from .map import MAPWarning as MAPWarning
 from .map import Status as Status

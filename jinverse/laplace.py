@@ -99,6 +99,10 @@ def laplace(
     y: Float[Array, "*batch *event"],
     *,
     at: PyTree | None = None,
+    rank: int | str | None = None,
+    key: PRNGKeyArray | None = None,
+    oversampling: int = 10,
+    power_iters: int = 1,
     block_size: int | None = None,
     mesh: Mesh | None = None,
     batch_axis: str | None = None,
@@ -120,6 +124,13 @@ def laplace(
         y: observations ``(*batch, *event)``; every result carries the batch axes.
         at: a θ (one, or one per observation) at which to expand instead of the mode; no
             search for the mode then.
+        rank: None (default): the dense covariance above. An int ``r`` (or ``"auto"``: grow
+            ``r`` until the eigenvalues fall below 0.1) for large θ with a Gaussian prior: the
+            prior plus a rank-``r`` update from the dominant eigenpairs of the prior-preconditioned
+            Gauss-Newton misfit Hessian, ``O(d r)`` memory; returns a
+            `ji.LowRankGaussianApproximation` (see `jinverse.lowrank`).
+        key, oversampling, power_iters: the randomized eigensolver's probes (default key 0),
+            extra probes beyond ``r``, and subspace iterations (with ``rank``).
         block_size, mesh, batch_axis, progress: as in `ji.solve_map`: observations stream
             through one compiled program in padded blocks (default: what fits ~512 MiB of
             inputs and covariances), optionally split across the devices of ``mesh``.
@@ -138,6 +149,10 @@ def laplace(
     """
     y, batch = problem.check_y(y)
     axis = check_mesh(mesh, batch_axis)
+    if rank is not None:  # fail before the mode search
+        from . import lowrank
+
+        lowrank.check_args(problem, rank, key, oversampling, power_iters)
     if at is None:  # the mode of the density of u: the one MAP loop, with the log-Jacobian
         from .map import solve_map, status_report
 
@@ -159,6 +174,13 @@ def laplace(
     size = math.prod(batch)
     y = y.reshape(size, *y.shape[len(batch):])
     u0 = u0.reshape(size, -1)
+    if rank is not None:  # prior plus low-rank update, O(d r) per observation
+        approx, pd = lowrank.laplace_lowrank(problem, y, u0, found, batch, rank=rank, key=key,
+                                             oversampling=oversampling, power_iters=power_iters,
+                                             block_size=block_size, mesh=mesh, axis=axis, progress=progress)
+        if warn:
+            _warn(search, (found & ~pd).reshape(batch))
+        return approx
     d = u0.shape[-1]
     n_dev = 1 if mesh is None else mesh.shape[axis]
     if block_size is None:

@@ -194,3 +194,161 @@ def factor(problem: InverseProblem, y, u_map: Float[Array, " d"], rank: int, key
     lam, vecs = randomized_eigh(h_tilde, d, rank, key, oversampling=oversampling, power_iters=power_iters,
                                 dtype=u_map.dtype)
     return LowRankFactor(mean=u_map, eigvals=lam, eigvecs=vecs, prior=prior)
+
+
+# -- batched result and driver ---------------------------------------------------------------
+
+
+class LowRankGaussianApproximation(eqx.Module):
+    """``u ~ N(mean, S (I - V D Vᵀ) Sᵀ)`` per observation: the prior plus a rank-``r`` data
+    update (`ji.laplace(..., rank=r)`); ``θ = problem.from_unconstrained(u)`` (θ itself for
+    the Gaussian priors this needs).
+
+    Attributes:
+        mean: ``(*batch, d)``, the expansion point (the mode unless ``at`` was given).
+        eigvals: ``(*batch, r)``, dominant eigenvalues ``λ`` of the prior-preconditioned misfit
+            Hessian, descending; ``eigvecs``: ``(*batch, d, r)``.
+        ok: ``(*batch,)``: the mode search converged and every ``λ > -1`` (positive definite).
+        problem: the problem (its prior supplies ``S``).
+
+    Everything costs ``O(d r)`` memory per observation; `covariance` materialises the dense
+    matrix only when asked (and refuses above 1 GiB).
+    """
+
+    mean: Float[Array, "*batch d"]
+    eigvals: Float[Array, "*batch r"]
+    eigvecs: Float[Array, "*batch d r"]
+    ok: Bool[Array, "*batch"]
+    problem: InverseProblem
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.mean.shape[:-1])
+
+    @property
+    def rank(self) -> int:
+        return self.eigvals.shape[-1]
+
+    def _lanes(self, fn, *args):
+        """``fn(factor, *args)`` for every observation's `LowRankFactor`, batch axes restored."""
+        def one(m, lam, v, *a):
+            return fn(LowRankFactor(m, lam, v, self.problem.prior), *a)
+
+        for _ in self.batch_shape:
+            one = jax.vmap(one)
+        return one(self.mean, self.eigvals, self.eigvecs, *args)
+
+    @property
+    def mode(self) -> PyTree:
+        """The mean mapped to θ's own space, ``(*batch, *theta_shape)``."""
+        return self._to_theta(self.mean)
+
+    def _to_theta(self, u):
+        _, unravel = curvature.flatten(self.problem)
+        fn = lambda x: self.problem.from_unconstrained(unravel(x))  # noqa: E731
+        for _ in range(u.ndim - 1):
+            fn = jax.vmap(fn)
+        return fn(u)
+
+    def variance(self) -> Float[Array, "*batch d"]:
+        """Pointwise posterior variances of ``u``."""
+        return self._lanes(lambda f: f.variance())
+
+    def std(self) -> Float[Array, "*batch d"]:
+        return jnp.sqrt(self.variance())
+
+    def covariance_matvec(self, v: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
+        """``Γ_post v`` per observation (``v`` carries the batch axes)."""
+        return self._lanes(lambda f, x: f.cov_matvec(x), jnp.broadcast_to(v, self.mean.shape))
+
+    def logdet(self, relative: bool = False) -> Float[Array, "*batch"]:
+        """``log det Γ_post``; ``relative=True``: ``log det Γ_post - log det Γ_pr = -Σ log(1+λ)``."""
+        return self._lanes(lambda f: f.logdet(relative))
+
+    def informed_rank(self, fraction: float = 0.99) -> Int[Array, "*batch"]:
+        """The fewest eigenpairs holding ``fraction`` of the data-informed variance reduction
+        ``Σ log(1+λ)`` over the kept pairs (``-logdet(relative=True)``)."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction: got {fraction!r}, expected a number in (0, 1]")
+        gain = jnp.cumsum(jnp.log1p(jnp.maximum(self.eigvals, 0.0)), axis=-1)
+        return 1 + jnp.argmax(gain >= fraction * gain[..., -1:], axis=-1)
+
+    @property
+    def covariance(self) -> Float[Array, "*batch d d"]:
+        """The dense ``(*batch, d, d)`` covariance (``d`` actions); a ValueError above 1 GiB."""
+        d = self.mean.shape[-1]
+        size = math.prod(self.batch_shape) * d * d * self.mean.dtype.itemsize
+        if size > _MAX_DENSE_BYTES:
+            raise ValueError(f"covariance: got d={d} unknowns x {math.prod(self.batch_shape)} observations, "
+                             f"a dense covariance of {size / 2**30:.1f} GiB; expected at most 1 GiB: use "
+                             "covariance_matvec, variance() or sample() instead")
+        eye = jnp.eye(d, dtype=self.mean.dtype)
+        return self._lanes(lambda f: jax.vmap(f.cov_matvec, out_axes=1)(eye))
+
+    def sample(self, key: PRNGKeyArray, n: int) -> PyTree:
+        """``n`` draws of θ per observation, each leaf ``(*batch, n, *theta_shape)``."""
+        check_key("key", key)
+        n = check_positive_int("n", n)
+        z = jax.random.normal(key, (*self.batch_shape, n, self.mean.shape[-1]), self.mean.dtype)
+        u = self._lanes(lambda f, zz: f.mean + jax.vmap(f.cov_sqrt_matvec)(zz), z)
+        return self._to_theta(u)
+
+
+def check_args(problem: InverseProblem, rank, key, oversampling: int, power_iters: int) -> None:
+    """Validate ``ji.laplace``'s low-rank arguments before the mode search."""
+    gaussian_leaves(problem.prior)
+    d, _ = curvature.flatten(problem)
+    if rank != "auto":
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= d:
+            raise ValueError(f"rank: got {rank!r}, expected None (dense), 'auto' or an int in [1, {d}]")
+    if key is not None:
+        check_key("key", key)
+    check_positive_int("oversampling", oversampling, minimum=0)
+    check_positive_int("power_iters", power_iters, minimum=0)
+
+
+def _lowrank_lanes(operand, lanes):
+    """One block of observations: each lane is one observation, its point and its key."""
+    problem, (rank, oversampling, power_iters) = operand
+    y, u, keys = lanes
+
+    def one(yy, uu, kk):
+        f = factor(problem, yy, uu, rank, jax.random.wrap_key_data(kk), oversampling=oversampling,
+                   power_iters=power_iters)
+        pd = jnp.all(jnp.isfinite(f.eigvals) & (f.eigvals > -1)) & jnp.all(jnp.isfinite(f.eigvecs))
+        return f.eigvals, f.eigvecs, pd
+
+    return jax.vmap(one)(y, u, keys)
+
+
+def laplace_lowrank(problem: InverseProblem, y, u0: Float[Array, "n d"], found: Bool[Array, " n"],
+                    batch: tuple[int, ...], *, rank, key, oversampling: int, power_iters: int,
+                    block_size, mesh, axis, progress) -> tuple[LowRankGaussianApproximation, Array]:
+    """The driver behind ``ji.laplace(..., rank=...)``: ``n`` flat lanes ``y``/``u0`` streamed
+    in blocks; returns the approximation (batch axes restored) and the per-lane PD mask.
+
+    ``rank="auto"`` starts at 16 eigenpairs and doubles while some lane's smallest kept ``λ``
+    is at least `AUTO_TOL` (one compiled program per rank tried)."""
+    check_args(problem, rank, key, oversampling, power_iters)
+    size, d = u0.shape
+    key = jax.random.key(0) if key is None else key
+    keys = jax.random.key_data(jax.random.split(key, size))
+    r = min(_AUTO_START, d) if rank == "auto" else rank
+    while True:
+        k = min(r + oversampling, d)
+        if block_size is None:
+            per_lane = (tree_bytes(y[:1]) + (d * (k * (power_iters + 3) + r) + 2 * d) * u0.dtype.itemsize) * 2
+            n_dev = 1 if mesh is None else mesh.shape[axis]
+            blocks = default_block_size(per_lane, n_dev)
+        else:
+            blocks = block_size
+        lam, vecs, pd = stream(_lowrank_lanes, (problem, (r, oversampling, power_iters)), (y, u0, keys),
+                               num_lanes=size, block_size=blocks, mesh=mesh, axis=axis, progress=progress,
+                               label=f"Laplace rank {r}")
+        if rank != "auto" or r == d or not bool(jnp.any(pd & (lam[:, -1] >= AUTO_TOL))):
+            break
+        r = min(2 * r, d)
+    approx = LowRankGaussianApproximation(
+        mean=u0.reshape(*batch, d), eigvals=lam.reshape(*batch, r), eigvecs=vecs.reshape(*batch, d, r),
+        ok=(pd & found).reshape(batch), problem=problem)
+    return approx, pd

@@ -31,6 +31,16 @@ def rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
+def within_own_tolerance(result, exact, problem):
+    """For the linear fixture (quadratic objective, Hessian P) θ - θ* = P⁻¹ g exactly, so each
+    answer is within its own gradient norm / λ_min(P) of the closed form: what the optimiser's
+    tol promises on any machine, plus the closed form's own rounding."""
+    A = problem.forward.matrix
+    lam_min = jnp.linalg.eigvalsh(A.T @ A / S**2 + jnp.eye(N) / T**2)[0]
+    err = jnp.linalg.norm(result.theta - exact, axis=-1)
+    return bool(jnp.all(err <= result.grad_norm / lam_min + 1e-12 * jnp.max(jnp.abs(exact))))
+
+
 @pytest.mark.parametrize("optimizer", [None, "lbfgs", "newton", "gauss-newton", optax.lbfgs()],
                          ids=["default-bfgs", "lbfgs", "newton", "gauss-newton", "optax-lbfgs"])
 def test_linear_gaussian_closed_form(linear, optimizer):
@@ -38,12 +48,13 @@ def test_linear_gaussian_closed_form(linear, optimizer):
     batch = ji.solve_map(problem, Y, optimizer=optimizer)
     assert batch.theta.shape == (7, N) and batch.status.shape == (7,)
     assert bool(jnp.all(batch.converged))
-    assert rel(batch.theta, exact) < 1e-8
+    assert within_own_tolerance(batch, exact, problem)
     single = ji.solve_map(problem, Y[3], optimizer=optimizer)
     assert single.theta.shape == (N,) and single.status.shape == ()
-    assert rel(single.theta, exact[3]) < 1e-8
-    # batch == one at a time
-    assert rel(batch.theta[3], single.theta) < 1e-8  # both within the solver's accuracy
+    assert within_own_tolerance(single, exact[3], problem)
+    # batch == one at a time: two programs, each within its own bound of the same θ*, so within
+    # the sum of the bounds of each other (implied by the two checks above; not bit for bit)
+    # the same θ evaluated twice (in the loop and here): rounding only
     lp = jax.vmap(problem.log_posterior)(batch.theta, Y)
     assert np.allclose(batch.log_posterior, lp, rtol=1e-12)
 
@@ -54,14 +65,14 @@ def test_batch_axes_and_streaming_blocks(linear):
     r = ji.solve_map(problem, Y2, block_size=5)  # 12 problems streamed in padded blocks of 5
     assert r.theta.shape == (3, 4, N)
     ref = jnp.concatenate([exact, exact[:5]]).reshape(3, 4, N)
-    assert rel(r.theta, ref) < 1e-8
+    assert within_own_tolerance(r, ref, problem)
 
 
 def test_any_optax_optimizer(linear):
     problem, Y, exact = linear
     r = ji.solve_map(problem, Y[:2], optimizer=optax.adam(0.02), max_steps=5000, tol=1e-7)
     assert bool(jnp.all(r.converged))
-    assert rel(r.theta, exact[:2]) < 1e-5
+    assert within_own_tolerance(r, exact[:2], problem)
 
 
 def test_no_retrace_on_new_data(linear):
@@ -222,9 +233,19 @@ def test_three_optimizers_agree_on_a_nonlinear_least_squares_problem():
     results = [ji.solve_map(problem, Y, optimizer=o) for o in (None, "newton", "gauss-newton")]
     for r in results:
         assert bool(jnp.all(r.converged))
+    # Near a minimum f(θ) - f* ≈ ½ gᵀH⁻¹g and |θ - θ*| ≈ |H⁻¹g|: two converged answers agree to
+    # what their own gradient norms allow (x2 for the quadratic model), not to a fixed 1e-10.
+    def objective(t, y):
+        return -problem.log_posterior(t, y)
+
+    lam_min = jax.vmap(lambda t, y: jnp.linalg.eigvalsh(jax.hessian(objective)(t, y))[0])(results[0].theta, Y)
+    assert bool(jnp.all(lam_min > 0))
+    f0, g0 = -results[0].log_posterior, results[0].grad_norm
     for r in results[1:]:  # a second method as the independent check of the first
-        assert np.allclose(r.log_posterior, results[0].log_posterior, rtol=1e-10)
-        assert float(jnp.max(jnp.abs(r.theta - results[0].theta))) < 1e-6
+        g = r.grad_norm
+        gap = jnp.abs(r.log_posterior - results[0].log_posterior)
+        assert bool(jnp.all(gap <= (g**2 + g0**2) / lam_min + 64 * jnp.finfo(f0.dtype).eps * jnp.abs(f0)))
+        assert bool(jnp.all(jnp.linalg.norm(r.theta - results[0].theta, axis=-1) <= 2 * (g + g0) / lam_min + 1e-12))
 
 
 @pytest.mark.parametrize("optimizer", ["bfgs", "lbfgs"])

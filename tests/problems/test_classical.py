@@ -223,6 +223,8 @@ def test_batch_noise_statistics():
     bm = ji.problems.load("deriv2", n=n, noise=0.1, batch=B, seed=1)
     single = ji.problems.load("deriv2", n=n, noise=0.1, seed=1)
     assert bm.y.shape == (B, n) and bm.theta_true.shape == (B, n)
+    # exact on purpose: noisy_data is elementwise (no reduction the batch width could reorder)
+    # and promises that the unbatched data is row 0 of any batch with the same seed
     np.testing.assert_array_equal(bm.y[0], single.y)
     np.testing.assert_array_equal(bm.theta_true[3], single.theta_true)
     e = np.asarray(bm.y) - np.asarray(bm.info["b"])

@@ -73,7 +73,7 @@ def test_blur_batch_and_seed():
     bm = ji.problems.load("deconvolution2d", n=16, sigma=0.05, batch=3, seed=5)
     one = ji.problems.load("deconvolution2d", n=16, sigma=0.05, seed=5)
     assert bm.y.shape == (3, 16, 16) and bm.theta_true.shape == (3, 16, 16)
-    np.testing.assert_array_equal(bm.y[0], one.y)
+    np.testing.assert_array_equal(bm.y[0], one.y)  # exact on purpose: elementwise noise (noisy_data)
     assert not np.array_equal(bm.y[1], bm.y[0])
     lp = jax.vmap(bm.problem.log_posterior)(bm.theta_true, bm.y)
     assert lp.shape == (3,) and bool(jnp.all(jnp.isfinite(lp)))

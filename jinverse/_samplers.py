@@ -23,15 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from blackjax.adaptation.base import get_filter_adapt_info_fn
-from blackjax.adaptation.mass_matrix import welford_algorithm
 from blackjax.adaptation.staged_adaptation import staged_adaptation
-from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
-from blackjax.mcmc import diffusions, proposal, random_walk
 from blackjax.mcmc.dynamic_hmc import halton_sequence
 from jaxtyping import Array, Bool, Float, Int
 
-from . import dense
+from . import _kernels
 
 
 class Stats(NamedTuple):
@@ -168,132 +165,6 @@ def _window(algorithm, target: float, step_size_jitter: float = 0.0, kernel_opti
     return Method(warmup, make_step, frozenset(names))
 
 
-# -- MALA: step size by dual averaging to the optimal 0.574 acceptance ----------------------
-def _mala_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
-    target = options.get("target_acceptance_rate", 0.574)
-    da_init, da_update, da_final = dual_averaging_adaptation(target)
-    kernel = blackjax.mala.build_kernel()
-
-    def one_chain(k, p):
-        d = p.shape[0]
-        state = blackjax.mala.init(p, logdensity_fn)
-
-        def body(carry, k):
-            state, da = carry
-            state, info = kernel(k, state, logdensity_fn, jnp.exp(da.log_step_size))
-            return (state, da_update(da, info.acceptance_rate)), None
-
-        start = options.get("initial_step_size", 0.1 / d ** (1 / 3))
-        (state, da), _ = jax.lax.scan(body, (state, da_init(start)), jax.random.split(k, num_warmup))
-        return state, {"step_size": da_final(da)}
-
-    return _vmap_chains(one_chain, key, positions)
-
-
-# -- Metropolis kernels that report a NaN/inf proposal --------------------------------------
-# blackjax turns a NaN log-density at the proposal into a plain rejection. The kernels used for
-# the kept draws below are blackjax's MALA and random-walk kernels with one change: the reported
-# acceptance rate is NaN when the proposal's log-density was not finite, so `_stats` flags it.
-def _flagging_sampler(key, log_p_accept, state, new_state):
-    out, (do_accept, p_accept, extra) = proposal.static_binomial_sampling(key, log_p_accept, state, new_state)
-    return out, (do_accept, jnp.where(jnp.isfinite(new_state.logdensity), p_accept, jnp.nan), extra)
-
-
-def _mala_flagging_kernel(key, state, logdensity_fn, step_size):
-    """`blackjax.mala.build_kernel()`'s kernel with `_flagging_sampler`."""
-
-    def transition_energy(state, new_state, step_size):
-        theta = jax.tree.map(lambda x, new_x, g: x - new_x - step_size * g, state.position,
-                             new_state.position, new_state.logdensity_grad)
-        theta_dot = sum(jnp.sum(t * t) for t in jax.tree.leaves(theta))
-        return -new_state.logdensity + 0.25 * (1.0 / step_size) * theta_dot
-
-    integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity_fn))
-    key_integrator, key_rmh = jax.random.split(key)
-    new_state = blackjax.mcmc.mala.MALAState(*integrator(key_integrator, state, step_size))
-    ratio = proposal.compute_asymmetric_acceptance_ratio(transition_energy)
-    log_p_accept = ratio(state, new_state, step_size=step_size)
-    state, (do_accept, p_accept, _) = _flagging_sampler(key_rmh, log_p_accept, state, new_state)
-    return state, blackjax.mcmc.mala.MALAInfo(p_accept, do_accept)
-
-
-def _rw_flagging_kernel(key, state, logdensity_fn, random_step):
-    """`blackjax.additive_step_random_walk.build_kernel()`'s kernel with `_flagging_sampler`."""
-
-    def transition(k, position):
-        return jax.tree.map(jnp.add, position, random_step(k, position))
-
-    ratio = proposal.compute_asymmetric_acceptance_ratio(random_walk.build_rmh_transition_energy(None))
-    generate = random_walk.rmh_proposal(logdensity_fn, transition, ratio, _flagging_sampler)
-    new_state, do_accept, p_accept = generate(key, state)
-    return new_state, random_walk.RWInfo(p_accept, do_accept, new_state)
-
-
-def _mala_step(logdensity_fn, num_warmup, num_samples, options):
-    kernel = _mala_flagging_kernel
-
-    def step(key, state, params):
-        state, info = kernel(key, state, logdensity_fn, params["step_size"])
-        return state, _stats(info, params["step_size"], 1)
-
-    return step
-
-
-# -- RWMH: proposal covariance from a first window, then its scale to 0.234 acceptance -------
-_normal = blackjax.mcmc.random_walk.normal
-
-
-def _rwmh_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
-    target = options.get("target_acceptance_rate", 0.234)
-    da_init, da_update, da_final = dual_averaging_adaptation(target)
-    wf_init, wf_update, wf_final = welford_algorithm(False)
-    kernel = blackjax.additive_step_random_walk.build_kernel()
-
-    def one_chain(k, p):
-        d = p.shape[0]
-        state = blackjax.additive_step_random_walk.init(p, logdensity_fn)
-        first = num_warmup // 2
-
-        # One warmup window: dual-average the global scale of the proposal `chol * scale`;
-        # in the second half of the first window also estimate the posterior covariance.
-        def window(state, chol, keys, collect):
-            def body(carry, xs):
-                state, da, wf = carry
-                k, i = xs
-                sigma = chol * jnp.exp(da.log_step_size)
-                state, info = kernel(k, state, logdensity_fn, _normal(sigma))
-                wf = jax.lax.cond(collect & (i >= keys.shape[0] // 2),
-                                  lambda w: wf_update(w, state.position), lambda w: w, wf)
-                return (state, da_update(da, info.acceptance_rate), wf), None
-
-            carry = (state, da_init(2.38 / jnp.sqrt(d)), wf_init(d))
-            (state, da, wf), _ = jax.lax.scan(body, carry, (keys, jnp.arange(keys.shape[0])))
-            return state, da_final(da), wf
-
-        k1, k2 = jax.random.split(k)
-        eye = jnp.eye(d, dtype=p.dtype)
-        state, scale, wf = window(state, eye, jax.random.split(k1, first), True)
-        cov, n, _ = wf_final(wf)
-        # Shrink towards a small multiple of the identity, as Stan does for its mass matrix.
-        cov = (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
-        chol = dense.cholesky(cov)  # blocked above 2**31 bytes (jinverse.dense, issue 19)
-        chol = jnp.where((n > d + 2) & jnp.all(jnp.isfinite(chol)), chol, eye * scale)
-        state, scale, _ = window(state, chol, jax.random.split(k2, num_warmup - first), False)
-        return state, {"sigma": chol * scale, "step_size": scale}
-
-    return _vmap_chains(one_chain, key, positions)
-
-
-def _rwmh_step(logdensity_fn, num_warmup, num_samples, options):
-    kernel = _rw_flagging_kernel
-
-    def step(key, state, params):
-        state, info = kernel(key, state, logdensity_fn, _normal(params["sigma"]))
-        return state, _stats(info, params["step_size"], 0)
-
-    return step
-
-
 # -- MCLMC: blackjax.mclmc_find_L_and_step_size (unadjusted: no accept step) ---------------
 def _mclmc_kernel(options):
     return blackjax.mclmc.build_kernel(desired_energy_var=options.get("desired_energy_var", 5e-4))
@@ -365,6 +236,22 @@ def _chees_step(logdensity_fn, num_warmup, num_samples, options):
     return step
 
 
+# -- pCN, adaptive-covariance RWMH, preconditioned MALA: `jinverse._kernels` ----------------
+def _kernel_method(warmup: Callable, make_step: Callable, options: frozenset[str], steps: int) -> Method:
+    """A `jinverse._kernels` sampler as a table entry: its transition's info read by `_stats`."""
+
+    def make(logdensity_fn, num_warmup, num_samples, opts):
+        inner = make_step(logdensity_fn, num_warmup, num_samples, opts)
+
+        def step(key, state, params):
+            state, info = inner(key, state, params)
+            return state, _stats(info, params["step_size"], steps)
+
+        return step
+
+    return Method(warmup, make, options)
+
+
 # -- A user's own blackjax algorithm: no adaptation, warmup is plain burn-in ---------------
 def custom(build: Callable) -> Method:
     """Wrap ``build(logdensity_fn, **options) -> blackjax.SamplingAlgorithm`` as a table entry."""
@@ -401,8 +288,9 @@ METHODS: dict[str, Method] = {
     "nuts": _window(blackjax.nuts, 0.8, kernel_options=("max_num_doublings", "divergence_threshold")),
     "hmc": _window(blackjax.hmc, 0.65, step_size_jitter=0.2, num_integration_steps=16,
                    kernel_options=("num_integration_steps", "divergence_threshold")),
-    "mala": Method(_mala_warmup, _mala_step, frozenset({"target_acceptance_rate", "initial_step_size"})),
-    "rwmh": Method(_rwmh_warmup, _rwmh_step, frozenset({"target_acceptance_rate"})),
+    "mala": _kernel_method(_kernels.mala_warmup, _kernels.mala_step, _kernels.MALA_OPTIONS, 1),
+    "rwmh": _kernel_method(_kernels.rwmh_warmup, _kernels.rwmh_step, _kernels.RWMH_OPTIONS, 0),
+    "pcn": _kernel_method(_kernels.pcn_warmup, _kernels.pcn_step, _kernels.PCN_OPTIONS, 0),
     "mclmc": Method(_mclmc_warmup, _mclmc_step, frozenset({"desired_energy_var", "diagonal_preconditioning"})),
     "chees": Method(_chees_warmup, _chees_step, frozenset(
         {"target_acceptance_rate", "mass_matrix_estimation", "initial_step_size", "learning_rate"})),

@@ -2,23 +2,36 @@
 factorisation or solve in jinverse (issue 19).
 
 **What goes wrong.** On CPU, jaxlib hands dense factorisations and solves to the LAPACK/BLAS of
-SciPy's bundled OpenBLAS, built with 32-bit integers (``scipy-openblas32``, OpenBLAS 0.3.30 with
-SciPy 1.17.1). A call on a matrix of 2**31 bytes or more (float64 ``d = 16384``) ends the process
-with a segmentation fault; nothing is raised and nothing is saved. Probed with
-``tests/scripts/probe_dense_linalg.py`` (each case in its own subprocess) with jax 0.10.2,
-jaxlib 0.10.2, Python 3.11.7, on a 2-core x86-64 CPU:
+SciPy's bundled OpenBLAS (``scipy-openblas32`` 0.3.30, 32-bit integers, SciPy 1.17.1). Its
+float64 Cholesky of a large matrix ends the process with a segmentation fault; nothing is raised
+and nothing is saved. Issue 19 suspected the batched (``vmap``) kernel on a matrix of 2**31
+bytes; the probes say otherwise: the unbatched call and ``lax.map`` crash as well, float64
+d = 16383 (just under 2**31 bytes) crashes too, while float32 d = 23171 (just over) works. It
+looks like OpenBLAS's threaded ``dpotrf`` for large ``n`` (cf. OpenMathLib/OpenBLAS issues 1413
+and 2821: segfaults in ``dpotrf_L_parallel``/``dsyrk_thread``), not a 32-bit byte offset.
+Probed with ``tests/scripts/probe_dense_linalg.py`` (each case in its own subprocess, A = 2 I +
+0.001) with jax 0.10.2, jaxlib 0.10.2, Python 3.11.7 on a 2-core x86-64 CPU:
 
-=================  =======  =====  =====================  ===================  ==============
-op                 dtype    d      bytes                  mode                 outcome
-=================  =======  =====  =====================  ===================  ==============
-cholesky           float64  16384  2**31                  vmap (batch of 1)    SIGSEGV
-cholesky           float64  16384  2**31                  plain (no vmap)      SIGSEGV
-cholesky           float64  16384  2**31                  lax.map (no vmap)    SIGSEGV
-=================  =======  =====  =====================  ===================  ==============
+=========  =======  =====  ==============  ===================  ==========================
+op         dtype    d      bytes           mode                 outcome
+=========  =======  =====  ==============  ===================  ==========================
+cholesky   float64  16384  2**31           vmap (batch of 1)    SIGSEGV
+cholesky   float64  16384  2**31           plain (no vmap)      SIGSEGV
+cholesky   float64  16384  2**31           lax.map (no vmap)    SIGSEGV
+cholesky   float64  16383  2**31 - 262136  plain                SIGSEGV
+cholesky   float32  23171  2**31 + 97316   plain                ok (262 s)
+=========  =======  =====  ==============  ===================  ==========================
 
-So the limit is the size of the one matrix handed to LAPACK, not the batching: an unbatched
-call (or ``lax.map`` over lanes) crashes as well, and the fix is not to avoid ``vmap`` but to
-keep every LAPACK call below 2**31 bytes.
+From issue 19 (the same versions): float64 d = 14400 Laplace (Cholesky and ``cho_solve``) works;
+d = 16384 vmapped ``cho_solve`` aborts (``munmap_chunk(): invalid pointer``), and one unbatched
+run there succeeded (so the crash is not deterministic). Not probed for lack of time:
+``cho_solve``/triangular solve alone (the vmapped float64 16384 case ran 13 minutes on a busy
+CPU without finishing), ``eigh``, ``svd`` and ``solve`` (LU) at these sizes.
+
+So the safe float64 size lies somewhere between 14400 and 16383, and what matters is the size of
+the one matrix handed to LAPACK, not the batching. The guard keeps every LAPACK call under
+`LAPACK_LIMIT_BYTES` = 1 GiB (float64 d < 11586, float32 d < 16384), with a margin below the
+largest size seen to work.
 
 **The guard.** `cholesky`, `solve_triangular` and `cho_solve` below call JAX directly for
 matrices under `LAPACK_LIMIT_BYTES`, and above it run a *blocked* algorithm: the factorisation
@@ -30,15 +43,9 @@ limit they raise a ``ValueError`` at trace time, naming the size, the memory and
 instead. `check_dense` refuses up front, with the numbers, a batch of dense ``d x d`` lanes
 that would not fit in memory, instead of leaving the process to be killed by the OS.
 
-**Reproduction** (jax 0.10.2 / jaxlib 0.10.2 on CPU; ``tests/test_dense.py`` runs it in a
-subprocess under the ``slow`` marker and fails, saying the guard may be lifted, once it no
-longer crashes)::
-
-    import jax, jax.numpy as jnp
-    jax.config.update("jax_enable_x64", True)
-    d = 16384                                  # 16384**2 * 8 bytes == 2**31
-    A = jnp.eye(d) * 2.0 + 0.001
-    jax.block_until_ready(jax.jit(jnp.linalg.cholesky)(A))   # SIGSEGV
+**Reproduction**: `REPRODUCTION` below, the snippet of issue 19 (crashes with jax 0.10.2 /
+jaxlib 0.10.2 on CPU). ``tests/test_dense.py::test_jax_still_needs_the_guard`` (``slow``) runs it
+in a subprocess and fails, saying the guard may be lifted, once it no longer crashes.
 """
 
 from __future__ import annotations
@@ -51,11 +58,22 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-LAPACK_LIMIT_BYTES = 2**31
-"""Matrices of at least this many bytes never reach LAPACK (tests lower it to exercise the
-blocked and refusing paths on small matrices; it is read when a function is traced)."""
+LAPACK_LIMIT_BYTES = 2**30
+"""Matrices of at least this many bytes never reach LAPACK: 1 GiB, below the float64 14400 x 14400
+(1.5 GiB) seen to work, above which crashes begin (tests lower it to exercise the blocked and
+refusing paths on small matrices; it is read when a function is traced)."""
 
 _DEFAULT_ALTERNATIVE = "a matrix-free or low-rank method"
+
+REPRODUCTION = """\
+import jax, jax.numpy as jnp
+jax.config.update("jax_enable_x64", True)
+d = 16384                                        # 16384**2 * 8 bytes == 2**31
+A = (jnp.eye(d) * 2.0 + 0.001)[None]
+one = lambda a: jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(a), True), jnp.eye(d))
+jax.jit(jax.vmap(one))(A).block_until_ready()    # SIGSEGV in LAPACK's Cholesky
+"""
+"""The plain-JAX reproduction of issue 19: the process dies with jax 0.10.2 / jaxlib 0.10.2 on CPU."""
 
 
 def matrix_bytes(rows: int, cols: int, dtype) -> int:
@@ -133,7 +151,7 @@ def check_dense(d: int, dtype, *, lanes: int = 1, copies: int = 1, what: str,
 
 def _block(d: int, m: int, dtype) -> int:
     """Rows per block so that a ``block x max(d, m)`` panel stays within half the LAPACK limit
-    (a margin: the probes pin the crash at 2**31 bytes, not how close below it is safe)."""
+    (float64 d = 16384: blocks of 4096 rows)."""
     per_row = max(d, m, 1) * np.dtype(dtype).itemsize
     return int(max(1, min(d, LAPACK_LIMIT_BYTES // 2 // per_row)))
 

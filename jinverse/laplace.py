@@ -80,7 +80,7 @@ def _laplace_one(problem, y, u):
     def neg(x):
         return -problem.log_density(unravel(x), y, jacobian=True)
 
-    # jinverse.dense: blocked above 2**31 bytes per matrix, where jaxlib's LAPACK crashes (issue 19)
+    # jinverse.dense: blocked above 1 GiB per matrix, where jaxlib's LAPACK may crash (issue 19)
     chol = dense.cholesky(jax.hessian(neg)(u))
     eye = jnp.eye(u.shape[0], dtype=u.dtype)
     cov = dense.cho_solve((chol, True), eye)

@@ -129,7 +129,7 @@ def _po_draws(post, keys, ys):
 @eqx.filter_jit
 def _dense_means(post, Y):
     m0, _ = _prior_parts(post.prior)
-    chol = dense.cholesky(_dense_precision(post))  # blocked above 2**31 bytes (issue 19)
+    chol = dense.cholesky(_dense_precision(post))  # blocked above 1 GiB (issue 19)
     rhs = jax.vmap(lambda y: _rhs(post, y, m0))(Y)
     return dense.cho_solve((chol, True), rhs.T).T, chol
 

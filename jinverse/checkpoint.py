@@ -39,7 +39,7 @@ def _digest(*arrays) -> str:
 
 def fingerprint(problem, s, lanes) -> dict[str, str]:
     """What a checkpoint must agree on to be resumed (``s`` is sampling's ``_Settings``)."""
-    y, kd, init_u = lanes
+    y, kd, init_u = lanes[:3]  # (then the "laplace" metric's modes: found again from y)
     structure = str(jax.tree.structure(problem)) + type(problem.forward).__qualname__
     method = s.method if isinstance(s.method, str) else getattr(s.method, "__qualname__", "custom")
     return {
@@ -56,6 +56,7 @@ def fingerprint(problem, s, lanes) -> dict[str, str]:
         "checkpoint_every": str(s.draws_per_call),
         "options": repr(s.options),
         "jitter": repr(s.jitter),
+        "metric": s.metric,
     }
 
 
@@ -106,9 +107,10 @@ def _load(path: pathlib.Path, arrays: dict, state_template, draws_treedef, num_l
 
 def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     """Warmup once, then chunks of ``s.draws_per_call`` draws, saved after each; resumes from
-    ``path`` when it holds a checkpoint of the same settings. Returns ``(draws, stats)`` with a
-    leading lane axis, like the uninterrupted program."""
-    from .sampling import _draw_lanes, _warmup_lanes
+    ``path`` when it holds a checkpoint of the same settings. Returns ``((draws, stats), ok)``
+    with a leading lane axis, like the uninterrupted program (``ok``: per lane, whether its
+    whitening metric is the one asked for, read off the saved parameters)."""
+    from .sampling import _draw_lanes, _warmup_lanes, metric_ok
 
     path = pathlib.Path(path)
     operand = (problem, s)
@@ -140,4 +142,5 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
         done += n
         _save(path, meta, done, states, draws)
         report(done)
-    return jax.tree.map(jnp.asarray, draws)
+    ok = jnp.broadcast_to(jnp.asarray(metric_ok(s, states[1])), (num_lanes,))
+    return jax.tree.map(jnp.asarray, draws), ok

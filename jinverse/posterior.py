@@ -60,6 +60,7 @@ class Status(enum.IntFlag):
     DIVERGENCES = 4
     NONFINITE = 8
     UNCHECKED = 16  # R-hat and ESS not computed (``diagnose=False``): call `Posterior.diagnose`
+    METRIC_FALLBACK = 32  # the whitening metric asked for could not be built (see jinverse.metric)
 
 
 UNCHECKED_MESSAGE = "R-hat and ESS not computed (diagnose=False)"
@@ -90,7 +91,9 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
     """Per-observation status flags and one message per kind of problem (host side).
 
     ``diag["checked"]`` (optional, default True): per observation, whether R-hat and ESS were
-    computed; where not, `Status.UNCHECKED` replaces their checks.
+    computed; where not, `Status.UNCHECKED` replaces their checks. ``diag["metric_fallback"]``
+    (optional, default False): where the ``"laplace"``/``"prior"`` metric fell back to the
+    method's adapted one (`Status.METRIC_FALLBACK`).
     """
     rhat, ess = np.asarray(diag["max_rhat"]), np.asarray(diag["min_ess"])
     div, finite = np.asarray(diag["num_divergent"]), np.asarray(diag["finite"])
@@ -102,6 +105,8 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
                        0).astype(np.int32)
     status |= np.where(div > 0, int(Status.DIVERGENCES), 0).astype(np.int32)
     status |= np.where(~checked, int(Status.UNCHECKED), 0).astype(np.int32)
+    fallback = np.broadcast_to(np.asarray(diag.get("metric_fallback", False), bool), rhat.shape)
+    status |= np.where(fallback, int(Status.METRIC_FALLBACK), 0).astype(np.int32)
     n = status.size
     of = "" if n == 1 else f" in {{}} of {n} posteriors"
     msgs = []
@@ -124,14 +129,20 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
         msgs.append(f"{int(div.sum())} divergent transitions" + of.format(count(Status.DIVERGENCES))
                     + ": the sampler missed regions of high curvature, or the model gave a NaN/inf "
                     "log-density; results may be biased")
+    if count(Status.METRIC_FALLBACK):
+        msgs.append("whitening metric not built" + of.format(count(Status.METRIC_FALLBACK))
+                    + ": the mode was not found or the curvature there is not positive definite; "
+                    "sampled with the method's adapted metric instead (metric='diagonal')")
     if count(Status.UNCHECKED):
         msgs.append(UNCHECKED_MESSAGE + of.format(count(Status.UNCHECKED))
                     + ": convergence is unknown; call .diagnose() to compute them")
     return status, msgs
 
 
-def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool = True):
-    """``(diag, status, messages)`` for draws shaped ``(*batch, chains, draws, *theta_shape)``.
+def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool = True,
+                   metric_fallback=False):
+    """``(diag, status, messages)`` for draws shaped ``(*batch, chains, draws, *theta_shape)``;
+    ``metric_fallback`` per observation (see `status_and_warnings`).
 
     The one path of `ji.sample` and `Posterior.diagnose`: the batch axes are flattened to one
     lane axis, as the sampler returns them, so both run the same compiled `_diagnostics`.
@@ -141,6 +152,7 @@ def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool =
     flat = jnp.concatenate([a.reshape(size, *a.shape[nb:nb + 2], -1) for a in jax.tree.leaves(samples)], -1)
     diag = _diagnostics(flat, jnp.reshape(divergent, (size, *divergent.shape[nb:])), diagnose=diagnose)
     diag = jax.tree.map(lambda a: a.reshape(batch), diag)
+    diag["metric_fallback"] = np.broadcast_to(np.asarray(metric_fallback, bool), batch)
     status, messages = status_and_warnings(diag, num_chains)
     return diag, status, messages
 
@@ -159,7 +171,8 @@ def _regroup(like: Posterior, fields) -> Posterior:
     samples, stats, rhat, ess, div, st = fields
     st = np.asarray(st)
     diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
-            "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0}
+            "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0,
+            "metric_fallback": (st & int(Status.METRIC_FALLBACK)) != 0}
     status, msgs = status_and_warnings(diag, like.num_chains)
     return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), like.method,
                      like.num_warmup)
@@ -278,7 +291,9 @@ class Posterior(eqx.Module):
         the same `SamplingWarning` when something is found. On an already diagnosed posterior it
         recomputes the same values. Costs a sort of the pooled draws of each observation.
         """
-        diag, status, messages = diagnose_draws(self.samples, self.stats.is_divergent, self.num_chains)
+        fallback = (np.asarray(self.status) & int(Status.METRIC_FALLBACK)) != 0
+        diag, status, messages = diagnose_draws(self.samples, self.stats.is_divergent, self.num_chains,
+                                                metric_fallback=fallback)
         warn(messages, stacklevel=3)  # (equinox wraps the method in one more frame)
         return Posterior(samples=self.samples, stats=self.stats, max_rhat=diag["max_rhat"],
                          min_ess=diag["min_ess"], num_divergent=diag["num_divergent"], status=status,

@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from . import _samplers
+from . import metric as metric_lib
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .posterior import Posterior, diagnose_draws, warn
@@ -41,12 +42,13 @@ class _Settings:
     num_chains: int
     num_warmup: int
     num_samples: int
-    init: str  # "prior" or "given"
+    init: str  # "prior", "given" or "metric" (the whitening Gaussian's draws)
     jitter: float
     options: tuple[tuple[str, Any], ...]
     chunk_size: int | None = None
     key_impl: str | None = None  # lanes carry key data of this impl (None: raw uint32 keys)
     draws_per_call: int = 0  # draws per call of the chunked draw program (checkpoints)
+    metric: str = "diagonal"  # resolved: "diagonal", "dense", "laplace" or "prior"
 
 
 def _flat(problem: InverseProblem):
@@ -66,18 +68,45 @@ def _logdensity(problem, y):
     return lambda x: problem.log_density(unravel(x), y)
 
 
-def _warmup_one(problem: InverseProblem, s: _Settings, y, key, init_u):
-    """Start and adapt ``s.num_chains`` chains for one observation: ``(states, params, k_draw)``."""
+def _whitening(problem, s: _Settings, y, mode) -> metric_lib.Whitening | None:
+    """The lane's change of coordinates (`jinverse.metric`), or None for an adapted metric.
+    ``mode``: ``(u_map, map_ok)`` for ``"laplace"`` (found by the driver), else None."""
+    if s.metric == "laplace":
+        u_map, ok = mode
+        return metric_lib.laplace(problem, y, u_map, ok)
+    if s.metric == "prior":
+        return metric_lib.prior(problem)
+    return None
+
+
+def _target(problem, y, white):
+    """The sampler's log-density: of ``u``, or of ``z`` when whitened (``u = m + L z``)."""
+    ld = _logdensity(problem, y)
+    return ld if white is None else white.logdensity(ld)
+
+
+def _warmup_one(problem: InverseProblem, s: _Settings, y, key, init_u, mode=None):
+    """Start and adapt ``s.num_chains`` chains for one observation: ``(states, params, k_draw)``.
+
+    With a whitening metric ``params`` is ``(method params, Whitening)`` and the states live in
+    the whitened coordinates ``z``: a checkpoint saves the (m, L) with the states they belong to.
+    """
     k_init, k_warm, k_draw = jax.random.split(key, 3)
-    if s.init == "prior":
+    white = _whitening(problem, s, y, mode)
+    if s.init in ("prior", "metric"):
         theta0 = problem.sample_prior(k_init, (s.num_chains,))
         positions = jax.vmap(lambda t: ravel_pytree(problem.to_unconstrained(t))[0])(theta0)
     else:  # a given start (MAP or user's), jittered so the chains differ
         noise = jax.random.normal(k_init, (s.num_chains, init_u.shape[0]), init_u.dtype)
         positions = init_u + s.jitter * noise
-    states, params = _method(s).warmup(k_warm, _logdensity(problem, y), positions, s.num_warmup,
+    if white is not None:
+        positions = jax.vmap(white.to_z)(positions)
+    if s.init == "metric":  # draws of the whitening Gaussian, N(0, I) in z; prior draws where it fell back
+        z0 = jax.random.normal(jax.random.fold_in(k_init, 1), positions.shape, positions.dtype)
+        positions = jnp.where(white.ok, z0, positions)
+    states, params = _method(s).warmup(k_warm, _target(problem, y, white), positions, s.num_warmup,
                                        s.num_samples, dict(s.options))
-    return states, params, k_draw
+    return states, (params if white is None else (params, white)), k_draw
 
 
 def _draw_one(problem: InverseProblem, s: _Settings, y, states, params, k_draw, start, count: int):
@@ -88,7 +117,11 @@ def _draw_one(problem: InverseProblem, s: _Settings, y, states, params, k_draw, 
     padded last chunk; the caller drops them).
     """
     _, unravel = _flat(problem)
-    step = _method(s).step(_logdensity(problem, y), s.num_warmup, s.num_samples, dict(s.options))
+    white = None
+    if s.metric in metric_lib.WHITENING:
+        params, white = params
+    to_u = (lambda x: x) if white is None else white.to_u
+    step = _method(s).step(_target(problem, y, white), s.num_warmup, s.num_samples, dict(s.options))
     index = jnp.minimum(start + jnp.arange(count), s.num_samples - 1)
     keys = jax.random.split(k_draw, s.num_samples)[index]
 
@@ -101,7 +134,7 @@ def _draw_one(problem: InverseProblem, s: _Settings, y, states, params, k_draw, 
         lp = getattr(states, "logdensity", None)
         if lp is not None:
             stats = stats._replace(is_divergent=stats.is_divergent | ~jnp.isfinite(lp))
-        theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(x)))(states.position)
+        theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(to_u(x))))(states.position)
         return states, (theta, stats)
 
     states, (draws, stats) = jax.lax.scan(one_draw, states, keys)
@@ -138,14 +171,22 @@ def _sample_lanes(operand, lanes, draw: bool = True):
     _TRACES["count"] += 1
 
     def one(lane):
-        y, kd, init_u = lane
-        states, params, k_draw = _warmup_one(problem, s, y, _wrap(kd, s), init_u)
+        y, kd, init_u, mode = lane
+        states, params, k_draw = _warmup_one(problem, s, y, _wrap(kd, s), init_u, mode)
         if not draw:
             return states, params, _unwrap(k_draw, s)
         _, draws, stats = _draw_one(problem, s, y, states, params, k_draw, 0, s.num_samples)
-        return draws, stats
+        return draws, stats, metric_ok(s, params)
 
     return _map_lanes(one, lanes, s.chunk_size)
+
+
+def metric_ok(s: _Settings, params) -> Array:
+    """Whether a lane's whitening is the one asked for (True for an adapted metric): read off
+    the tuned parameters of `_warmup_one` (what a checkpoint saves)."""
+    if s.metric in metric_lib.WHITENING:
+        return params[1].ok
+    return jnp.ones((), bool)
 
 
 def _warmup_lanes(operand, lanes):
@@ -189,6 +230,24 @@ def _start(problem, y, batch, init, jitter):
     return "given", flat
 
 
+def _modes(problem, y, batch, mesh, batch_axis):
+    """Per observation, the mode of the unconstrained density (``jacobian=True``) by
+    `ji.solve_map` (Newton: the Hessian is formed anyway), flat ``(size, d)``, and whether it
+    converged ``(size,)``: the centres of the ``"laplace"`` metric."""
+    from .map import Status as MAPStatus
+    from .map import solve_map
+
+    res = solve_map(problem, y, optimizer="newton", jacobian=True, warn=False, mesh=mesh,
+                    batch_axis=batch_axis)
+    size = math.prod(batch)
+    to_u = problem.to_unconstrained
+    for _ in range(len(batch)):
+        to_u = jax.vmap(to_u)
+    u = to_u(res.theta)
+    flat = jnp.concatenate([a.reshape(size, -1) for a in jax.tree.leaves(u)], axis=-1)
+    return flat, jnp.reshape(res.status == MAPStatus.CONVERGED, (size,))
+
+
 def _check_options(method, options: dict) -> tuple[tuple[str, Any], ...]:
     entry = None if callable(method) else _samplers.METHODS[method]
     if entry is not None and entry.options is not None:
@@ -223,6 +282,7 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     diagnose: bool = True,
+    metric: str = "auto",
     **options,
 ) -> Posterior:
     """Draw from p(θ | y) with a blackjax sampler, tuned by its own adaptation.
@@ -237,7 +297,7 @@ def sample(
             NUTS's trajectory choices, can amplify last-bit differences).
         key: a JAX PRNG key.
         method: ``"nuts"`` or ``"hmc"`` (Stan's window adaptation of step size and diagonal mass
-            matrix; ``dense_mass=True`` for a dense one, whose first slow window is
+            matrix; ``metric="dense"`` for a dense one, whose first slow window is
             ``max(25, 1.5 d)`` draws for d unknowns so that every estimate is full-rank: give it
             ``num_warmup >= 75 + 1.5 d + 50``, and note that each leapfrog step then costs a
             ``d x d`` product or more; HMC takes ``num_integration_steps``
@@ -286,9 +346,24 @@ def sample(
             non-finite draws and divergences are still flagged and warned about. The draws are
             the same either way; ``post.diagnose()`` computes the rest afterwards. Not part of a
             checkpoint's settings.
+        metric: the sampler's coordinates (`jinverse.metric`), for every method:
+            ``"laplace"``: whitened by the Laplace approximation N(m, H⁻¹) of each observation
+            (``m`` its mode by `ji.solve_map` with Newton steps, ``H`` the Gauss-Newton or exact
+            curvature there from `jinverse.curvature`, dense up to `metric.DENSE_MAX` unknowns):
+            the method samples ``z`` with ``u = m + L z``, ``L Lᵀ = H⁻¹``, and its chains start
+            at draws of that Gaussian (unless ``init`` is given); where it is exact the target
+            is N(0, I) and NUTS needs a few leapfrog steps per draw. ``"prior"``: whitened by a
+            Gaussian prior (pCN's reference). ``"diagonal"``: the coordinates as they are and
+            the method's own adaptation (NUTS/HMC: a diagonal mass matrix). ``"dense"``: an
+            adapted dense mass matrix (NUTS/HMC; ``dense_mass=True`` is its older spelling;
+            MALA/RWMH: ``preconditioner="dense"``). ``"auto"`` (default): ``"laplace"`` for a
+            Gaussian likelihood with a Gaussian or GMRF prior and at most `metric.DENSE_MAX`
+            unknowns, ``"prior"`` for pCN, else ``"diagonal"`` (`metric.choose`). An
+            observation whose mode is not found or whose curvature is not positive definite
+            is sampled with the identity whitening (the ``"diagonal"`` behaviour) and flagged
+            `Status.METRIC_FALLBACK`. ``method="gpcn"`` is pCN with ``metric="laplace"``.
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
-            (hmc), ``dense_mass`` (nuts/hmc), ``learning_rate`` (chees). Must be hashable; an
-            unknown name is refused.
+            (hmc), ``learning_rate`` (chees). Must be hashable; an unknown name is refused.
 
     Returns:
         A `ji.Posterior`: ``samples`` shaped ``(*batch, chains, draws, *theta_shape)`` in θ's own
@@ -307,12 +382,16 @@ def sample(
     num_chains = check_positive_int("num_chains", num_chains)
     num_warmup = check_positive_int("num_warmup", num_warmup)
     num_samples = check_positive_int("num_samples", num_samples, minimum=4)
-    if not callable(method) and method not in _samplers.METHODS:
-        raise ValueError(f"method: got {method!r}, expected one of {sorted(_samplers.METHODS)} "
+    known = sorted([*_samplers.METHODS, *(a for a, (m, _) in metric_lib.ALIASES.items() if m in _samplers.METHODS)])
+    if not callable(method) and method not in known:
+        raise ValueError(f"method: got {method!r}, expected one of {known} "
                          "or a callable (logdensity_fn) -> blackjax.SamplingAlgorithm")
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not math.isfinite(jitter) \
             or jitter < 0:
         raise ValueError(f"jitter: got {jitter!r}, expected a finite number >= 0")
+    name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
+    metric, options = metric_lib.resolve(problem, method, metric, options, _flat(problem)[0])
+    method = metric_lib.ALIASES[method][0] if name in metric_lib.ALIASES else method
     opts = _check_options(method, options)
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) if isinstance(key, jax.Array) else False
     if isinstance(key, jax.Array) and key.ndim > (0 if typed else 1):
@@ -334,39 +413,45 @@ def sample(
 
     y, batch = problem.check_y(y)
     mode, init_u = _start(problem, y, batch, init, float(jitter))
+    if init is None and metric in metric_lib.WHITENING:
+        mode = "metric"
     if method == "mclmc" and _flat(problem)[0] < 2:
         raise ValueError("method: 'mclmc' needs at least 2 unknowns; use 'nuts' for a scalar θ")
     impl = str(jax.random.key_impl(key)) if typed else None
     settings = _Settings(method, num_chains, num_warmup, num_samples, mode, float(jitter), opts,
-                         chunk_size, impl, checkpoint_every or 0)
+                         chunk_size, impl, checkpoint_every or 0, metric)
 
     # One lane per observation: its data, its key and its start.
     size = math.prod(batch)
     keys = jax.random.split(key, size) if batch else jnp.expand_dims(key, 0)
+    modes = _modes(problem, y, batch, mesh, batch_axis) if metric == "laplace" else None
     lanes = (y.reshape(size, *y.shape[len(batch):]), jax.random.key_data(keys) if typed else keys,
-             None if init_u is None else init_u.reshape(size, -1))
+             None if init_u is None else init_u.reshape(size, -1), modes)
     multiple = chunk_size or 1
     if block_size is None:
-        draws_bytes = num_chains * num_samples * (_flat(problem)[0] * y.dtype.itemsize + 21)
+        d = _flat(problem)[0]
+        draws_bytes = num_chains * num_samples * (d * y.dtype.itemsize + 21)
+        if metric in metric_lib.WHITENING:  # each lane's dense factor L
+            draws_bytes += d * d * y.dtype.itemsize
         n_dev = 1 if mesh is None else mesh.shape[batch_axis]
         block_size = default_block_size(tree_bytes(jax.tree.map(lambda a: a[:1], lanes)) + draws_bytes,
                                         multiple * n_dev)
     run = dict(num_lanes=size, block_size=block_size, multiple=multiple, mesh=mesh, axis=batch_axis)
     if checkpoint is None:
-        draws, stats = stream(_sample_lanes, (problem, settings), lanes, progress=progress,
-                              label="posteriors", **run)
+        draws, stats, ok = stream(_sample_lanes, (problem, settings), lanes, progress=progress,
+                                  label="posteriors", **run)
     else:
         from .checkpoint import run_checkpointed
 
-        draws, stats = run_checkpointed(problem, settings, lanes, checkpoint, run, progress)
+        (draws, stats), ok = run_checkpointed(problem, settings, lanes, checkpoint, run, progress)
 
     def unflatten(a):
         return a.reshape(*batch, *a.shape[1:])
 
-    draws, stats = jax.tree.map(unflatten, (draws, stats))
-    diag, status, messages = diagnose_draws(draws, stats.is_divergent, num_chains, bool(diagnose))
+    draws, stats, ok = jax.tree.map(unflatten, (draws, stats, ok))
+    diag, status, messages = diagnose_draws(draws, stats.is_divergent, num_chains, bool(diagnose),
+                                            metric_fallback=~ok)
     warn(messages)
-    name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return Posterior(samples=draws, stats=stats, max_rhat=diag["max_rhat"], min_ess=diag["min_ess"],
                      num_divergent=diag["num_divergent"], status=status, warnings=tuple(messages),
                      method=name, num_warmup=num_warmup)

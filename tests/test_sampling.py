@@ -114,15 +114,17 @@ def test_diagnose_false_same_draws_then_diagnose(linear):
 def test_batch_matches_exact_and_one_at_a_time(linear):
     problem, ys, means, cov = linear
     key = jax.random.key(3)
-    # Started from a given θ (jittered per chain) rather than the prior.
-    post = ji.sample(problem, ys, key=key, init=jnp.ones(N), num_warmup=WARMUP, num_samples=DRAWS)
+    # Started from a given θ (jittered per chain) rather than the prior. The adapted diagonal
+    # metric: elementwise, it rounds alike batched or not (metric="laplace": tests/test_metric.py).
+    post = ji.sample(problem, ys, key=key, init=jnp.ones(N), num_warmup=WARMUP, num_samples=DRAWS,
+                     metric="diagonal")
     assert post.samples.shape == (3, 4, DRAWS, N)
     assert post.batch_shape == (3,) and post.status.shape == (3,)
     for i in range(3):
         _check_exact(post[i], means[i], cov)
     # Element i of the batch is the one-at-a-time call with the i-th split key.
     single = ji.sample(problem, ys[2], key=jax.random.split(key, 3)[2], init=jnp.ones(N),
-                       num_warmup=WARMUP, num_samples=DRAWS)
+                       num_warmup=WARMUP, num_samples=DRAWS, metric="diagonal")
     # Two programs (vmap width 3 and 1) round differently; on this Gaussian posterior the
     # leapfrog map does not amplify that, and an accept/U-turn decision would flip only on a
     # rounding-level tie, so the draws agree far inside 1e-6 (not bit for bit).
@@ -199,7 +201,8 @@ def test_dense_mass_on_a_correlated_posterior():
     ess = np.asarray(dense.ess())
     np.testing.assert_array_less(np.abs(np.asarray(dense.mean()) - mean), 5 * sd / np.sqrt(ess))
     np.testing.assert_array_less(np.abs(np.asarray(dense.std()) / sd - 1), 5 / np.sqrt(2 * ess))
-    diag = ji.sample(problem, y, key=jax.random.key(6), num_warmup=WARMUP, num_samples=DRAWS)
+    diag = ji.sample(problem, y, key=jax.random.key(6), num_warmup=WARMUP, num_samples=DRAWS,
+                     metric="diagonal")
     steps_dense = float(np.mean(dense.stats.num_integration_steps))
     steps_diag = float(np.mean(diag.stats.num_integration_steps))
     # (measured: about 10 and 670 leapfrog steps per draw)

@@ -1,0 +1,213 @@
+"""Sampler metrics as a change of coordinates: whitening by a Gaussian approximation.
+
+A sampler with metric ``M = Σ⁻¹`` is the same sampler with the identity metric in the
+coordinates ``u = m + L z`` with ``L Lᵀ = Σ``. Rather than give each blackjax kernel a metric,
+`ji.sample(..., metric="laplace" | "prior")` hands every method the *whitened* log-density
+
+    log p_z(z) = log p(u = m + L z | y) + log|det L|
+
+(the Jacobian of an affine map is the constant ``log|det L|``), starts the chains at
+``z = L⁻¹ (u - m)`` and maps each draw back exactly with ``u = m + L z``. Where the Gaussian is
+the posterior (a linear forward model, Gaussian likelihood and prior) the whitened target is
+N(0, I): NUTS then needs a handful of leapfrog steps per draw whatever the conditioning of the
+original posterior, and pCN's reference measure is the standard normal it assumes.
+
+- ``"laplace"``: ``m`` the mode of the unconstrained density (log-Jacobian included, found by
+  `ji.solve_map` in the driver), ``Σ`` the inverse of the curvature of the one log-density at
+  ``m`` from `jinverse.curvature` (generalised Gauss-Newton where the likelihood is convex in the
+  prediction, else the exact Hessian).
+- ``"prior"``: ``m`` and ``Σ`` of a Gaussian prior (its precision is the curvature of
+  ``-log_prior``): the reference measure of pCN.
+
+Everything here but `resolve` (the driver's validation of ``metric=``) is per lane (one
+observation): pure, safe under ``jit``/``vmap``. A `Whitening`
+whose mode was not found or whose curvature is not positive definite is replaced by the identity
+(``m = 0``, ``L = I``) with ``ok = False``: that lane samples in the original coordinates with
+the method's own adaptation, and `ji.sample` flags it (`Status.METRIC_FALLBACK`).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.scipy.linalg import solve_triangular
+from jaxtyping import Array, Bool, Float
+
+from . import _samplers, curvature
+from .likelihoods import Gaussian as GaussianLikelihood
+from .priors import Gaussian as GaussianPrior
+from .priors import Joint
+from .problem import InverseProblem
+from .regularizers import GMRF
+
+#: The largest number of unknowns for which ``"laplace"``/``"prior"`` build a dense ``d x d``
+#: factor (``d`` curvature-vector products, a Cholesky, a ``d²`` product per evaluation).
+DENSE_MAX = 2048
+
+#: Metric names accepted by `ji.sample` (``"auto"`` is resolved by `choose`).
+NAMES = ("auto", "diagonal", "dense", "laplace", "prior")
+WHITENING = ("laplace", "prior")
+
+
+class Whitening(eqx.Module):
+    """The affine map ``u = shift + scale @ z`` of one lane (``scale`` upper triangular).
+
+    Attributes:
+        shift: ``m``, shaped ``(d,)``.
+        scale: ``L`` with ``L Lᵀ = Σ``, shaped ``(d, d)``.
+        log_det: ``log|det L|``.
+        ok: whether ``(m, L)`` is the Gaussian asked for (False: the identity fallback).
+    """
+
+    shift: Float[Array, " d"]
+    scale: Float[Array, "d d"]
+    log_det: Float[Array, ""]
+    ok: Bool[Array, ""]
+
+    def to_u(self, z: Float[Array, " d"]) -> Float[Array, " d"]:
+        """Sampler coordinates to the unconstrained ``u``."""
+        return self.shift + self.scale @ z
+
+    def to_z(self, u: Float[Array, " d"]) -> Float[Array, " d"]:
+        """The unconstrained ``u`` to sampler coordinates (a triangular solve)."""
+        return solve_triangular(self.scale, u - self.shift, lower=False)
+
+    def logdensity(self, logdensity_fn):
+        """The density of ``z`` when ``logdensity_fn`` is that of ``u``."""
+        return lambda z: logdensity_fn(self.to_u(z)) + self.log_det
+
+
+def identity(d: int, dtype) -> Whitening:
+    """``u = z``: no change of coordinates."""
+    return Whitening(jnp.zeros(d, dtype), jnp.eye(d, dtype=dtype), jnp.zeros((), dtype),
+                     jnp.ones((), bool))
+
+
+def from_precision(mean: Float[Array, " d"], precision: Float[Array, "d d"], ok=True) -> Whitening:
+    """The whitening of N(mean, precision⁻¹): ``precision = C Cᵀ`` (Cholesky), ``L = C⁻ᵀ``.
+
+    Falls back to `identity` (``ok=False``) when ``ok`` is False or the Cholesky factor is not
+    finite (a precision that is not positive definite)."""
+    d = mean.shape[0]
+    chol = jnp.linalg.cholesky(precision)
+    eye = jnp.eye(d, dtype=mean.dtype)
+    scale = solve_triangular(chol, eye, lower=True).T  # C⁻ᵀ: upper triangular
+    log_det = -jnp.sum(jnp.log(jnp.diagonal(chol)))
+    good = jnp.asarray(ok, bool) & jnp.all(jnp.isfinite(scale)) & jnp.isfinite(log_det) \
+        & jnp.all(jnp.isfinite(mean))
+    fallback = identity(d, mean.dtype)
+    pick = lambda a, b: jnp.where(good, a, b)  # noqa: E731
+    return Whitening(pick(mean, fallback.shift), pick(scale, fallback.scale),
+                     pick(log_det, fallback.log_det), good)
+
+
+def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True) -> Whitening:
+    """The Laplace whitening of one observation: N(mode, H⁻¹), ``H`` the curvature of
+    ``-problem.log_density(·, y)`` (Jacobian included) at ``mode`` (a flat unconstrained point):
+    `curvature.ggn_vp` for likelihoods convex in the prediction, `curvature.hvp` otherwise."""
+    d = mode.shape[0]
+    vp = curvature.ggn_vp if curvature.has_ggn(problem) else curvature.hvp
+    hess = curvature.dense(lambda v: vp(problem, y, mode, v, jacobian=True), d, mode.dtype)
+    return from_precision(mode, hess, ok)
+
+
+def prior(problem: InverseProblem) -> Whitening:
+    """The whitening by a Gaussian prior: N(mean, precision⁻¹), the precision being the
+    (constant) Hessian of ``-problem.log_prior``. The prior must be Gaussian (`is_gaussian_prior`)."""
+    d, unravel = curvature.flatten(problem)
+    center = ravel_pytree(problem.to_unconstrained(problem.prior.center()))[0]
+    neg = lambda x: -problem.log_prior(problem.from_unconstrained(unravel(x)))  # noqa: E731
+    hess = curvature.dense(lambda v: jax.jvp(jax.grad(neg), (center,), (v,))[1], d, center.dtype)
+    return from_precision(center, hess)
+
+
+def is_gaussian_prior(p) -> bool:
+    """A Gaussian prior (``priors.Gaussian``, a ``GMRF``, or a `Joint` of them): unbounded, and
+    its log-density quadratic, so ``"prior"`` whitening is exact."""
+    if isinstance(p, Joint):
+        leaves = jax.tree.leaves(p.priors, is_leaf=lambda x: isinstance(x, eqx.Module))
+        return all(is_gaussian_prior(q) for q in leaves)
+    return isinstance(p, (GaussianPrior, GMRF))
+
+
+def choose(problem: InverseProblem, method, d: int) -> str:
+    """What ``metric="auto"`` means for ``method`` on ``problem`` with ``d`` unknowns.
+
+    ``"prior"`` for pCN (its proposal assumes the prior as reference measure); ``"laplace"``
+    for a built-in method on a Gaussian likelihood with a Gaussian or GMRF prior and at most
+    `DENSE_MAX` unknowns (there the Laplace approximation is the posterior for a linear forward
+    model and close to it for a mildly nonlinear one); else ``"diagonal"``: the coordinates as
+    they are and the method's own adaptation (today's default). A user's own algorithm
+    (callable ``method``) is never whitened unless asked.
+    """
+    if callable(method):
+        return "diagonal"
+    if method == "pcn":
+        return "prior"
+    gaussian = isinstance(problem.likelihood, GaussianLikelihood) and is_gaussian_prior(problem.prior)
+    return "laplace" if gaussian and d <= DENSE_MAX else "diagonal"
+
+
+# Method names that are another method in given coordinates: gpCN is pCN with the Laplace metric.
+ALIASES = {"gpcn": ("pcn", "laplace")}
+
+
+def resolve(problem: InverseProblem, method, metric, options: dict, d: int) -> tuple[str, dict]:
+    """``(resolved metric, options)``: ``"auto"`` chosen by structure (`metric.choose`), the
+    legacy ``dense_mass`` option read as ``metric="dense"`` and written back as the method's
+    own switch; raises a ValueError naming the argument for a combination that cannot be."""
+    if not isinstance(metric, str) or metric not in NAMES:
+        raise ValueError(f"metric: got {metric!r}, expected one of {list(NAMES)}")
+    name = method if isinstance(method, str) else None
+    if name in ALIASES:
+        forced = ALIASES[name][1]
+        if metric not in ("auto", forced):
+            raise ValueError(f"metric: got {metric!r} for method {name!r}, which is "
+                             f"{ALIASES[name][0]!r} with metric={forced!r}; leave metric='auto'")
+        metric = forced
+    options = dict(options)
+    if "dense_mass" in options:  # the older spelling of metric="dense"
+        dense = options.pop("dense_mass")
+        if not isinstance(dense, (bool, np.bool_)):
+            raise ValueError(f"dense_mass: got {dense!r}, expected True or False")
+        want = "dense" if dense else "diagonal"
+        if metric not in ("auto", want):
+            raise ValueError(f"dense_mass: got {bool(dense)} with metric={metric!r}, expected no "
+                             f"dense_mass (it means metric={want!r})")
+        metric = want
+    explicit = metric
+    if metric == "auto":
+        metric = choose(problem, method, d)
+    known = set() if callable(method) else set(_samplers.METHODS[ALIASES.get(name, (name,))[0]].options or ())
+    if metric == "dense":  # the method's own switch: NUTS/HMC's dense_mass, MALA/RWMH's preconditioner
+        if "dense_mass" in known:
+            options["dense_mass"] = True
+        elif "preconditioner" in known and options.get("preconditioner", "dense") == "dense":
+            options["preconditioner"] = "dense"
+        else:
+            raise ValueError(f"metric: got 'dense' for method {name!r}, which adapts no dense mass "
+                             f"matrix{' with these options' if 'preconditioner' in known else ''}; "
+                             "expected 'auto', 'diagonal', 'laplace' or 'prior'")
+    if explicit == "diagonal" and "preconditioner" in known:
+        if options.get("preconditioner", "diagonal") != "diagonal":
+            raise ValueError(f"preconditioner: got {options['preconditioner']!r} with metric='diagonal', "
+                             "expected no preconditioner (or 'diagonal')")
+        options["preconditioner"] = "diagonal"
+    if name in ("pcn", "gpcn") and metric not in WHITENING:
+        raise ValueError(f"metric: got {metric!r} for method {name!r}, expected 'prior' or "
+                         "'laplace' (pCN assumes a standard normal reference in its coordinates)")
+    if metric in WHITENING and d > DENSE_MAX:
+        raise ValueError(f"metric: got {metric!r} for {d} unknowns, expected at most "
+                         f"{DENSE_MAX} (dense factor); use metric='diagonal'")
+    if metric == "prior":
+        if not is_gaussian_prior(problem.prior):
+            raise ValueError(f"metric: got 'prior' with a {type(problem.prior).__name__} prior, "
+                             "expected a Gaussian or GMRF prior (or metric='laplace')")
+        if not bool(jax.jit(lambda: prior(problem).ok)()):
+            raise ValueError("metric: got 'prior' with an improper prior (its precision is not "
+                             "positive definite, e.g. a periodic or Neumann GMRF), expected a "
+                             "proper Gaussian prior (or metric='laplace')")
+    return metric, options

@@ -109,3 +109,43 @@ def dense(matvec: Callable, d: int, dtype) -> Float[Array, "d d"]:
     """The ``d x d`` matrix of the linear map ``matvec`` (symmetrised), one column per unit vector."""
     cols = jax.vmap(matvec)(jnp.eye(d, dtype=dtype))  # rows are matvec(e_i) = column i
     return 0.5 * (cols + cols.T)
+
+
+def value_grad_vp(problem: InverseProblem, y, u: Float[Array, " d"], v: Float[Array, " d"], *,
+                  ggn: bool = False, jacobian: bool = True):
+    """``(f(u), ∇f(u), C(u) v)`` in one pass, ``f`` the negative log-density and ``C`` its exact
+    Hessian (``ggn=False``, as `hvp`) or its generalised Gauss-Newton matrix (as `ggn_vp`).
+
+    The objective, gradient and curvature action share one linearisation of the forward model
+    (one forward pass, two transposed products), so a Newton-CG iteration and a line-search
+    trial cost the same and a vmapped state machine can do either in one loop step.
+    """
+    if not ggn:
+        (val, grad), (_, cv) = jax.jvp(jax.value_and_grad(objective(problem, y, jacobian=jacobian)),
+                                       (u,), (v,))
+        return val, grad, cv
+    _, unravel = flatten(problem)
+    pred_fn = lambda x: problem.forward(problem.prior.from_unconstrained(unravel(x)))  # noqa: E731
+    pred, lin = jax.linearize(pred_fn, u)
+    nll = lambda p: -problem.likelihood.log_prob(y, p)  # noqa: E731
+    (val_l, g_l), (_, h_jv) = jax.jvp(jax.value_and_grad(nll), (pred,), (lin(v),))
+    transpose = jax.linear_transpose(lin, u)
+    grad_l, cv_l = jax.vmap(lambda c: transpose(c)[0])(jnp.stack([g_l, h_jv]))
+    (val_p, g_p), (_, cv_p) = jax.jvp(jax.value_and_grad(_prior_part(problem, jacobian)), (u,), (v,))
+    return val_l + val_p, grad_l + g_p, cv_l + cv_p
+
+
+def ggn_dense(problem: InverseProblem, y, u: Float[Array, " d"], *,
+              jacobian: bool = True) -> Float[Array, "d d"]:
+    """The ``d x d`` generalised Gauss-Newton matrix ``Jᵀ H_ℓ J + H_prior`` at ``u`` (the matrix
+    of `ggn_vp`), from the forward Jacobian ``J`` (``d`` forward-mode passes) rather than ``d``
+    matrix-vector products: the cheap form for few unknowns."""
+    _, unravel = flatten(problem)
+    pred_fn = lambda x: problem.forward(problem.prior.from_unconstrained(unravel(x)))  # noqa: E731
+    pred = pred_fn(u)
+    jac = jax.jacfwd(lambda x: jnp.ravel(pred_fn(x)))(u)  # (m, d)
+    nll = lambda p: -problem.likelihood.log_prob(y, p.reshape(pred.shape))  # noqa: E731
+    h_j = jax.vmap(lambda col: jax.jvp(jax.grad(nll), (jnp.ravel(pred),), (col,))[1],
+                   in_axes=1, out_axes=1)(jac)
+    g = jac.T @ h_j + jax.hessian(_prior_part(problem, jacobian))(u)
+    return 0.5 * (g + g.T)

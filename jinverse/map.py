@@ -26,10 +26,11 @@ import optax.tree_utils as otu
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from . import dense
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
-from ._quasi_newton import DENSE_MAX, quasi_newton_step
+from ._quasi_newton import quasi_newton_step
+from .newton import (choose, damped_newton_step, exact_curvature, gauss_newton_curvature, least_squares,
+                     newton_cg_step)
 from .problem import InverseProblem
 
 
@@ -173,7 +174,9 @@ def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     completed an optimiser iteration (counted against max_steps):
     `_quasi_newton.quasi_newton_step` is one trial of (L-)BFGS's line search (the line search and
     the quasi-Newton update in the same flat loop); `_optax_step` one optax update, with any line
-    search inside it; `_newton_step` one damped-Newton trial. The loop stops when the gradient is
+    search inside it; `newton.damped_newton_step` one damped-Newton trial;
+    `newton.newton_cg_step` one CG iteration or one line-search trial of Newton-CG. The loop
+    stops when the gradient is
     small, the objective is non-finite, it stops decreasing, or at max_steps.
     """
 
@@ -183,9 +186,11 @@ def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     if settings.optimizer in ("bfgs", "lbfgs"):
         init, step = quasi_newton_step(objective, None if settings.optimizer == "bfgs" else 10)
     elif settings.optimizer == "newton":
-        init, step = _newton_step(objective, jax.hessian)
+        init, step = damped_newton_step(objective, exact_curvature(objective))
     elif settings.optimizer == "gauss-newton":
-        init, step = _newton_step(objective, _gauss_newton_curvature(problem, y))
+        init, step = damped_newton_step(objective, gauss_newton_curvature(problem, y, settings.jacobian))
+    elif settings.optimizer == "newton-cg":
+        init, step = newton_cg_step(problem, y, tol=settings.tol, jacobian=settings.jacobian)
     else:
         init, step = _optax_step(objective, settings.optimizer)
     v0, g0 = jax.value_and_grad(objective)(u0)
@@ -235,65 +240,6 @@ def _optax_step(objective, opt):
     return lambda u, v, g: opt.init(u), step
 
 
-def _gauss_newton_curvature(problem, y):
-    """``curvature(f)(x) = JᵀJ``, J the Jacobian of the whitened residuals of a Gaussian
-    likelihood and a Gaussian prior (``-log p = 0.5 ||r||² + const``): the Gauss-Newton
-    approximation of the Hessian. The objective and gradient still come from the one density."""
-
-    def curvature(_flat_objective):
-        def gn(flat_u, unravel):
-            def residual(x):
-                theta = problem.from_unconstrained(unravel(x))
-                r_lik = problem.likelihood.whiten(problem.forward(theta) - y)
-                r_prior = problem.prior.whiten(theta)
-                return jnp.concatenate([jnp.ravel(r_lik), jnp.ravel(r_prior)])
-
-            jac = jax.jacfwd(residual)(flat_u)
-            return jac.T @ jac
-
-        return gn
-
-    return curvature
-
-
-def _newton_step(objective, curvature):
-    """One Levenberg-Marquardt-damped Newton trial: ``curvature`` is ``jax.hessian`` (Newton)
-    or the Gauss-Newton matrix of a least-squares problem.
-
-    Solves ``(H + mu I) d = -g``; the trial is accepted when it lowers the objective (then
-    ``mu`` shrinks), else rejected and ``mu`` grows. Every lane does the same work per step, so
-    vmapped lanes stay in step. Stalled when ``mu`` exceeds 1e16 (no descent direction found).
-    ``mu`` is relative to the largest diagonal entry of the Hessian.
-    """
-
-    def step(u, mu, v, g):
-        flat_u, unravel = jax.flatten_util.ravel_pytree(u)
-        flat_f = lambda x: objective(unravel(x))  # noqa: E731
-        flat_g, _ = jax.flatten_util.ravel_pytree(g)
-        hess = (curvature(flat_f)(flat_u) if curvature is jax.hessian
-                else curvature(flat_f)(flat_u, unravel))
-        scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(hess))), 1e-12)
-        eye = jnp.eye(flat_u.size, dtype=flat_u.dtype)
-        # refused at trace time above 2**31 bytes, where jaxlib's LAPACK crashes (jinverse.dense)
-        d = dense.solve(hess + mu * scale * eye, -flat_g, what="ji.solve_map(optimizer='newton' or "
-                        "'gauss-newton')", alternative="optimizer='lbfgs'")
-        trial = unravel(flat_u + d)
-        v_new, g_new = jax.value_and_grad(objective)(trial)
-        # Accept a decrease; at the rounding floor of the objective, accept a smaller gradient.
-        floor = 8 * jnp.finfo(flat_u.dtype).eps * (1.0 + jnp.abs(v))
-        decreased = (v_new < v) | ((v_new <= v + floor) & (otu.tree_norm(g_new) < otu.tree_norm(g)))
-        ok = decreased & jnp.isfinite(v_new) & (jnp.dot(d, flat_g) < 0)
-        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-        u_out = jax.tree.map(keep, trial, u)
-        mu_new = jnp.where(ok, jnp.maximum(mu / 10, 1e-15), mu * 4)
-        return u_out, mu_new, keep(v_new, v), jax.tree.map(keep, g_new, g), mu_new > 1e16, True
-
-    def init(u, v, g):
-        return jnp.asarray(1e-4, jax.flatten_util.ravel_pytree(u)[0].dtype)
-
-    return init, step
-
-
 def _solve_lanes(operand, lanes):
     """All (observation, start) lanes of one block: lax.map over chunks of vmapped loops."""
     problem, settings = operand
@@ -339,7 +285,8 @@ def solve_map(
             of the Hessian (Gaussian likelihood and Gaussian prior only): Levenberg-Marquardt,
             the cheapest per step for least-squares problems.
         init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``; default the prior's
-            center (one start) or draws from the prior (``num_starts > 1``).
+            center (one start; where the log-density is not finite there, the best of 16 prior
+            draws with a fixed key) or draws from the prior (``num_starts > 1``).
         max_steps: optimiser steps per start.
         tol: converged when ``||grad|| <= tol * (1 + |objective|)``, gradient taken in the
             unconstrained space; default 1e-9 in float64, 1e-4 in float32. A run that can no
@@ -386,14 +333,13 @@ def solve_map(
         tol = 1e-9 if y.dtype == jnp.float64 else 1e-4
     if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol: got {tol!r}, expected a positive number")
-    if optimizer is None:
-        n = sum(math.prod(a.shape) for a in jax.tree.leaves(problem.theta_shape_dtype()))
-        optimizer = "bfgs" if n <= DENSE_MAX else "lbfgs"
+    if optimizer is None or (isinstance(optimizer, str) and optimizer == "auto"):
+        optimizer = choose(problem)  # by structure: see newton.choose
     if isinstance(optimizer, str):
-        if optimizer not in ("bfgs", "lbfgs", "newton", "gauss-newton"):
+        if optimizer not in ("bfgs", "lbfgs", "newton", "gauss-newton", "newton-cg"):
             raise ValueError(f"optimizer: got {optimizer!r}, expected 'bfgs', 'lbfgs', 'newton', 'gauss-newton' "
-                             "or an optax GradientTransformation")
-        if optimizer == "gauss-newton" and not _least_squares(problem):
+                             "or an optax GradientTransformation, or 'newton-cg' or 'auto' (the default)")
+        if optimizer == "gauss-newton" and not least_squares(problem):
             raise ValueError(f"optimizer: 'gauss-newton' needs a Gaussian likelihood and a Gaussian prior, "
                              f"got {type(problem.likelihood).__name__} and {type(problem.prior).__name__}; "
                              "use 'newton' or 'lbfgs'")
@@ -401,7 +347,7 @@ def solve_map(
         optimizer = optax.with_extra_args_support(optimizer)
     else:
         raise TypeError(f"optimizer: got {type(optimizer).__name__}, expected 'bfgs', 'lbfgs', "
-                        "'newton', 'gauss-newton' or an optax GradientTransformation")
+                        "'newton', 'gauss-newton', 'newton-cg', 'auto' or an optax GradientTransformation")
 
     n_obs = math.prod(batch_shape)
     event = y.shape[len(batch_shape):]
@@ -409,6 +355,8 @@ def solve_map(
     u0 = jax.tree.map(lambda a: a.reshape(n_obs * num_starts, *a.shape[2:]),
                       jax.vmap(jax.vmap(problem.to_unconstrained))(theta0))
     y_rep = jnp.repeat(y.reshape(n_obs, *event), num_starts, axis=0)
+    if init is None and num_starts == 1:  # the prior's center may lie where the density is not finite
+        u0 = _finite_starts(problem, y_rep, u0, bool(jacobian))
 
     lanes = n_obs * num_starts
     n_dev = 1 if mesh is None else mesh.shape[batch_axis]
@@ -447,11 +395,36 @@ def _collect(outs, n_obs: int, num_starts: int, batch_shape: tuple[int, ...]) ->
     return result
 
 
-def _least_squares(problem) -> bool:
-    from .likelihoods import Gaussian as GaussianLikelihood
-    from .priors import Gaussian as GaussianPrior
+FALLBACK_DRAWS = 16  # prior draws tried where the log-density is not finite at the prior's center
 
-    return isinstance(problem.likelihood, GaussianLikelihood) and isinstance(problem.prior, GaussianPrior)
+
+def _finite_starts(problem, y_rep, u0, jacobian: bool):
+    """``u0`` (the prior's center per lane), except where the log-density is not finite there
+    (e.g. ``slcp``: a zero scale in the likelihood at the center): the best of `FALLBACK_DRAWS`
+    prior draws (a fixed key, so reproducible). One evaluation per lane; the draws only when
+    some lane needs them."""
+    if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((y_rep, u0))):
+        return u0  # under an outer jit: the loop flags such lanes NONFINITE
+    bad = ~jnp.isfinite(_lane_densities(problem, u0, y_rep, jacobian))
+    if not bool(jnp.any(bad)):
+        return u0
+    return _best_draws(problem, u0, y_rep, bad, jacobian)
+
+
+@eqx.filter_jit
+def _lane_densities(problem, u0, y_rep, jacobian):
+    return jax.lax.map(lambda a: problem.log_density(a[0], a[1], jacobian=jacobian), (u0, y_rep),
+                       batch_size=1024)
+
+
+@eqx.filter_jit
+def _best_draws(problem, u0, y_rep, bad, jacobian):
+    draws = jax.vmap(problem.to_unconstrained)(problem.sample_prior(jax.random.key(0), (FALLBACK_DRAWS,)))
+    lp = jax.lax.map(lambda y: jax.vmap(lambda u: problem.log_density(u, y, jacobian=jacobian))(draws),
+                     y_rep, batch_size=64)
+    best = jnp.argmax(jnp.where(jnp.isfinite(lp), lp, -jnp.inf), axis=1)
+    return jax.tree.map(lambda old, d: jnp.where(bad.reshape(-1, *([1] * (old.ndim - 1))), d[best], old),
+                        u0, draws)
 
 
 def _unflatten_batch(a, batch_shape):

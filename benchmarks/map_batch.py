@@ -42,11 +42,12 @@ from _common import machine_info, record  # noqa: E402
 
 import jinverse as ji  # noqa: E402
 from jinverse.map import _Settings, _solve_one  # noqa: E402
+from jinverse.newton import choose  # noqa: E402
 
 N, M, H, NOISE = 8, 16, 32, 0.05
 # jinverse's default here (8 unknowns) is its flat-loop BFGS; "lbfgs" the same loop with L-BFGS
 OPTIMIZERS = (("BFGS (default)", "bfgs"), ("L-BFGS", "lbfgs"), ("optax.lbfgs", optax.lbfgs()),
-              ("newton", "newton"), ("gauss-newton", "gauss-newton"))
+              ("newton", "newton"), ("gauss-newton", "gauss-newton"), ("auto", "auto"))
 
 
 def make_problems():
@@ -130,7 +131,7 @@ def main():
                 jax.block_until_ready(solve().theta)
                 compile_s = time.perf_counter() - t0
                 t_ji, res = timed(lambda: solve().log_posterior, 5 if B <= 1024 else 3)
-                settings = _Settings(opt, 500, 1e-8, 16)
+                settings = _Settings(choose(problem) if opt == "auto" else opt, 500, 1e-8, 16)
                 one = jax.jit(lambda y, u0: _solve_one(problem, y, u0, settings)[1])
                 jax.block_until_ready(one(jnp.asarray(Y[0]), jnp.zeros(N)))
                 t_one, _ = timed(lambda: [one(jnp.asarray(y), jnp.zeros(N)) for y in Y], 1 if B > 64 else 3)

@@ -270,22 +270,25 @@ def solve_map(
     Args:
         problem: the `InverseProblem`.
         y: observations shaped ``(*batch, *event)``; every result carries the ``batch`` axes.
-        optimizer: default quasi-Newton: ``"bfgs"`` when θ has at most 64 unknowns, else
-            ``"lbfgs"``. Both use a weak-Wolfe line search written as a flat loop of one
-            objective evaluation per step, so vmapped lanes never wait in a nested line-search
-            loop (1.5-6x faster than ``optax.lbfgs()`` on batches of small problems; see
-            benchmarks/RESULTS.md). ``"bfgs"`` keeps the dense n x n inverse-Hessian
-            approximation per lane (cheapest per step for few unknowns); ``"lbfgs"`` the last
-            10 step/gradient pairs (memory O(10 n)). Or any optax ``GradientTransformation``
-            (``optax.lbfgs()``, ``optax.adam(1e-2)``...). Or ``"newton"``:
-            Levenberg-Marquardt-damped Newton steps with the dense Hessian of the
-            same log-posterior — much faster for a modest number of unknowns (say n <= 100),
-            e.g. least-squares inversion of a small network. Or ``"gauss-newton"``: the same
-            damped steps with the Gauss-Newton matrix ``JᵀJ`` of the whitened residuals in place
-            of the Hessian (Gaussian likelihood and Gaussian prior only): Levenberg-Marquardt,
-            the cheapest per step for least-squares problems.
+        optimizer: ``"auto"`` (default, also ``None``): chosen by structure (`newton.choose`):
+            up to 16 unknowns with a Gaussian likelihood and prior, flat-loop ``"bfgs"`` (the
+            cheapest there); up to 64 unknowns, ``"gauss-newton"`` for a Gaussian likelihood and
+            prior, else ``"newton"``; above that ``"newton-cg"``. Or by name: ``"bfgs"`` /
+            ``"lbfgs"``: quasi-Newton with a weak-Wolfe line search written as a flat loop of one
+            objective evaluation per step (dense n x n inverse Hessian; or the last 10 pairs).
+            ``"newton"``: Levenberg-Marquardt-damped Newton steps with the dense Hessian of the
+            same log-posterior. ``"gauss-newton"``: the same damped steps with the Gauss-Newton
+            matrix (Gaussian likelihood and Gaussian prior only); for a linear forward model its
+            first step is the exact posterior mean. ``"newton-cg"``: inexact Newton-CG with
+            matrix-free curvature products (generalised Gauss-Newton where the likelihood has
+            one, else the exact Hessian), Eisenstat-Walker forcing, a negative-curvature exit,
+            the prior covariance as preconditioner and an Armijo line search, one CG iteration
+            or one line-search trial per loop step (for ill-conditioned problems with many
+            unknowns: ``deconvolution1d`` converges in 5 Newton steps where L-BFGS stops
+            unconverged after 500). Or any optax ``GradientTransformation``
+            (``optax.lbfgs()``, ``optax.adam(1e-2)``...).
         init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``; default the prior's
-            center (one start; where the log-density is not finite there, the best of 16 prior
+            center (one start; where the log-density is not finite there, the best of 64 prior
             draws with a fixed key) or draws from the prior (``num_starts > 1``).
         max_steps: optimiser steps per start.
         tol: converged when ``||grad|| <= tol * (1 + |objective|)``, gradient taken in the
@@ -395,7 +398,7 @@ def _collect(outs, n_obs: int, num_starts: int, batch_shape: tuple[int, ...]) ->
     return result
 
 
-FALLBACK_DRAWS = 16  # prior draws tried where the log-density is not finite at the prior's center
+FALLBACK_DRAWS = 64  # prior draws tried where the log-density is not finite at the prior's center
 
 
 def _finite_starts(problem, y_rep, u0, jacobian: bool):

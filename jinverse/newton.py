@@ -37,7 +37,7 @@ from .problem import InverseProblem
 
 #: ``"auto"`` uses flat-loop BFGS up to this many unknowns for least-squares problems (measured:
 #: cheaper per solve than Gauss-Newton on benchmarks/map_batch.py's 8-unknown MLP).
-BFGS_MAX = 0
+BFGS_MAX = 16
 #: ``"auto"`` forms the dense ``d x d`` curvature up to this many unknowns, Newton-CG above.
 DENSE_NEWTON_MAX = 64
 C1 = 1e-4  # Armijo sufficient-decrease constant

@@ -220,17 +220,18 @@ def adapt(kernel, states, key, num_warmup: int, target: float, initial_scale: fl
     (leading axis: chains). In each window of `windows`, each chain's ``log s`` follows the
     Robbins-Monro recursion ``log s += (acceptance - target) / t^0.6`` (``t`` the step within
     the window, ``s`` capped at ``max_scale``). Each slow window estimates one shape ``L``
-    (dense or diagonal; ``shape.kind == "identity"`` keeps ``L = I``) from the pooled draws of
-    all chains, after which ``s`` restarts at ``restart_scale``, the optimal scale when
-    ``L Lᵀ`` is the target's covariance. The kept scale is the mean of ``log s`` over the
-    second half of the last window.
+    (dense or diagonal) from the pooled draws of all chains, after which ``s`` restarts at
+    ``restart_scale``, the optimal scale when ``L Lᵀ`` is the target's covariance; with
+    ``shape.kind == "identity"`` (``L = I``) each window restarts the gain at the mean of
+    ``log s`` over the second half of the window before. The kept scale is that mean over the
+    last window.
     """
     c, d = states.position.shape
     dtype = states.position.dtype
     dense = shape.kind == "dense"
     wf_init, wf_update, wf_final = welford_algorithm(not dense)
     chol = jnp.eye(d, dtype=dtype) if dense else jnp.ones(d, dtype)
-    segments = windows(num_warmup, shape.first) if shape.kind != "identity" else [(num_warmup, False)]
+    segments = windows(num_warmup, shape.first)
     cap = math.log(max_scale) if math.isfinite(max_scale) else jnp.inf
     log_s = jnp.full((c,), math.log(initial_scale), dtype)
     for i, (n, slow) in enumerate(segments):
@@ -244,22 +245,29 @@ def adapt(kernel, states, key, num_warmup: int, target: float, initial_scale: fl
             acc = jnp.nan_to_num(info.acceptance_rate, nan=0.0)
             log_s = jnp.minimum(log_s + (acc - target) / (t + 1.0) ** 0.6, cap)
             total = total + jnp.where(t >= n // 2, log_s, 0.0)
-            wf = jax.vmap(wf_update)(wf, states.position) if slow else wf
+            wf = jax.vmap(wf_update)(wf, states.position) if wf is not None else wf
             return (states, log_s, wf, total), None
 
-        wf = jax.vmap(lambda _: wf_init(d))(jnp.arange(c)) if slow else None
+        wf = jax.vmap(lambda _: wf_init(d))(jnp.arange(c)) if slow and shape.kind != "identity" else None
         xs = (jax.random.split(jax.random.fold_in(key, i), n), jnp.arange(n))
         (states, log_s, wf, total), _ = jax.lax.scan(body, (states, log_s, wf, jnp.zeros((c,), dtype)), xs)
         mean_log_s = total / (n - n // 2)
-        if slow:
+        if slow and shape.kind != "identity":
             chol = _estimate(*_pooled(wf_final, wf), shape.kind, chol)
             log_s = jnp.full((c,), math.log(restart_scale), dtype)
-    return states, {"step_size": jnp.exp(mean_log_s), "chol": jnp.broadcast_to(chol, (c, *chol.shape))}
+        else:  # the gain restarts from the window's estimate: a far optimum is reached in steps
+            log_s = mean_log_s
+    params = {"step_size": jnp.exp(mean_log_s), "chol": jnp.broadcast_to(chol, (c, *chol.shape))}
+    # XLA must not fuse the warmup's arithmetic into the draws': draws continued from saved
+    # states and parameters (checkpoints) then equal draws made at once, bit for bit
+    return jax.lax.optimization_barrier((states, params))
 
 
 # -- the sampling table's entries -------------------------------------------------------------
 def pcn_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
-    """pCN warmup: ``log β`` of each chain towards 0.25 acceptance (``β <= 1``)."""
+    """pCN warmup: ``log β`` of each chain towards 0.25 acceptance (``β <= 1``), the gain
+    restarted in each of Stan's windows so that a β orders of magnitude below the first is
+    reached (an informative likelihood relative to the reference)."""
     target = _target(options, 0.25)
     kernel = lambda k, s, beta, chol: pcn_kernel(k, s, logdensity_fn, beta)  # noqa: E731
     states = jax.vmap(lambda p: pcn_init(p, logdensity_fn))(positions)
@@ -270,7 +278,11 @@ def pcn_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
 
 def pcn_step(logdensity_fn, num_warmup, num_samples, options):
     """The tuned pCN transition ``step(key, state, params) -> (state, RWInfo)``."""
-    return lambda key, state, params: pcn_kernel(key, state, logdensity_fn, params["step_size"])
+    def step(key, state, params):
+        state, params = jax.lax.optimization_barrier((state, params))  # see `adapt`
+        return pcn_kernel(key, state, logdensity_fn, params["step_size"])
+
+    return step
 
 
 def rwmh_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
@@ -286,7 +298,11 @@ def rwmh_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options)
 
 def rwmh_step(logdensity_fn, num_warmup, num_samples, options):
     """The tuned random-walk transition ``step(key, state, params) -> (state, RWInfo)``."""
-    return lambda key, state, p: rw_kernel(key, state, logdensity_fn, p["step_size"], p["chol"])
+    def step(key, state, p):
+        state, p = jax.lax.optimization_barrier((state, p))  # see `adapt`
+        return rw_kernel(key, state, logdensity_fn, p["step_size"], p["chol"])
+
+    return step
 
 
 def mala_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options):
@@ -304,4 +320,8 @@ def mala_warmup(key, logdensity_fn, positions, num_warmup, num_samples, options)
 
 def mala_step(logdensity_fn, num_warmup, num_samples, options):
     """The tuned MALA transition ``step(key, state, params) -> (state, MALAInfo)``."""
-    return lambda key, state, p: mala_kernel(key, state, logdensity_fn, p["step_size"], p["chol"])
+    def step(key, state, p):
+        state, p = jax.lax.optimization_barrier((state, p))  # see `adapt`
+        return mala_kernel(key, state, logdensity_fn, p["step_size"], p["chol"])
+
+    return step

@@ -25,6 +25,10 @@ from ._samplers import Stats
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk ESS below 100 per chain is flagged (Vehtari et al. 2021)
+# Chains "in separate modes": each chain stationary on its own (the split R-hat of its two halves
+# at most SELF_RHAT_LIMIT, Gelman & Rubin's original 1.1 rule) while the chains together give an
+# R-hat above it: the disagreement is between chains, not a slow drift within them.
+SELF_RHAT_LIMIT = 1.1
 
 
 def _each_series(fn, x, chain_axis: int):
@@ -83,7 +87,13 @@ def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnos
         return {"max_rhat": nan, "min_ess": nan, **out}
     rhat = _each_series(bd.rhat, flat, nb)
     ess = _each_series(bd.ess_bulk, flat, nb)
-    return {"max_rhat": jnp.where(finite, jnp.nanmax(rhat, axis=-1), jnp.inf),
+    # each chain alone: its two halves as two chains
+    c, n, d = flat.shape[nb:]
+    halves = flat[..., : 2 * (n // 2), :].reshape(*batch, c, 2, n // 2, d)
+    self_rhat = jnp.nanmax(_each_series(bd.rhat, halves, nb + 1), axis=(-2, -1))
+    max_rhat = jnp.nanmax(rhat, axis=-1)
+    out["separate_modes"] = finite & (max_rhat > SELF_RHAT_LIMIT) & (self_rhat <= SELF_RHAT_LIMIT)
+    return {"max_rhat": jnp.where(finite, max_rhat, jnp.inf),
             "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0), **out}
 
 
@@ -121,6 +131,14 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
         msgs.append(f"R-hat above {RHAT_LIMIT}" + of.format(count(Status.HIGH_RHAT))
                     + f" (worst {np.nanmax(np.where(finite, rhat, np.nan)):.4f}): chains disagree; "
                     "run longer or check for several modes")
+    modes = np.broadcast_to(np.asarray(diag.get("separate_modes", False), bool), rhat.shape)
+    if np.any(modes & checked):
+        msgs.append("multimodal posterior" + of.format(int(np.count_nonzero(modes & checked)))
+                    + f": each chain is stationary on its own (split R-hat <= {SELF_RHAT_LIMIT} within "
+                    f"every chain) but the chains sit in different regions (R-hat > {SELF_RHAT_LIMIT}), "
+                    "so running longer will not mix them; the share of draws per mode is not "
+                    "trustworthy: look for a symmetry of the model (a sign flip, a relabelling) or "
+                    "sample each mode apart and weight them")
     if count(Status.LOW_ESS):
         msgs.append(f"bulk ESS below {ESS_PER_CHAIN} per chain" + of.format(count(Status.LOW_ESS))
                     + f" (smallest {np.nanmin(np.where(finite, ess, np.nan)):.0f} over {num_chains} "

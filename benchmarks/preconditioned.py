@@ -87,7 +87,7 @@ def main():
               f"defaults / today's dense-metric NUTS = **{r_dense:.1f}x** (target >= 3x). R-hat/ESS of the "
               f"default call (diagnose=True adds it): {t_diag:.2f} s warm; max R-hat {float(diag.max_rhat):.4f}, "
               f"status {int(diag.status)}.",
-              "", f"Versions: cuqipy {_version('cuqi')}."]
+              "", f"Versions: cuqipy {_version('cuqipy')}."]
     # printed, not written: the section is appended to benchmarks/RESULTS.md by hand (the file
     # is shared by several scripts being run at the same time)
     print(f"Machine: {machine_info()}\n\nCommand: {' '.join(['.venv/bin/python', *sys.argv])}\n")

@@ -21,7 +21,7 @@ original posterior, and pCN's reference measure is the standard normal it assume
 
 Everything here but `resolve` (the driver's validation of ``metric=``) is per lane (one
 observation): pure, safe under ``jit``/``vmap``. A `Whitening`
-whose mode was not found or whose curvature is not positive definite is replaced by the identity
+whose mode search went non-finite or whose curvature is not positive definite is replaced by the identity
 (``m = 0``, ``L = I``) with ``ok = False``: that lane samples in the original coordinates with
 the method's own adaptation, and `ji.sample` flags it (`Status.METRIC_FALLBACK`).
 """
@@ -169,10 +169,11 @@ def resolve(problem: InverseProblem, method, metric, options: dict, d: int) -> t
                              f"{ALIASES[name][0]!r} with metric={forced!r}; leave metric='auto'")
         metric = forced
     options = dict(options)
-    if "dense_mass" in options:  # the older spelling of metric="dense"
+    known = set() if callable(method) else set(_samplers.METHODS[ALIASES.get(name, (name,))[0]].options or ())
+    # the older spelling of metric="dense" (NUTS/HMC); elsewhere, or not a bool, it is left to
+    # the options check (unknown name, unhashable value)
+    if isinstance(options.get("dense_mass"), (bool, np.bool_)) and "dense_mass" in known:
         dense = options.pop("dense_mass")
-        if not isinstance(dense, (bool, np.bool_)):
-            raise ValueError(f"dense_mass: got {dense!r}, expected True or False")
         want = "dense" if dense else "diagonal"
         if metric not in ("auto", want):
             raise ValueError(f"dense_mass: got {bool(dense)} with metric={metric!r}, expected no "
@@ -181,7 +182,6 @@ def resolve(problem: InverseProblem, method, metric, options: dict, d: int) -> t
     explicit = metric
     if metric == "auto":
         metric = choose(problem, method, d)
-    known = set() if callable(method) else set(_samplers.METHODS[ALIASES.get(name, (name,))[0]].options or ())
     if metric == "dense":  # the method's own switch: NUTS/HMC's dense_mass, MALA/RWMH's preconditioner
         if "dense_mass" in known:
             options["dense_mass"] = True

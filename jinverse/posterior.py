@@ -149,7 +149,7 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
                     "log-density; results may be biased")
     if count(Status.METRIC_FALLBACK):
         msgs.append("whitening metric not built" + of.format(count(Status.METRIC_FALLBACK))
-                    + ": the mode was not found or the curvature there is not positive definite; "
+                    + ": the mode search went non-finite or the curvature there is not positive definite; "
                     "sampled with the method's adapted metric instead (metric='diagonal')")
     if count(Status.UNCHECKED):
         msgs.append(UNCHECKED_MESSAGE + of.format(count(Status.UNCHECKED))

@@ -232,8 +232,10 @@ def _start(problem, y, batch, init, jitter):
 
 def _modes(problem, y, batch, mesh, batch_axis):
     """Per observation, the mode of the unconstrained density (``jacobian=True``) by
-    `ji.solve_map` (Newton: the Hessian is formed anyway), flat ``(size, d)``, and whether it
-    converged ``(size,)``: the centres of the ``"laplace"`` metric."""
+    `ji.solve_map` (Newton: the Hessian is formed anyway), flat ``(size, d)``, and whether it is
+    usable ``(size,)``: the centres of the ``"laplace"`` metric. Any finite point is usable (the
+    change of coordinates is exact whatever its centre; a mode not converged to ``tol`` only
+    whitens less well), so only a non-finite search makes a lane fall back."""
     from .map import Status as MAPStatus
     from .map import solve_map
 
@@ -245,7 +247,7 @@ def _modes(problem, y, batch, mesh, batch_axis):
         to_u = jax.vmap(to_u)
     u = to_u(res.theta)
     flat = jnp.concatenate([a.reshape(size, -1) for a in jax.tree.leaves(u)], axis=-1)
-    return flat, jnp.reshape(res.status == MAPStatus.CONVERGED, (size,))
+    return flat, jnp.reshape(res.status != MAPStatus.NONFINITE, (size,))
 
 
 def _check_options(method, options: dict) -> tuple[tuple[str, Any], ...]:
@@ -255,6 +257,11 @@ def _check_options(method, options: dict) -> tuple[tuple[str, Any], ...]:
         if unknown:
             raise ValueError(f"options: got {unknown[0]!r} (unknown for method {method!r}), expected "
                              f"some of {sorted(entry.options)}")
+    return _hashable(options)
+
+
+def _hashable(options: dict) -> tuple[tuple[str, Any], ...]:
+    """The options as a sorted tuple (a static, hashable part of the compiled program)."""
     try:
         opts = tuple(sorted(options.items()))
         hash(opts)
@@ -359,7 +366,7 @@ def sample(
             MALA/RWMH: ``preconditioner="dense"``). ``"auto"`` (default): ``"laplace"`` for a
             Gaussian likelihood with a Gaussian or GMRF prior and at most `metric.DENSE_MAX`
             unknowns, ``"prior"`` for pCN, else ``"diagonal"`` (`metric.choose`). An
-            observation whose mode is not found or whose curvature is not positive definite
+            observation whose mode search goes non-finite or whose curvature is not positive definite
             is sampled with the identity whitening (the ``"diagonal"`` behaviour) and flagged
             `Status.METRIC_FALLBACK`. ``method="gpcn"`` is pCN with ``metric="laplace"``.
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
@@ -390,6 +397,7 @@ def sample(
             or jitter < 0:
         raise ValueError(f"jitter: got {jitter!r}, expected a finite number >= 0")
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
+    _hashable(options)  # before metric resolution reads any option's value
     metric, options = metric_lib.resolve(problem, method, metric, options, _flat(problem)[0])
     method = metric_lib.ALIASES[method][0] if name in metric_lib.ALIASES else method
     opts = _check_options(method, options)

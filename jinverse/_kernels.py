@@ -222,16 +222,16 @@ def adapt(kernel, states, key, num_warmup: int, target: float, initial_scale: fl
     the window, ``s`` capped at ``max_scale``). Each slow window estimates one shape ``L``
     (dense or diagonal) from the pooled draws of all chains, after which ``s`` restarts at
     ``restart_scale``, the optimal scale when ``L Lᵀ`` is the target's covariance; with
-    ``shape.kind == "identity"`` (``L = I``) each window restarts the gain at the mean of
-    ``log s`` over the second half of the window before. The kept scale is that mean over the
-    last window.
+    ``shape.kind == "identity"`` (``L = I``, pCN) the warmup is one window: splitting it into
+    Stan's windows made the compiled warmup grow to tens of GiB (seen with jax 0.10.2). The kept
+    scale is the mean of ``log s`` over the second half of the last window.
     """
     c, d = states.position.shape
     dtype = states.position.dtype
     dense = shape.kind == "dense"
     wf_init, wf_update, wf_final = welford_algorithm(not dense)
     chol = jnp.eye(d, dtype=dtype) if dense else jnp.ones(d, dtype)
-    segments = windows(num_warmup, shape.first)
+    segments = windows(num_warmup, shape.first) if shape.kind != "identity" else [(num_warmup, False)]
     cap = math.log(max_scale) if math.isfinite(max_scale) else jnp.inf
     log_s = jnp.full((c,), math.log(initial_scale), dtype)
     for i, (n, slow) in enumerate(segments):

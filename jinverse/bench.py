@@ -2,8 +2,10 @@
 
 `run_method(benchmark, method, ...)` is what `jinverse solve`, `jinverse sample` and
 `jinverse bench` share: it calls the public solver (`ji.solve_map`, `ji.laplace`,
-`ji.linear.tikhonov`, `ji.sample`), times it, scores it with `ji.problems.evaluate` and
-collects the diagnostics a person checks first (convergence; R-hat, ESS, ESS/s, calibration).
+`ji.linear.tikhonov`, `ji.sample`), scores it with `ji.problems.evaluate` (optional: C2ST
+trains a classifier per observation) and collects the diagnostics a person checks first
+(convergence; R-hat, ESS, ESS/s, calibration). Every phase is timed (`PHASES`), so that the
+reported times add up to the wall time of the call.
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ SUITES: dict[str, dict[str, Any]] = {
 }
 
 
+PHASES = {
+    "compile": "JAX tracing and compilation of the solver or sampler (diagnostics and scoring "
+               "compile inside their own phases)",
+    "solve": "the solver's run, compilation excluded",
+    "sampling": "the sampler's run, compilation excluded: the mode search of its metric (when "
+                "it has one), warmup and draws run in one program and are not timed apart",
+    "repeat": "the second, timed call made to measure compilation (repeat=True)",
+    "chunking": "a batch run in chunks (run_chunked): slicing the chunks out and joining their results",
+    "diagnostics": "convergence, R-hat and bulk ESS, posterior mean, credible intervals, coverage",
+    "scoring": "ji.problems.evaluate against the truth or the reference draws (C2ST trains a "
+               "classifier per observation); None when skipped",
+}
+
+
 class NotApplicable(ValueError):
     """The method does not apply to the problem (e.g. Tikhonov on a nonlinear model)."""
 
@@ -72,11 +88,18 @@ class Run:
         result: the solver's own result (`MAPResult`, `Posterior`, `GaussianApproximation`,
             `TikhonovResult`).
         band: ``(lower, upper)`` of the central 90% interval where the method gives one.
-        seconds: wall time of the measured call; ``compile_seconds``: the extra time of the first
-            call (compilation), when the call was repeated to measure it.
-        scores: `ji.problems.evaluate`'s dict (``metric``, ``value``, ...).
+        seconds: run time of the solver or sampler, compilation excluded (``phases["solve"]``
+            or ``phases["sampling"]``); ``compile_seconds``: its compilation
+            (``phases["compile"]``).
+        scores: `ji.problems.evaluate`'s dict (``metric``, ``value``, ...), ``{}`` when scoring
+            was skipped; `jinverse.problems.metrics.metric_info` says how to read it.
         diagnostics: flat figures: ``converged`` (fraction), ``max_rhat``, ``min_ess``,
-            ``ess_per_s``, ``coverage90``, ``divergences``, ``lam``.
+            ``ess_per_s`` (per second of ``seconds``), ``ess_per_s_total`` (per second of
+            ``wall_seconds``), ``coverage90``, ``divergences``, ``lam``.
+        phases: seconds per phase, in order (keys of `PHASES`: ``compile``, ``solve`` or
+            ``sampling``, ``repeat`` with ``repeat=True``, ``diagnostics``, ``scoring``, which
+            is None when skipped); they add up to ``wall_seconds`` but for argument checks.
+        wall_seconds: wall time of the whole call.
     """
 
     method: str
@@ -88,6 +111,8 @@ class Run:
     compile_seconds: float | None
     scores: dict
     diagnostics: dict
+    phases: dict = dataclasses.field(default_factory=dict)
+    wall_seconds: float | None = None
 
 
 def check_method(method: str) -> str:
@@ -141,18 +166,20 @@ def compile_seconds() -> float:
 
 
 def _timed(fn: Callable, repeat: bool):
-    """``(out, seconds, compile_seconds)`` of ``fn(0)``: the run time without compilation (JAX's
-    own compile-time events are subtracted), and the compilation time. With ``repeat`` the call
-    runs again (same shapes, so warm) and that second run is the one timed and returned."""
+    """``(out, seconds, compile_seconds, repeat_seconds)`` of ``fn(0)``: the run time without
+    compilation (JAX's own compile-time events are subtracted), and the compilation time. With
+    ``repeat`` the call runs again (same shapes, so warm): that second run is the one returned,
+    its time is ``seconds``, compilation is the first call's excess over it, and
+    ``repeat_seconds`` (0 without ``repeat``) is the time the extra call cost."""
     c0, t0 = compile_seconds(), time.perf_counter()
     out = jax.block_until_ready(fn(0))
     wall, comp = time.perf_counter() - t0, compile_seconds() - c0
     if not repeat:
-        return out, max(wall - comp, 0.0), comp
+        return out, max(wall - comp, 0.0), min(comp, wall), 0.0
     t0 = time.perf_counter()
     out = jax.block_until_ready(fn(1))
     warm = time.perf_counter() - t0
-    return out, warm, max(wall - warm, 0.0)
+    return out, min(warm, wall), max(wall - warm, 0.0), warm
 
 
 def _flat_draws(samples, nbatch: int) -> np.ndarray:
@@ -181,7 +208,9 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
         chains, warmup, samples: sampler settings.
         repeat: run twice and time the second call, reporting compilation separately.
         init: the sampler's ``init`` (``"prior"``, ``"map"``); default ``"prior"``.
-        score: score with `ji.problems.evaluate` (c2st trains a small classifier: seconds).
+        score: score with `ji.problems.evaluate` (c2st trains a small classifier per observation:
+            seconds each, often more than the sampling); False skips it: ``scores`` is ``{}`` and
+            ``phases["scoring"]`` None.
         options: extra keyword arguments for the solver.
 
     Raises:
@@ -192,6 +221,7 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
     from .map import solve_map
     from .sampling import sample
 
+    t_start = time.perf_counter()
     reason = applicable(benchmark, method)
     if reason:
         raise NotApplicable(f"method: {method!r} does not apply to {benchmark.name!r}: {reason}")
@@ -206,11 +236,16 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
         def fn(i):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the diagnostics are reported below instead
+                # R-hat and ESS are computed below, in the diagnostics phase (same values)
                 return sample(problem, y, key=jax.random.key(seed + 7919 * i), method=method,
                               num_chains=chains, num_warmup=warmup, num_samples=samples, init=init,
-                              **options)
+                              diagnose=False, **options)
 
-        post, secs, comp = _timed(fn, repeat)
+        post, secs, comp, again = _timed(fn, repeat)
+        t_diag = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            post = post.diagnose()
         estimate = post.mean()
         q = post.quantile(jnp.array([0.05, 0.95]))
         band = (jax.tree.map(lambda a: a[0], q), jax.tree.map(lambda a: a[1], q))
@@ -224,12 +259,14 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
         if method in ("map", "newton"):
             opt = "newton" if method == "newton" else None
             # warn=False: the share converged is recorded and reported (flagged) instead
-            result, secs, comp = _timed(lambda i: solve_map(problem, y, optimizer=opt, warn=False, **options),
-                                        repeat)
+            result, secs, comp, again = _timed(
+                lambda i: solve_map(problem, y, optimizer=opt, warn=False, **options), repeat)
+            t_diag = time.perf_counter()
             estimate = result.theta
             diag["converged"] = float(np.mean(np.asarray(result.converged)))
         elif method == "laplace":
-            result, secs, comp = _timed(lambda i: laplace(problem, y, warn=False, **options), repeat)
+            result, secs, comp, again = _timed(lambda i: laplace(problem, y, warn=False, **options), repeat)
+            t_diag = time.perf_counter()
             estimate = result.mode
             sd = jnp.sqrt(jnp.diagonal(result.covariance, axis1=-2, axis2=-1))
             if _identity_bijector(problem):  # the band is in θ's space only when u is θ
@@ -245,15 +282,40 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
             shape = jax.tree.leaves(problem.theta_shape_dtype())[0].shape
             yb = y.reshape(*y.shape[:nbatch], -1)
             noise = benchmark.info.get("noise_std") if rule == "discrepancy" else None
-            result, secs, comp = _timed(
+            result, secs, comp, again = _timed(
                 lambda i: tikhonov(A, yb, lam=rule, noise_std=noise, **options), repeat)
+            t_diag = time.perf_counter()
             estimate = result.x.reshape(*result.x.shape[:-1], *shape)
             diag["lam"] = float(np.median(np.asarray(result.lam)))
     diag["seconds"] = secs
-    scores = {}
-    if score:
-        scores = _score(benchmark, result if kind == "posterior" else estimate)
-    return Run(method, kind, estimate, result, band, secs, comp, scores, diag)
+    jax.block_until_ready((estimate, band))
+    phases = {"compile": comp, "sampling" if kind == "posterior" else "solve": secs}
+    if repeat:
+        phases["repeat"] = again
+    phases["diagnostics"] = time.perf_counter() - t_diag
+    scores, phases["scoring"] = _timed_score(benchmark, result if kind == "posterior" else estimate, score)
+    return _finish(Run(method, kind, estimate, result, band, secs, comp, scores, diag, phases), t_start)
+
+
+def _timed_score(benchmark, result, score: bool) -> tuple[dict, float | None]:
+    if not score:
+        return {}, None
+    t0 = time.perf_counter()
+    scores = _score(benchmark, result)
+    return scores, time.perf_counter() - t0
+
+
+def _finish(run: Run, t_start: float) -> Run:
+    """Set the wall time, and ESS per second of it."""
+    run.wall_seconds = time.perf_counter() - t_start
+    if "min_ess" in run.diagnostics:
+        run.diagnostics["ess_per_s_total"] = run.diagnostics["min_ess"] / run.wall_seconds
+    return run
+
+
+def phase_total(phases: dict) -> float:
+    """The sum of the timed phases (skipped ones, None, count 0)."""
+    return float(sum(v for v in phases.values() if v is not None))
 
 
 def _identity_bijector(problem) -> bool:
@@ -296,6 +358,7 @@ def run_matrix(problems: dict[str, dict], methods: list[str], *, seed: int = 0, 
     as a high R-hat) with ``status="flagged"`` and the reasons in ``note``.
     """
     from .problems import load
+    from .problems.metrics import metric_info
 
     records = []
     for pname, popts in problems.items():
@@ -318,14 +381,20 @@ def run_matrix(problems: dict[str, dict], methods: list[str], *, seed: int = 0, 
             problems_found = list(run.diagnostics.get("warnings", []))
             if diag.get("converged", 1.0) < 1.0:
                 problems_found.insert(0, f"{1 - diag['converged']:.0%} of the solves did not converge")
+            metric = run.scores.get("metric")
             records.append({**rec, "status": "flagged" if problems_found else "ok",
-                            "metric": run.scores.get("metric"), "value": run.scores.get("value"),
-                            "compile_s": run.compile_seconds, **diag, "note": "; ".join(problems_found)})
+                            "metric": metric, "value": run.scores.get("value"),
+                            "better": None if metric is None else metric_info(metric).short,
+                            "compile_s": run.compile_seconds, **diag,
+                            "diagnostics_s": run.phases["diagnostics"], "scoring_s": run.phases["scoring"],
+                            "total_s": run.wall_seconds, "note": "; ".join(problems_found)})
     return records
 
 
 COLUMNS = [("problem", "problem", "{}"), ("method", "method", "{}"), ("metric", "metric", "{}"),
-           ("value", "value", "{:.4g}"), ("seconds", "time s", "{:.3g}"), ("compile_s", "compile s", "{:.3g}"),
+           ("better", "better", "{}"), ("value", "value", "{:.4g}"), ("seconds", "run s", "{:.3g}"),
+           ("compile_s", "compile s", "{:.3g}"), ("diagnostics_s", "diag s", "{:.3g}"),
+           ("scoring_s", "score s", "{:.3g}"), ("total_s", "total s", "{:.3g}"),
            ("converged", "converged", "{:.0%}"), ("max_rhat", "R-hat", "{:.3f}"),
            ("ess_per_s", "ESS/s", "{:.4g}"), ("coverage90", "cover90", "{:.0%}"), ("status", "status", "{}")]
 
@@ -399,6 +468,7 @@ def run_chunked(benchmark, method: str, *, chunk: int, on_chunk: Callable | None
     cost is one compilation plus the work; ``on_chunk(done, total)`` reports progress between
     chunks. Scores and diagnostics are those of the whole batch.
     """
+    t_start = time.perf_counter()
     _, batch = benchmark.problem.check_y(benchmark.y)
     if len(batch) != 1 or batch[0] <= chunk:
         run = run_method(benchmark, method, **kwargs)
@@ -408,6 +478,7 @@ def run_chunked(benchmark, method: str, *, chunk: int, on_chunk: Callable | None
     total = batch[0]
     score = kwargs.pop("score", True)
     runs = []
+    t_chunk = time.perf_counter()
     for start in range(0, total, chunk):
         idx = np.minimum(np.arange(start, start + chunk), total - 1)  # pad with the last observation
         part = dataclasses.replace(benchmark, y=benchmark.y[idx],
@@ -420,11 +491,20 @@ def run_chunked(benchmark, method: str, *, chunk: int, on_chunk: Callable | None
     estimate = _concat([r[0] for r in runs])
     result = _merge(method, [r[1] for r in runs])
     band = None if runs[0][2] is None else _concat([r[2] for r in runs])
+    jax.block_until_ready((estimate, band))
+    phases = {k: sum(r[3].phases[k] for r in runs) for k in runs[0][3].phases if k != "scoring"}
+    # what the chunks' own phases leave out: slicing, padding, joining, their argument checks
+    phases["chunking"] = time.perf_counter() - t_chunk - sum(phase_total(r[3].phases) for r in runs)
+    t_diag = time.perf_counter()
     seconds = sum(r[3].seconds for r in runs)
     comp = sum((r[3].compile_seconds or 0.0) for r in runs)
     diag = _whole_batch_diagnostics(benchmark, result, band, seconds, runs[0][3].diagnostics)
-    scores = _score(benchmark, result if method in SAMPLE_METHODS else estimate) if score else {}
-    return Run(method, runs[0][3].kind, estimate, result, band, seconds, comp, scores, diag)
+    phases["diagnostics"] += time.perf_counter() - t_diag
+    phases = {k: phases[k] for k in PHASES if k in phases}  # in the order of PHASES
+    scored = result if method in SAMPLE_METHODS else estimate
+    scores, phases["scoring"] = _timed_score(benchmark, scored, score)
+    return _finish(Run(method, runs[0][3].kind, estimate, result, band, seconds, comp, scores, diag, phases),
+                   t_start)
 
 
 def _whole_batch_diagnostics(benchmark, result, band, seconds, first: dict) -> dict:

@@ -247,45 +247,69 @@ def pairs(draws, *, truth=None, reference=None, names=None, max_dim: int = 6, ma
 
 
 def bench_summary(records: list[dict], *, title: str | None = None):
-    """The `jinverse bench` chart: per problem, each method's error (its metric) and time.
+    """The `jinverse bench` chart: per problem, how far each method's score is from its metric's
+    ideal value, and the time of each phase.
 
-    ``records`` are `jinverse.bench.run_matrix` records; pairs that did not run are left out.
+    The top panel plots the shortfall from the ideal (`metric_info(...).shortfall`: the error
+    itself for an error, ``1 - value`` for a success fraction, ``|c2st - 0.5|`` for C2ST), so
+    that lower is better for every metric; each problem's label names its metric and ideal. The
+    bottom panel stacks the run time (solid), compilation (light) and diagnostics plus scoring
+    (hatched), when the records have them.
+
+    ``records`` are `jinverse.bench.run_matrix` records; pairs that did not run or were not
+    scored are left out.
     """
+    from .problems.metrics import metric_info
+
     ok = [r for r in records if r.get("status") in ("ok", "flagged") and r.get("value") is not None]
     probs = list(dict.fromkeys(r["problem"] for r in ok))
     meths = list(dict.fromkeys(r["method"] for r in ok))
-    fig = _figure(max(7.0, 1.4 * len(probs) + 3), 6.4)
+    fig = _figure(max(7.0, 1.4 * len(probs) + 3), 6.8)
     ax_err, ax_t = fig.subplots(2, 1, sharex=True)
     width = 0.8 / max(len(meths), 1)
+    gaps = {id(r): float(metric_info(r["metric"]).shortfall(r["value"])) for r in ok}
+    positive = [g for g in gaps.values() if g > 0]
+    floor = min(positive) / 10 if positive else 1e-3  # where a perfect score (0) is drawn
     for k, m in enumerate(meths):
-        xs, err, tim, hatch = [], [], [], []
+        xs, gap, run, comp, post = [], [], [], [], []
         for i, p in enumerate(probs):
             hit = [r for r in ok if r["problem"] == p and r["method"] == m]
             if hit:
+                r = hit[0]
                 xs.append(i + (k - (len(meths) - 1) / 2) * width)
-                err.append(hit[0]["value"])
-                tim.append(hit[0]["seconds"])
-                hatch.append("///" if hit[0]["metric"] in ("c2st", "mmd") else "")
+                gap.append(max(gaps[id(r)], floor))
+                run.append(r.get("seconds") or 0.0)
+                comp.append(r.get("compile_s") or 0.0)
+                post.append((r.get("diagnostics_s") or 0.0) + (r.get("scoring_s") or 0.0))
         color = _COLORS[k % len(_COLORS)]
-        ax_err.bar(xs, err, width, color=color, label=m, hatch=hatch, edgecolor="white", lw=0)
-        ax_t.bar(xs, tim, width, color=color)
-    metric = {p: " / ".join(dict.fromkeys(r["metric"] for r in ok if r["problem"] == p)) for p in probs}
-    if any(r["metric"] in ("c2st", "mmd") for r in ok):
-        ax_err.text(0.995, 0.98, "hatched: distance of the draws to the reference posterior\n"
-                    "(c2st: 0.5 = indistinguishable; mmd: 0 = equal)", transform=ax_err.transAxes,
-                    ha="right", va="top", fontsize="x-small", color="dimgray")
-    ax_err.set_ylabel("error (metric below; lower is better)")
+        ax_err.bar(xs, gap, width, color=color, label=m, edgecolor="white", lw=0)
+        ax_t.bar(xs, run, width, color=color)
+        bottom = np.asarray(run)
+        for part, style in ((comp, {"alpha": 0.4}), (post, {"hatch": "///", "alpha": 0.7})):
+            if any(v > 0 for v in part):
+                ax_t.bar(xs, part, width, bottom=bottom, color=color, edgecolor="white", lw=0, **style)
+                bottom = bottom + np.asarray(part)
+    label = {}
+    for p in probs:
+        names = dict.fromkeys(r["metric"] for r in ok if r["problem"] == p)
+        label[p] = " / ".join(f"{n}: ideal {metric_info(n).ideal:g}" for n in names)
+    ax_err.text(0.995, 0.98, "bar: distance of the score from its ideal value\n(error: the error; "
+                "success fraction: 1 - value; c2st: |value - 0.5|)", transform=ax_err.transAxes,
+                ha="right", va="top", fontsize="x-small", color="dimgray")
+    ax_err.set_ylabel("distance from the ideal score\n(lower is better)")
     ax_err.set_yscale("log")
-    if ok:
-        values = [r["value"] for r in ok if r["value"] > 0]
-        if values:  # room above the bars for the note
-            ax_err.set_ylim(min(values) / 1.5, max(values) * 2.5)
+    if ok:  # room above the bars for the note
+        ax_err.set_ylim(floor / 1.5, max(max(gaps.values()), floor) * 4)
     ax_err.grid(alpha=0.3, axis="y", which="both")
     ax_err.legend(ncol=min(len(meths), 6), frameon=False, loc="upper left", bbox_to_anchor=(0, 1.18))
-    ax_t.set_ylabel("time (s, no compilation)")
+    ax_t.set_ylabel("time (s, lower is better)\nsolid: run; light: compile;\nhatched: diagnostics + scoring",
+                    fontsize="small")
     ax_t.set_yscale("log")
+    times = [r.get("seconds") or 0.0 for r in ok]
+    if any(t > 0 for t in times):  # show the solid run segments whole (log autoscale starts above them)
+        ax_t.set_ylim(bottom=min(t for t in times if t > 0) / 2)
     ax_t.grid(alpha=0.3, axis="y", which="both")
     ax_t.set_xticks(range(len(probs)))
-    ax_t.set_xticklabels([f"{p}\n({metric[p]})" for p in probs], fontsize="small")
-    fig.suptitle(title or "jinverse bench: error and time per problem and method")
+    ax_t.set_xticklabels([f"{p}\n({label[p]})" for p in probs], fontsize="small")
+    fig.suptitle(title or "jinverse bench: distance from the ideal score and time, per problem and method")
     return fig

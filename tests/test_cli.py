@@ -122,8 +122,18 @@ def test_solve_map_batch_in_chunks(runner, tmp_path):
 def test_sample_summary_and_reload(runner, tmp_path):
     res = invoke(runner, ["sample", "shaw", "-o", "n=6", "--chains", "2", "--warmup", "200", "--samples", "200",
                           "--out", str(tmp_path)])
-    for needle in ("R-hat", "ESS/s", "coverage", "error      rel_error"):
+    for needle in ("R-hat", "coverage", "score      rel_error", "lower is better, ideal 0",
+                   "ESS/s per second of sampling (compilation excluded)", "per second of the whole run"):
         assert needle in res.output
+    # every phase on its own line, and the phases add up to the wall time printed
+    lines = res.output.splitlines()
+    wall = float(next(ln for ln in lines if ln.startswith("  time ")).split()[1])
+    phases = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.startswith("    ")}
+    assert list(phases) == ["compile", "sampling", "diagnostics", "scoring"]
+    assert sum(phases.values()) == pytest.approx(wall, rel=0.02, abs=0.01)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["phases"] == pytest.approx(phases, rel=1e-3, abs=1e-3)
+    assert summary["wall_seconds"] == pytest.approx(wall, abs=1e-3)
     loaded = ji.load_result(tmp_path / "result.nc")
     post = loaded.result
     assert isinstance(post, ji.Posterior) and post.samples.shape == (2, 200, 6)
@@ -134,6 +144,22 @@ def test_sample_summary_and_reload(runner, tmp_path):
     assert np.all(np.abs(np.asarray(post.mean()) - exact) < 5 * mc_se)
     for png in ("reconstruction.png", "trace.png", "rank.png", "pairs.png"):
         assert (tmp_path / png).exists()
+
+
+def test_no_score_skips_scoring_and_says_so(runner, tmp_path):
+    """--no-score: no score computed, the summary and summary.json say it was skipped (no
+    made-up value), every other phase is still timed."""
+    res = invoke(runner, ["solve", "shaw", "-o", f"n={N}", "-m", "tikhonov-gcv", "--no-score",
+                          "--out", str(tmp_path)])
+    assert "score      not computed (--no-score)" in res.output
+    assert "    scoring     skipped (--no-score)" in res.output
+    assert "rel_error" not in res.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["scores"] == {} and summary["score"] == {"skipped": True}
+    assert list(summary["phases"]) == ["compile", "solve", "diagnostics", "scoring"]
+    assert summary["phases"]["scoring"] is None
+    assert ji.load_result(tmp_path / "result.npz").metadata["timing"]["phases"]["scoring"] is None
+    assert "--no-score" in invoke(runner, ["sample", "--help"]).output
 
 
 def test_config_file_and_quiet(runner, tmp_path):
@@ -166,7 +192,11 @@ def test_bench_matrix_report(runner, tmp_path):
     err = float(jnp.linalg.norm(direct - bench.theta_true) / jnp.linalg.norm(bench.theta_true))
     assert records[0]["value"] == pytest.approx(err, rel=1e-8)
     report = (tmp_path / "report.md").read_text()
-    assert "| phillips | tikhonov-gcv | rel_error |" in report and "![summary](bench.png)" in report
+    assert "| phillips | tikhonov-gcv | rel_error | lower, 0 |" in report and "![summary](bench.png)" in report
+    assert "`rel_error`: relative error" in report and "lower is better, ideal 0" in report
+    for rec in records:  # every phase is in the record, and they add up to the pair's wall time
+        phases = [rec["compile_s"], rec["seconds"], rec["diagnostics_s"], rec["scoring_s"]]
+        assert sum(phases) == pytest.approx(rec["total_s"], rel=0.02, abs=0.01)
     assert (tmp_path / "bench.png").stat().st_size > 5000
 
 

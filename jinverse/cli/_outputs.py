@@ -18,25 +18,64 @@ def describe(bench) -> str:
     return f"{bench.name}({opts})" if opts else bench.name
 
 
+_PHASE_WHAT = {"compile": "tracing and compiling the {solver}",
+               "solve": "the solver's run",
+               "sampling": "the sampler's run: metric's mode search (if any), warmup and draws in one "
+                           "program, not timed apart",
+               "repeat": "the extra call made to time compilation",
+               "chunking": "slicing the batch into chunks and joining their results",
+               "diagnostics": "{diagnostics} (compilation included)",
+               "scoring": "{metric} (compilation included)"}
+
+
+def score_line(run, batch: int | None) -> str:
+    """The score with how to read it (`metric_info`), or that scoring was skipped."""
+    from ..problems.metrics import metric_info
+
+    if not run.scores:
+        return "  score      not computed (--no-score)"
+    metric, value = run.scores["metric"], run.scores["value"]
+    info = metric_info(metric)
+    what = "mean over the batch; " if batch else ""
+    return (f"  score      {metric} = {value:.4g}  ({what}{info.label}, against {info.against}; "
+            f"{info.better})")
+
+
+def time_lines(run) -> list[str]:
+    """The wall time of the run and every phase of it (`jinverse.bench.PHASES`)."""
+    from ..bench import phase_total
+
+    phases = run.phases
+    wall = run.wall_seconds if run.wall_seconds is not None else phase_total(phases)
+    lines = [f"  time       {wall:.3f} s in all (from the solver's first call to the score; reading "
+             "the problem and writing files not counted)"]
+    posterior = run.kind == "posterior"
+    fill = {"solver": "sampler" if posterior else "solver", "metric": run.scores.get("metric"),
+            "diagnostics": "R-hat, ESS, intervals, coverage" if posterior else "convergence, intervals"}
+    for name, secs in phases.items():
+        if secs is None:
+            lines.append(f"    {name:<12}skipped (--no-score)")
+        else:
+            lines.append(f"    {name:<12}{secs:9.3f} s  {_PHASE_WHAT.get(name, '').format(**fill)}")
+    return lines
+
+
 def summary_lines(bench, run, batch: int | None) -> list[str]:
-    """A short human summary: error against the truth, time, convergence / ESS / R-hat."""
+    """A short human summary: the score and how to read it, the time of every phase,
+    convergence / ESS / R-hat."""
     d = run.diagnostics
     n_obs = batch or 1
-    lines = [f"{describe(bench)}  method={run.method}  observations={n_obs}"]
-    if run.scores:
-        metric, value = run.scores["metric"], run.scores["value"]
-        what = "mean over the batch, " if batch else ""
-        against = "the reference posterior" if metric in ("c2st", "mmd") else "the true θ"
-        lines.append(f"  error      {metric} = {value:.4g}  ({what}against {against})")
-    comp = f" + {run.compile_seconds:.2f} s compilation" if run.compile_seconds else ""
-    lines.append(f"  time       {run.seconds:.3f} s{comp}")
+    lines = [f"{describe(bench)}  method={run.method}  observations={n_obs}", score_line(run, batch)]
+    lines += time_lines(run)
     if "converged" in d:
         lines.append(f"  converged  {d['converged']:.0%} of {n_obs}")
     if "lam" in d:
         lines.append(f"  lambda     {d['lam']:.4g}" + (" (median over the batch)" if batch else ""))
     if "max_rhat" in d:
         lines.append(f"  R-hat      {d['max_rhat']:.3f} (worst parameter{', worst observation' if batch else ''})")
-        lines.append(f"  ESS        {d['min_ess']:.0f} (smallest bulk ESS), {d['ess_per_s']:.4g} ESS/s")
+        total = f", {d['ess_per_s_total']:.4g} per second of the whole run" if "ess_per_s_total" in d else ""
+        lines.append(f"  ESS        {d['min_ess']:.0f} (smallest bulk ESS); {d['ess_per_s']:.4g} ESS/s "
+                     f"per second of sampling (compilation excluded){total}")
         lines.append(f"  divergent  {d['divergences']}")
     if "coverage90" in d:
         lines.append(f"  coverage   {d['coverage90']:.0%} of true values inside the 90% credible intervals")
@@ -88,8 +127,8 @@ def write_outputs(out: pathlib.Path, bench, run, *, batched: bool, meta: dict, f
     if fmt == "npz":
         paths.append(out / "result.json")
     summary = {"problem": bench.name, "options": {k: v for k, v in bench.options.items()},
-               "method": run.method, "seconds": run.seconds, "compile_seconds": run.compile_seconds,
-               "scores": run.scores, "diagnostics": run.diagnostics}
+               "method": run.method, **timing(run), "scores": run.scores, "score": score_meaning(run),
+               "diagnostics": run.diagnostics}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))
     paths.append(out / "summary.json")
     try:
@@ -97,6 +136,24 @@ def write_outputs(out: pathlib.Path, bench, run, *, batched: bool, meta: dict, f
     except ImportError as exc:
         echo(f"  (no plots: {exc})", err=True)
     return paths
+
+
+def timing(run) -> dict:
+    """The times of a run for JSON: wall, every phase (``None``: skipped) and the two figures of
+    older files (``seconds``: the solver's or sampler's run, ``compile_seconds``)."""
+    return {"wall_seconds": run.wall_seconds, "phases": dict(run.phases), "seconds": run.seconds,
+            "compile_seconds": run.compile_seconds}
+
+
+def score_meaning(run) -> dict:
+    """How to read the score (`metric_info`), or ``{"skipped": True}``."""
+    from ..problems.metrics import metric_info
+
+    if not run.scores:
+        return {"skipped": True}
+    info = metric_info(run.scores["metric"])
+    return {"metric": info.name, "label": info.label, "against": info.against, "direction": info.direction,
+            "ideal": info.ideal, "better": info.better}
 
 
 def _plain(x):

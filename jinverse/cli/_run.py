@@ -20,7 +20,7 @@ from ._common import (
     parse_options,
     phase,
 )
-from ._outputs import failure_report, summary_lines, write_outputs
+from ._outputs import failure_report, summary_lines, timing, write_outputs
 
 EXIT_NOT_CONVERGED = 3  # `jinverse solve`: results written, but some observations did not converge
 
@@ -34,6 +34,9 @@ _batch_opt = click.option("--batch", type=click.IntRange(min=1), default=None,
                           help="Solve B independent observations of the problem in one program.")
 _chunk_opt = click.option("--chunk", type=click.IntRange(min=1), default=4096, show_default=True,
                           help="Observations per compiled call (progress is shown between chunks).")
+_score_opt = click.option("--score/--no-score", default=True, show_default=True,
+                          help="Score the result against the truth or the reference posterior "
+                               "(C2ST trains a classifier per observation: often the longest phase).")
 _out_opt = click.option("--out", type=click.Path(file_okay=False), default=None,
                         help="Folder for the result file, summary.json and plots.")
 
@@ -74,7 +77,7 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
         click.echo(line)  # the result: printed even with --quiet
     if out is not None:
         folder = out_dir(out)
-        meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs}
+        meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs, "timing": timing(run)}
         with phase(f"writing {folder}"):
             paths = write_outputs(folder, bench, run, batched=batch is not None, meta=meta, fmt=fmt)
         echo("  wrote      " + ", ".join(str(p) for p in paths))
@@ -92,12 +95,14 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
 @click.option("--max-steps", type=click.IntRange(min=1), default=500, show_default=True,
               help="MAP optimiser steps per start.")
 @_chunk_opt
+@_score_opt
 @_option_opt
 @_out_opt
 @handle_errors
-def solve(name, method, batch, seed, starts, max_steps, chunk, option, out):
-    """Point estimate for problem NAME: MAP, Laplace or Tikhonov; prints the error against the
-    true θ and the time, writes result.npz (+ .json), summary.json and plots to --out.
+def solve(name, method, batch, seed, starts, max_steps, chunk, score, option, out):
+    """Point estimate for problem NAME: MAP, Laplace or Tikhonov; prints its score (the problem's
+    metric: which way is better, the ideal value) and the time of every phase, writes
+    result.npz (+ .json), summary.json and plots to --out.
 
     Exits with status 3 when the results were written but some observations did not converge
     (MAP status other than converged, or no Laplace approximation): the summary says which.
@@ -111,7 +116,7 @@ def solve(name, method, batch, seed, starts, max_steps, chunk, option, out):
             opts.update(num_starts=starts, key=jax.random.key(seed))
     elif starts > 1 or max_steps != 500:
         raise click.UsageError(f"--starts and --max-steps apply to map and newton, not {method!r}")
-    run = _run_one(name, method, option, seed, batch, chunk, out, "npz", options=opts)
+    run = _run_one(name, method, option, seed, batch, chunk, out, "npz", score=score, options=opts)
     failed = failure_report(run)
     if failed:
         click.echo(f"Error: {failed.split(':', 1)[0]} (exit status {EXIT_NOT_CONVERGED}; see the warning "
@@ -142,15 +147,17 @@ def _default_format() -> str:
 @_chunk_opt
 @click.option("--format", "fmt", type=click.Choice(["nc", "npz"]), default=None,
               help="Result file: NetCDF via ArviZ (default when arviz is installed) or .npz + .json.")
+@_score_opt
 @_option_opt
 @_out_opt
 @handle_errors
-def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, option, out):
-    """Posterior draws for problem NAME with a blackjax sampler; prints the error of the
-    posterior mean, time, R-hat, ESS, ESS/s and calibration, writes the draws and plots to --out."""
+def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, score, option, out):
+    """Posterior draws for problem NAME with a blackjax sampler; prints the score (the problem's
+    metric, e.g. C2ST against reference draws, with which way is better), the time of every
+    phase, R-hat, ESS, ESS/s and calibration, writes the draws and plots to --out."""
     fmt = fmt or _default_format()
     _run_one(name, method, option, seed, batch, chunk, out, fmt, chains=chains, warmup=warmup,
-             samples=samples, init=init)
+             samples=samples, init=init, score=score)
 
 
 def _split_list(values) -> list[str]:
@@ -173,9 +180,10 @@ def _split_list(values) -> list[str]:
               help="Folder for report.md, records.json and bench.png [default: jinverse_out/bench-SUITE].")
 @handle_errors
 def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
-    """The problem x method matrix: for each pair the problem's metric (error against the truth
-    or the reference posterior), run time and compilation time, and for samplers R-hat, ESS/s
-    and the coverage of 90% credible intervals. Prints a table, writes report.md and a chart."""
+    """The problem x method matrix: for each pair the problem's metric (against the truth or the
+    reference posterior, with which way is better and its ideal value), the time of every phase
+    (run, compilation, diagnostics, scoring, total), and for samplers R-hat, ESS/s and the
+    coverage of 90% credible intervals. Prints a table, writes report.md and a chart."""
     import time
 
     from .. import bench as B
@@ -225,13 +233,20 @@ def _report(folder: pathlib.Path, suite, table, methods, sampler, seed, records,
     lines = [f"# jinverse bench: {suite} suite", "",
              f"{len(table)} problems x {len(methods)} methods in {elapsed:.0f} s "
              f"({platform.machine()}, {platform.system()}, {_devices()}).", "",
-             "- **value**: the problem's metric (lower is better; `c2st` is 0.5 for a perfect posterior), "
-             "of the MAP/point estimate or of the posterior draws.",
-             "- **time s**: run time of the call without compilation (JAX's own tracing and compilation "
-             "events are timed and subtracted); **compile s**: that tracing and compilation.",
-             "- **converged**: share of MAP runs that met the tolerance; **R-hat**: worst split R-hat; "
-             "**ESS/s**: smallest bulk ESS per second of run time; **cover90**: share of true "
-             "values inside the 90% credible intervals.", "",
+             "- **metric**, **value**: the problem's metric, of the point estimate or of the posterior "
+             "draws; **better**: which way it is better and its ideal value (`lower, 0`: an error; "
+             "`higher, 1`: a success fraction; `= 0.5`: best at that value, worse either side). "
+             "The metrics in this table:",
+             *metric_lines(records),
+             "- **run s**: run time of the solver or sampler without compilation (JAX's own tracing and "
+             "compilation events are timed and subtracted; for samplers the mode search of the metric, "
+             "warmup and draws together); **compile s**: that tracing and compilation; **diag s**: "
+             "diagnostics (R-hat, ESS, intervals); **score s**: scoring (C2ST trains a classifier); "
+             "**total s**: the wall time of the pair, all of these together.",
+             "- **converged**: share of MAP runs that met the tolerance; **R-hat**: worst split R-hat "
+             "(ideal 1); **ESS/s**: smallest bulk ESS per second of **run s** (higher is better); "
+             "**cover90**: share of true values inside the 90% credible intervals (0.9 is ideal: "
+             "below, overconfident; above, too wide).", "",
              B.format_table(records, markdown=True), "",
              f"Settings: seed {seed}, sampler {sampler}; problem options "
              + "; ".join(f"{p} {o or 'defaults'}" for p, o in table.items()) + ".", "",
@@ -249,6 +264,19 @@ def _report(folder: pathlib.Path, suite, table, methods, sampler, seed, records,
         lines += ["", f"(no chart: {exc})"]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     (folder / "records.json").write_text(json.dumps(records, indent=1, default=str))
+
+
+def metric_lines(records) -> list[str]:
+    """One markdown bullet per metric in ``records``: what it measures, against what, which way
+    is better and its ideal value."""
+    from ..problems.metrics import metric_info
+
+    lines = []
+    for name in dict.fromkeys(r["metric"] for r in records if r.get("metric")):
+        info = metric_info(name)
+        note = f" ({info.note})" if info.note else ""
+        lines.append(f"  - `{name}`: {info.label}, against {info.against}; {info.better}{note}.")
+    return lines + [""] if lines else []
 
 
 def _devices() -> str:

@@ -105,6 +105,9 @@ def evaluate(benchmark: Benchmark, result, *, metric: str | None = None, num_dra
         the batch) and the metric's other scores. A posterior is scored on its mean for
         ``rel_error``/``rmse``; a point estimate cannot be scored by ``c2st``/``mmd``, so for
         those benchmarks it gets ``rmse`` against ``theta_true`` (and ``"metric"`` says so).
+        Not every score is an error: ``metrics.metric_info(name)`` says which way each one is
+        better and its ideal value (``rel_error``/``rmse``: lower, 0; ``repredict``: a success
+        fraction, higher, 1; ``c2st``: 0.5 is ideal).
     """
     metric = benchmark.metric if metric is None else metric
     if metric not in METRICS:

@@ -8,10 +8,15 @@
   the median pairwise distance of the pooled sample (the median heuristic).
 
 Both take two arrays shaped ``(n, d)`` (or ``(n,)``) and return a Python float.
+
+`metric_info(name)` says how to read every score `jinverse.problems.evaluate` returns (and the
+bench's interval coverage): what it measures, against what, which way is better and its ideal
+value, so that reports never call a success fraction an "error".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import equinox as eqx
@@ -21,7 +26,87 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
-__all__ = ["c2st", "mmd"]
+__all__ = ["MetricInfo", "c2st", "metric_info", "mmd"]
+
+
+# --------------------------------------------------------------------------------------
+# how to read a score
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """How to read one metric.
+
+    Attributes:
+        name: the key in `jinverse.problems.evaluate`'s dict.
+        label: what it measures, in words.
+        against: what it compares the result with.
+        direction: ``"lower"`` or ``"higher"`` (that way is better, ``ideal`` at the end), or
+            ``"target"`` (best at ``ideal``, worse either side).
+        ideal: the value of a perfect result.
+        note: how to read the other end of the scale, where it helps.
+    """
+
+    name: str
+    label: str
+    against: str
+    direction: str
+    ideal: float
+    note: str = ""
+
+    @property
+    def better(self) -> str:
+        """``"lower is better, ideal 0"``, ``"higher is better, ideal 1"``, ``"0.5 is ideal"``."""
+        if self.direction == "target":
+            return f"{self.ideal:g} is ideal, farther either way is worse"
+        return f"{self.direction} is better, ideal {self.ideal:g}"
+
+    @property
+    def short(self) -> str:
+        """The direction in a table cell: ``"lower, 0"``, ``"higher, 1"``, ``"= 0.5"``."""
+        return f"= {self.ideal:g}" if self.direction == "target" else f"{self.direction}, {self.ideal:g}"
+
+    def shortfall(self, value) -> np.ndarray:
+        """How far ``value`` is from ``ideal`` the bad way (0 for a perfect result)."""
+        v = np.asarray(value, dtype=float)
+        if self.direction == "lower":
+            return np.maximum(v - self.ideal, 0.0)
+        if self.direction == "higher":
+            return np.maximum(self.ideal - v, 0.0)
+        return np.abs(v - self.ideal)
+
+
+_INFO = {m.name: m for m in [
+    MetricInfo("rel_error", "relative error ||θ̂ - θ|| / ||θ||", "the true θ", "lower", 0.0),
+    MetricInfo("rmse", "root-mean-square error of θ", "the true θ", "lower", 0.0),
+    MetricInfo("repredict", "share of the estimates the trained model maps back to the target",
+               "the observed target", "higher", 1.0),
+    MetricInfo("repredict_error", "mean |model(θ) - y| of the estimates", "the observed target",
+               "lower", 0.0),
+    MetricInfo("in_preimage", "share of the estimates on the true preimage of the target",
+               "the true function", "higher", 1.0),
+    MetricInfo("coverage", "share of the true preimage within reach of a draw", "the true preimage",
+               "higher", 1.0),
+    MetricInfo("c2st", "C2ST: held-out accuracy of a classifier telling the draws from reference draws",
+               "the reference posterior", "target", 0.5,
+               "0.5: indistinguishable; 1.0: told apart every time"),
+    MetricInfo("mmd", "squared maximum mean discrepancy (unbiased)", "the reference posterior", "target",
+               0.0, "0: equal distributions (the estimate can dip slightly below 0 by chance)"),
+    MetricInfo("coverage90", "share of the true values inside the 90% credible intervals", "the true θ",
+               "target", 0.9, "below 0.9: intervals too narrow (overconfident); above: too wide"),
+]}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """How to read the metric ``name`` (see `MetricInfo`).
+
+    Example::
+
+        >>> metric_info("c2st").better
+        '0.5 is ideal, farther either way is worse'
+    """
+    if name not in _INFO:
+        raise ValueError(f"name: got {name!r}, expected one of {', '.join(_INFO)}")
+    return _INFO[name]
 
 
 def _as_2d(name: str, x) -> np.ndarray:

@@ -10,7 +10,6 @@ import math
 import warnings
 from collections.abc import Callable
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
@@ -19,12 +18,12 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
 from . import dense
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
-from ._checks import check_key, check_positive_int
+from ._gaussian import AbstractGaussianApproximation
 from .problem import InverseProblem
 from .sampling import _flat
 
 
-class GaussianApproximation(eqx.Module):
+class GaussianApproximation(AbstractGaussianApproximation):
     """``u ~ N(mean, covariance)`` with ``θ = problem.from_unconstrained(u)``.
 
     ``u`` is θ flattened (pytree leaves concatenated) in the prior's unconstrained space; for an
@@ -44,30 +43,9 @@ class GaussianApproximation(eqx.Module):
     ok: Bool[Array, "*batch"]
     problem: InverseProblem
 
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.mean.shape[:-1])
-
-    @property
-    def mode(self) -> PyTree:
-        """The mean mapped to θ's own space, ``(*batch, *theta_shape)``."""
-        return self._to_theta(self.mean)
-
-    def _to_theta(self, u):
-        _, unravel = _flat(self.problem)
-        fn = lambda x: self.problem.from_unconstrained(unravel(x))  # noqa: E731
-        for _ in range(u.ndim - 1):
-            fn = jax.vmap(fn)
-        return fn(u)
-
-    def sample(self, key: PRNGKeyArray, n: int) -> PyTree:
-        """``n`` draws of θ per observation, each leaf ``(*batch, n, *theta_shape)``."""
-        check_key("key", key)
-        n = check_positive_int("n", n)
+    def _draw(self, z):
         chol = dense.cholesky(self.covariance)
-        z = jax.random.normal(key, (*self.batch_shape, n, self.mean.shape[-1]), self.mean.dtype)
-        u = self.mean[..., None, :] + jnp.einsum("...ij,...nj->...ni", chol, z)
-        return self._to_theta(u)
+        return self.mean[..., None, :] + jnp.einsum("...ij,...nj->...ni", chol, z)
 
 
 _DENSE_COPIES = 5  # d x d arrays alive per lane in `_laplace_one`

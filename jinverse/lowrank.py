@@ -24,11 +24,12 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from . import curvature
 from ._batching import default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
+from ._gaussian import AbstractGaussianApproximation
 from .priors import AbstractPrior, Gaussian, Joint
 from .problem import InverseProblem
 from .regularizers import GMRF
@@ -199,7 +200,7 @@ def factor(problem: InverseProblem, y, u_map: Float[Array, " d"], rank: int, key
 # -- batched result and driver ---------------------------------------------------------------
 
 
-class LowRankGaussianApproximation(eqx.Module):
+class LowRankGaussianApproximation(AbstractGaussianApproximation):
     """``u ~ N(mean, S (I - V D Vᵀ) Sᵀ)`` per observation: the prior plus a rank-``r`` data
     update (`ji.laplace(..., rank=r)`); ``θ = problem.from_unconstrained(u)`` (θ itself for
     the Gaussian priors this needs).
@@ -222,10 +223,6 @@ class LowRankGaussianApproximation(eqx.Module):
     problem: InverseProblem
 
     @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.mean.shape[:-1])
-
-    @property
     def rank(self) -> int:
         return self.eigvals.shape[-1]
 
@@ -237,18 +234,6 @@ class LowRankGaussianApproximation(eqx.Module):
         for _ in self.batch_shape:
             one = jax.vmap(one)
         return one(self.mean, self.eigvals, self.eigvecs, *args)
-
-    @property
-    def mode(self) -> PyTree:
-        """The mean mapped to θ's own space, ``(*batch, *theta_shape)``."""
-        return self._to_theta(self.mean)
-
-    def _to_theta(self, u):
-        _, unravel = curvature.flatten(self.problem)
-        fn = lambda x: self.problem.from_unconstrained(unravel(x))  # noqa: E731
-        for _ in range(u.ndim - 1):
-            fn = jax.vmap(fn)
-        return fn(u)
 
     def variance(self) -> Float[Array, "*batch d"]:
         """Pointwise posterior variances of ``u``."""
@@ -285,13 +270,8 @@ class LowRankGaussianApproximation(eqx.Module):
         eye = jnp.eye(d, dtype=self.mean.dtype)
         return self._lanes(lambda f: jax.vmap(f.cov_matvec, out_axes=1)(eye))
 
-    def sample(self, key: PRNGKeyArray, n: int) -> PyTree:
-        """``n`` draws of θ per observation, each leaf ``(*batch, n, *theta_shape)``."""
-        check_key("key", key)
-        n = check_positive_int("n", n)
-        z = jax.random.normal(key, (*self.batch_shape, n, self.mean.shape[-1]), self.mean.dtype)
-        u = self._lanes(lambda f, zz: f.mean + jax.vmap(f.cov_sqrt_matvec)(zz), z)
-        return self._to_theta(u)
+    def _draw(self, z):
+        return self._lanes(lambda f, zz: f.mean + jax.vmap(f.cov_sqrt_matvec)(zz), z)
 
 
 def check_args(problem: InverseProblem, rank, key, oversampling: int, power_iters: int) -> None:

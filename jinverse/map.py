@@ -29,8 +29,14 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from ._quasi_newton import quasi_newton_step
-from .newton import (choose, damped_newton_step, exact_curvature, gauss_newton_curvature, least_squares,
-                     newton_cg_step)
+from .newton import (
+    choose,
+    damped_newton_step,
+    exact_curvature,
+    gauss_newton_curvature,
+    least_squares,
+    newton_cg_step,
+)
 from .problem import InverseProblem
 
 

@@ -19,6 +19,13 @@ original posterior, and pCN's reference measure is the standard normal it assume
 - ``"prior"``: ``m`` and ``Σ`` of a Gaussian prior (its precision is the curvature of
   ``-log_prior``): the reference measure of pCN.
 
+Up to `DENSE_MAX` unknowns ``L`` is a dense triangular factor (`Whitening`). Above, with a
+Gaussian prior ``Γ_pr = S Sᵀ``, it is the prior's square root with a low-rank data update
+(`LowRankWhitening`, `jinverse.lowrank`): ``L = S (I + V (diag(1/√(1+λ)) - I) Vᵀ)`` from the
+`LOWRANK_RANK` dominant eigenpairs of the prior-preconditioned misfit curvature (none for
+``"prior"``), ``O(d r)`` memory and work per evaluation; directions beyond the kept pairs keep
+their prior scale, which the sampler's own (diagonal) adaptation in ``z`` then corrects.
+
 Everything here but `resolve` (the driver's validation of ``metric=``) is per lane (one
 observation): pure, safe under ``jit``/``vmap``. A `Whitening`
 whose mode search went non-finite or whose curvature is not positive definite is replaced by the identity
@@ -36,7 +43,7 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, Bool, Float
 
-from . import _samplers, curvature
+from . import _samplers, curvature, lowrank
 from .likelihoods import Gaussian as GaussianLikelihood
 from .priors import Gaussian as GaussianPrior
 from .priors import Joint
@@ -46,6 +53,9 @@ from .regularizers import GMRF
 #: The largest number of unknowns for which ``"laplace"``/``"prior"`` build a dense ``d x d``
 #: factor (``d`` curvature-vector products, a Cholesky, a ``d²`` product per evaluation).
 DENSE_MAX = 2048
+
+#: Above `DENSE_MAX` unknowns, the number of eigenpairs of the low-rank Laplace whitening.
+LOWRANK_RANK = 256
 
 #: Metric names accepted by `ji.sample` (``"auto"`` is resolved by `choose`).
 NAMES = ("auto", "diagonal", "dense", "laplace", "prior")
@@ -86,6 +96,52 @@ def identity(d: int, dtype) -> Whitening:
                      jnp.ones((), bool))
 
 
+class LowRankWhitening(eqx.Module):
+    """The affine map ``u = m + L z`` with ``L`` the square root of a low-rank Laplace (or prior)
+    covariance (`lowrank.LowRankFactor`), for more than `DENSE_MAX` unknowns.
+
+    Attributes:
+        factor: ``m`` (``factor.mean``), ``λ``, ``V`` and the Gaussian prior that supplies ``S``.
+        log_det: ``log|det L|`` = half the log-determinant of the covariance.
+        ok: whether the factor is the one asked for (False: the prior's whitening, ``λ = 0``,
+            centred at the prior mean).
+    """
+
+    factor: lowrank.LowRankFactor
+    log_det: Float[Array, ""]
+    ok: Bool[Array, ""]
+
+    @property
+    def shift(self) -> Float[Array, " d"]:
+        return self.factor.mean
+
+    def to_u(self, z: Float[Array, " d"]) -> Float[Array, " d"]:
+        return self.factor.mean + self.factor.cov_sqrt_matvec(z)
+
+    def to_z(self, u: Float[Array, " d"]) -> Float[Array, " d"]:
+        return self.factor.whiten(u)
+
+    def logdensity(self, logdensity_fn):
+        return lambda z: logdensity_fn(self.to_u(z)) + self.log_det
+
+
+def from_factor(f: lowrank.LowRankFactor, ok=True) -> LowRankWhitening:
+    """The whitening of a low-rank factor; a non-finite or indefinite one (``λ <= -1``) falls
+    back to the prior's whitening with ``ok=False``."""
+    good = (jnp.asarray(ok, bool) & jnp.all(jnp.isfinite(f.eigvals)) & jnp.all(f.eigvals > -1)
+            & jnp.all(jnp.isfinite(f.eigvecs)) & jnp.all(jnp.isfinite(f.mean)))
+    centre = _prior_centre(f.prior, f.mean)
+    f = lowrank.LowRankFactor(mean=jnp.where(good, f.mean, centre),
+                              eigvals=jnp.where(good, f.eigvals, 0.0),
+                              eigvecs=jnp.where(good, f.eigvecs, 0.0), prior=f.prior)
+    return LowRankWhitening(f, 0.5 * f.logdet(), good)
+
+
+def _prior_centre(prior, like):
+    leaves = lowrank.gaussian_leaves(prior)
+    return jnp.concatenate([jnp.ravel(jnp.broadcast_to(p.mean, p.event_shape)) for p in leaves]).astype(like.dtype)
+
+
 def from_precision(mean: Float[Array, " d"], precision: Float[Array, "d d"], ok=True) -> Whitening:
     """The whitening of N(mean, precision⁻¹): ``precision = C Cᵀ`` (Cholesky), ``L = C⁻ᵀ``.
 
@@ -104,11 +160,16 @@ def from_precision(mean: Float[Array, " d"], precision: Float[Array, "d d"], ok=
                      pick(log_det, fallback.log_det), good)
 
 
-def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True) -> Whitening:
+def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True):
     """The Laplace whitening of one observation: N(mode, H⁻¹), ``H`` the curvature of
     ``-problem.log_density(·, y)`` (Jacobian included) at ``mode`` (a flat unconstrained point):
-    `curvature.ggn_vp` for likelihoods convex in the prediction, `curvature.hvp` otherwise."""
+    `curvature.ggn_vp` for likelihoods convex in the prediction, `curvature.hvp` otherwise.
+    Dense (`Whitening`) up to `DENSE_MAX` unknowns; above, the prior plus a rank-`LOWRANK_RANK`
+    update (`LowRankWhitening`; the prior must be Gaussian, see `resolve`)."""
     d = mode.shape[0]
+    if d > DENSE_MAX:  # fixed probes: the whitening is a function of the data alone
+        f = lowrank.factor(problem, y, mode, min(LOWRANK_RANK, d), jax.random.key(0))
+        return from_factor(f, ok)
     vp = curvature.ggn_vp if curvature.has_ggn(problem) else curvature.hvp
     hess = curvature.dense(lambda v: vp(problem, y, mode, v, jacobian=True), d, mode.dtype)
     return from_precision(mode, hess, ok)
@@ -119,6 +180,10 @@ def prior(problem: InverseProblem) -> Whitening:
     (constant) Hessian of ``-problem.log_prior``. The prior must be Gaussian (`is_gaussian_prior`)."""
     d, unravel = curvature.flatten(problem)
     center = ravel_pytree(problem.to_unconstrained(problem.prior.center()))[0]
+    if d > DENSE_MAX:  # S itself: no data update
+        f = lowrank.LowRankFactor(mean=_prior_centre(problem.prior, center), eigvals=jnp.zeros(0, center.dtype),
+                                  eigvecs=jnp.zeros((d, 0), center.dtype), prior=problem.prior)
+        return from_factor(f)
     neg = lambda x: -problem.log_prior(problem.from_unconstrained(unravel(x)))  # noqa: E731
     hess = curvature.dense(lambda v: jax.jvp(jax.grad(neg), (center,), (v,))[1], d, center.dtype)
     return from_precision(center, hess)
@@ -136,19 +201,31 @@ def is_gaussian_prior(p) -> bool:
 def choose(problem: InverseProblem, method, d: int) -> str:
     """What ``metric="auto"`` means for ``method`` on ``problem`` with ``d`` unknowns.
 
-    ``"prior"`` for pCN (its proposal assumes the prior as reference measure); ``"laplace"``
-    for a built-in method on a Gaussian likelihood with a Gaussian or GMRF prior and at most
-    `DENSE_MAX` unknowns (there the Laplace approximation is the posterior for a linear forward
-    model and close to it for a mildly nonlinear one); else ``"diagonal"``: the coordinates as
-    they are and the method's own adaptation (today's default). A user's own algorithm
+    ``"laplace"`` for a built-in method on a Gaussian likelihood with a Gaussian or GMRF prior
+    (there the Laplace approximation is the posterior for a linear forward model and close to
+    it for a mildly nonlinear one; low-rank above `DENSE_MAX` unknowns, where the GMRF must be
+    proper). For pCN that is gpCN (Rudolf & Sprungk 2018: the Laplace approximation as
+    reference measure instead of the prior). Else ``"diagonal"``: the coordinates as they are
+    and the method's own adaptation, or for pCN ``"prior"`` (its proposal assumes a Gaussian
+    reference measure). A user's own algorithm
     (callable ``method``) is never whitened unless asked.
     """
     if callable(method):
         return "diagonal"
-    if method == "pcn":
-        return "prior"
     gaussian = isinstance(problem.likelihood, GaussianLikelihood) and is_gaussian_prior(problem.prior)
-    return "laplace" if gaussian and d <= DENSE_MAX else "diagonal"
+    if gaussian and d > DENSE_MAX:
+        gaussian = _lowrank_ready(problem.prior)
+    if gaussian:
+        return "laplace"
+    return "prior" if method == "pcn" else "diagonal"
+
+
+def _lowrank_ready(prior) -> bool:
+    try:
+        lowrank.gaussian_leaves(prior)
+    except ValueError:
+        return False
+    return True
 
 
 # Method names that are another method in given coordinates: gpCN is pCN with the Laplace metric.
@@ -199,9 +276,10 @@ def resolve(problem: InverseProblem, method, metric, options: dict, d: int) -> t
     if name in ("pcn", "gpcn") and metric not in WHITENING:
         raise ValueError(f"metric: got {metric!r} for method {name!r}, expected 'prior' or "
                          "'laplace' (pCN assumes a standard normal reference in its coordinates)")
-    if metric in WHITENING and d > DENSE_MAX:
-        raise ValueError(f"metric: got {metric!r} for {d} unknowns, expected at most "
-                         f"{DENSE_MAX} (dense factor); use metric='diagonal'")
+    if metric in WHITENING and d > DENSE_MAX and not _lowrank_ready(problem.prior):
+        raise ValueError(f"metric: got {metric!r} for {d} unknowns with a {type(problem.prior).__name__} "
+                         f"prior, expected a proper Gaussian prior above {DENSE_MAX} unknowns (the "
+                         "low-rank whitening builds on the prior's square root); use metric='diagonal'")
     if metric == "prior":
         if not is_gaussian_prior(problem.prior):
             raise ValueError(f"metric: got 'prior' with a {type(problem.prior).__name__} prior, "

@@ -239,7 +239,9 @@ def _modes(problem, y, batch, mesh, batch_axis):
     from .map import Status as MAPStatus
     from .map import solve_map
 
-    res = solve_map(problem, y, optimizer="newton", jacobian=True, warn=False, mesh=mesh,
+    # dense Newton while the dense whitening is affordable; above, the matrix-free default
+    optimizer = "newton" if _flat(problem)[0] <= metric_lib.DENSE_MAX else "auto"
+    res = solve_map(problem, y, optimizer=optimizer, jacobian=True, warn=False, mesh=mesh,
                     batch_axis=batch_axis)
     size = math.prod(batch)
     to_u = problem.to_unconstrained
@@ -356,7 +358,9 @@ def sample(
         metric: the sampler's coordinates (`jinverse.metric`), for every method:
             ``"laplace"``: whitened by the Laplace approximation N(m, H⁻¹) of each observation
             (``m`` its mode by `ji.solve_map` with Newton steps, ``H`` the Gauss-Newton or exact
-            curvature there from `jinverse.curvature`, dense up to `metric.DENSE_MAX` unknowns):
+            curvature there from `jinverse.curvature`, dense up to `metric.DENSE_MAX` unknowns;
+            above, a proper Gaussian prior's square root with a rank-`metric.LOWRANK_RANK`
+            data update from `jinverse.lowrank`):
             the method samples ``z`` with ``u = m + L z``, ``L Lᵀ = H⁻¹``, and its chains start
             at draws of that Gaussian (unless ``init`` is given); where it is exact the target
             is N(0, I) and NUTS needs a few leapfrog steps per draw. ``"prior"``: whitened by a
@@ -364,10 +368,11 @@ def sample(
             the method's own adaptation (NUTS/HMC: a diagonal mass matrix). ``"dense"``: an
             adapted dense mass matrix (NUTS/HMC; ``dense_mass=True`` is its older spelling;
             MALA/RWMH: ``preconditioner="dense"``). ``"auto"`` (default): ``"laplace"`` for a
-            Gaussian likelihood with a Gaussian or GMRF prior and at most `metric.DENSE_MAX`
-            unknowns, ``"prior"`` for pCN, else ``"diagonal"`` (`metric.choose`). An
-            observation whose mode search goes non-finite or whose curvature is not positive definite
-            is sampled with the identity whitening (the ``"diagonal"`` behaviour) and flagged
+            Gaussian likelihood with a Gaussian or GMRF prior (a proper one above
+            `metric.DENSE_MAX` unknowns), ``"prior"`` for pCN, else ``"diagonal"``
+            (`metric.choose`). An observation whose mode search goes non-finite or whose
+            curvature is not positive definite is sampled with the identity whitening (the
+            ``"diagonal"`` behaviour; above `metric.DENSE_MAX`, the prior's) and flagged
             `Status.METRIC_FALLBACK`. ``method="gpcn"`` is pCN with ``metric="laplace"``.
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
             (hmc), ``learning_rate`` (chees). Must be hashable; an unknown name is refused.
@@ -439,8 +444,9 @@ def sample(
     if block_size is None:
         d = _flat(problem)[0]
         draws_bytes = num_chains * num_samples * (d * y.dtype.itemsize + 21)
-        if metric in metric_lib.WHITENING:  # each lane's dense factor L
-            draws_bytes += d * d * y.dtype.itemsize
+        if metric in metric_lib.WHITENING:  # each lane's factor L: dense, or d x r low-rank
+            cols = d if d <= metric_lib.DENSE_MAX else 4 * (metric_lib.LOWRANK_RANK + 10)
+            draws_bytes += d * cols * y.dtype.itemsize
         n_dev = 1 if mesh is None else mesh.shape[batch_axis]
         block_size = default_block_size(tree_bytes(jax.tree.map(lambda a: a[:1], lanes)) + draws_bytes,
                                         multiple * n_dev)

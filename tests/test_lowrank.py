@@ -208,4 +208,4 @@ def test_non_gaussian_prior_and_bad_arguments():
     huge = lowrank.LowRankGaussianApproximation(jnp.zeros((12000,)), jnp.zeros(1), jnp.zeros((12000, 1)),
                                                 jnp.asarray(True), good)
     with pytest.raises(ValueError, match=r"covariance: got d=12000.*covariance_matvec"):
-        huge.covariance
+        _ = huge.covariance

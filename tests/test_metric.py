@@ -16,7 +16,7 @@ import pytest
 
 import jinverse as ji
 from jinverse import metric
-from jinverse.posterior import Status
+from jinverse.posterior import SamplingWarning, Status
 
 N, M, SIGMA = 12, 20, 0.1
 WARMUP, DRAWS = 300, 500
@@ -92,7 +92,7 @@ def test_laplace_metric_reproduces_the_exact_posterior(linear):
 def test_auto_is_laplace_on_a_gaussian_problem(linear):
     problem = linear[0]
     assert metric.choose(problem, "nuts", N) == "laplace"
-    assert metric.choose(problem, "nuts", metric.DENSE_MAX + 1) == "diagonal"
+    assert metric.choose(problem, "nuts", metric.DENSE_MAX + 1) == "laplace"  # low-rank above
     assert metric.choose(problem, lambda ld: None, N) == "diagonal"
     student = ji.InverseProblem(problem.forward, problem.prior, ji.likelihoods.StudentT(SIGMA, 4.0))
     assert metric.choose(student, "nuts", N) == "diagonal"
@@ -194,3 +194,61 @@ def test_bad_metric_arguments(linear):
                                  problem.likelihood)
     with pytest.raises(ValueError, match="metric: got 'prior' with an improper prior"):
         ji.sample(improper, ys[0], metric="prior", **kw)
+
+
+# -- above metric.DENSE_MAX: the prior's square root with a low-rank data update ------------------
+
+
+@pytest.fixture
+def lowrank_limits(monkeypatch):
+    """metric.DENSE_MAX lowered below N, so the 12-unknown problem takes the low-rank path;
+    JAX's caches cleared around it (the limit is read when a program is traced)."""
+    jax.clear_caches()
+    monkeypatch.setattr(metric, "DENSE_MAX", 4)
+    yield monkeypatch
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("rank", [N, 5])
+def test_lowrank_whitening_against_dense(linear, lowrank_limits, rank):
+    problem, ys, means, cov = linear
+    lowrank_limits.setattr(metric, "LOWRANK_RANK", rank)
+    u_map = jnp.asarray(means[0])
+    w = jax.jit(lambda y: metric.laplace(problem, y, u_map))(ys[0])
+    assert isinstance(w, metric.LowRankWhitening) and bool(w.ok)
+    scale = np.asarray(jax.vmap(w.to_u, in_axes=1, out_axes=1)(jnp.eye(N))) - np.asarray(u_map)[:, None]
+    z = jnp.linspace(-1.0, 2.0, N)
+    np.testing.assert_allclose(w.to_z(w.to_u(z)), z, atol=1e-9)
+    if rank == N:  # every pair kept: the exact posterior covariance and log-determinant
+        np.testing.assert_allclose(scale @ scale.T, cov, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(w.log_det, 0.5 * np.linalg.slogdet(cov)[1], rtol=1e-8)
+    else:  # truncated: the covariance is only overstated (Γ_r - Γ is positive semi-definite)
+        assert np.linalg.eigvalsh(scale @ scale.T - cov).min() > -1e-10
+    # still an exact change of coordinates: the whitened density is the posterior's
+    ld = w.logdensity(lambda u: problem.log_density(u, ys[0]))
+    lp = jax.scipy.stats.multivariate_normal.logpdf
+    vals = [float(ld(z * s)) - float(lp(w.to_u(z * s), u_map, cov)) for s in (0.0, 1.0, 2.0)]
+    np.testing.assert_allclose(vals, vals[0], atol=1e-8)
+
+
+def test_lowrank_laplace_metric_samples_the_exact_posterior(linear, lowrank_limits):
+    problem, ys, means, cov = linear
+    lowrank_limits.setattr(metric, "LOWRANK_RANK", 6)  # half the pairs: the rest at prior scale
+    post = ji.sample(problem, ys[0], key=jax.random.key(3), num_warmup=WARMUP, num_samples=DRAWS)
+    assert int(post.status) == Status.OK
+    _check_exact(post, means[0], cov)
+    # the prior whitening alone (no pairs) runs too; 50 pCN draws of a data-dominated posterior
+    # are far too few, and the sampler says so
+    with pytest.warns(SamplingWarning, match="R-hat"):
+        pcn = ji.sample(problem, ys[0], key=jax.random.key(3), method="pcn", num_warmup=200, num_samples=50)
+    assert pcn.samples.shape[-1] == N
+
+
+def test_lowrank_metric_refuses_a_non_gaussian_prior(linear, lowrank_limits):
+    problem, ys, _, _ = linear
+    laplace_prior = ji.InverseProblem(problem.forward, ji.priors.Laplace(jnp.zeros(N), 1.0),
+                                      problem.likelihood)
+    assert metric.choose(laplace_prior, "nuts", N) == "diagonal"
+    with pytest.raises(ValueError, match="proper Gaussian prior above 4 unknowns"):
+        ji.sample(laplace_prior, ys[0], key=jax.random.key(0), metric="laplace", num_warmup=10,
+                  num_samples=10)

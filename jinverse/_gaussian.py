@@ -1,0 +1,50 @@
+"""What the dense and the low-rank Laplace approximations share: a Gaussian in the prior's
+unconstrained space ``u``, per observation, mapped back to θ by the problem."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+
+from . import curvature
+from ._checks import check_key, check_positive_int
+from .problem import InverseProblem
+
+
+class AbstractGaussianApproximation(eqx.Module):
+    """``u ~ N(mean, Γ)`` per observation, ``θ = problem.from_unconstrained(u)``; subclasses
+    hold ``Γ`` (dense, or prior plus low rank) and say how to draw from it (`_draw`)."""
+
+    mean: eqx.AbstractVar[Float[Array, "*batch d"]]
+    ok: eqx.AbstractVar[Bool[Array, "*batch"]]
+    problem: eqx.AbstractVar[InverseProblem]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.mean.shape[:-1])
+
+    @property
+    def mode(self) -> PyTree:
+        """The mean mapped to θ's own space, ``(*batch, *theta_shape)``."""
+        return self._to_theta(self.mean)
+
+    def _to_theta(self, u):
+        _, unravel = curvature.flatten(self.problem)
+        fn = lambda x: self.problem.from_unconstrained(unravel(x))  # noqa: E731
+        for _ in range(u.ndim - 1):
+            fn = jax.vmap(fn)
+        return fn(u)
+
+    @abc.abstractmethod
+    def _draw(self, z: Float[Array, "*batch n d"]) -> Float[Array, "*batch n d"]:
+        """``mean + Γ^{1/2} z`` for standard normal ``z``, per observation."""
+
+    def sample(self, key: PRNGKeyArray, n: int) -> PyTree:
+        """``n`` draws of θ per observation, each leaf ``(*batch, n, *theta_shape)``."""
+        check_key("key", key)
+        n = check_positive_int("n", n)
+        z = jax.random.normal(key, (*self.batch_shape, n, self.mean.shape[-1]), self.mean.dtype)
+        return self._to_theta(self._draw(z))

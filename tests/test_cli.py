@@ -236,3 +236,79 @@ def test_solve_that_did_not_converge_says_so_and_exits_3(runner, tmp_path):
     res = invoke(runner, ["--quiet", "solve", "shaw", "-o", f"n={N}", "--max-steps", "1"], code=3)
     assert "warning    the observation did not converge: stopped at max_steps" in res.output
     assert "3 " in invoke(runner, ["--help"]).output.split("Exit status:")[1]
+
+
+# -- issue 15 item 7: a resumable `sample`, --out checked before the run ------------------------
+
+SAMPLE_ARGS = ["sample", "shaw", "-o", "n=4", "-m", "rwmh", "--chains", "2", "--warmup", "30",
+               "--samples", "20", "--no-score", "--format", "npz"]
+
+
+def test_sample_checkpoint_resumes_after_ctrl_c(runner, tmp_path, monkeypatch):
+    """Ctrl-C during the draws keeps the checkpoint and says how to resume; the same command then
+    finishes from it, with the draws of an uninterrupted run bit for bit."""
+    import jinverse.checkpoint as C
+
+    invoke(runner, [*SAMPLE_ARGS, "--out", str(tmp_path / "whole")])
+    whole = ji.load_result(tmp_path / "whole" / "result.npz")
+    ckpt = tmp_path / "ck" / "run.npz"
+    saved = []
+    original = C._save
+
+    def save_then_interrupt(path, meta, done, states, draws):
+        original(path, meta, done, states, draws)
+        saved.append(done)
+        if len(saved) == 3:  # after the warm-up and two chunks of 5 draws
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(C, "_save", save_then_interrupt)
+    args = [*SAMPLE_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "5", "--out", str(tmp_path / "r")]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 1 and saved == [0, 5, 10]
+    assert f"saved in {ckpt}; run the same command again" in res.output
+    assert not (tmp_path / "r" / "result.npz").exists()
+    monkeypatch.setattr(C, "_save", lambda *a: (saved.append(a[2]), original(*a)))
+    invoke(runner, args)
+    assert saved[3:] == [15, 20]  # carried on from the third chunk
+    resumed = ji.load_result(tmp_path / "r" / "result.npz")
+    assert resumed.metadata["settings"]["options"]["checkpoint"] == str(ckpt)
+    np.testing.assert_array_equal(resumed.samples, whole.samples)
+    np.testing.assert_array_equal(resumed.stats.acceptance_rate, whole.stats.acceptance_rate)
+
+
+def test_sample_interrupted_without_checkpoint_says_how_to_resume(runner, monkeypatch):
+    import jinverse.bench as B
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(B, "run_method", interrupted)
+    res = runner.invoke(main, SAMPLE_ARGS)
+    assert res.exit_code == 1 and "Add --checkpoint FILE to make the run resumable" in res.output
+
+
+@pytest.mark.parametrize("cmd", [["solve", "shaw", "-o", f"n={N}", "-m", "tikhonov-gcv"], SAMPLE_ARGS])
+def test_unwritable_out_fails_before_the_run(runner, tmp_path, monkeypatch, cmd):
+    import jinverse.bench as B
+
+    def never(*a, **k):
+        raise AssertionError("the run started before --out was checked")
+
+    monkeypatch.setattr(B, "run_method", never)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    res = invoke(runner, [*cmd, "--out", str(blocker / "sub")], code=2)
+    assert "--out" in res.output and "cannot be written" in res.output
+    assert "is a file" in invoke(runner, [*cmd, "--out", str(blocker)], code=2).output  # click's check
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint FILE"),
+    (["--checkpoint", "{tmp}/c.npz", "--batch", "3", "--chunk", "2"], "expected --chunk >= --batch"),
+    (["--checkpoint", "{tmp}"], "is a directory"),  # click's check
+    (["--checkpoint", "{tmp}/a_file/c.npz"], "cannot be written"),
+])
+def test_checkpoint_usage_errors(runner, tmp_path, extra, needle):
+    (tmp_path / "a_file").write_text("")
+    res = invoke(runner, [*SAMPLE_ARGS, *[e.format(tmp=tmp_path) for e in extra]], code=2)
+    assert needle in res.output

@@ -191,10 +191,43 @@ class ChunkProgress:
 
 
 def out_dir(path: str | None) -> pathlib.Path | None:
+    """The ``--out`` folder, created and checked writable *before* any work (a run must not end
+    with its arrays lost to a bad path)."""
     if path is None:
         return None
     p = pathlib.Path(path)
     if p.exists() and not p.is_dir():
-        raise click.BadParameter(f"{path!r} exists and is not a folder", param_hint="--out")
-    p.mkdir(parents=True, exist_ok=True)
+        raise click.BadParameter(f"got {path!r}, which exists and is not a folder; expected a folder "
+                                 "(created if missing)", param_hint="--out")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        _probe_write(p)
+    except OSError as exc:
+        raise click.BadParameter(f"got {path!r}, which cannot be written ({exc.strerror or exc}); expected a "
+                                 "folder this user can create and write to", param_hint="--out") from None
     return p
+
+
+def checkpoint_file(path: str | None) -> pathlib.Path | None:
+    """The ``--checkpoint`` file, its folder created and checked writable before any work."""
+    if path is None:
+        return None
+    p = pathlib.Path(path)
+    if p.is_dir():
+        raise click.BadParameter(f"got {path!r}, which is a folder; expected a file path (e.g. run.ckpt.npz)",
+                                 param_hint="--checkpoint")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        _probe_write(p.parent)
+    except OSError as exc:
+        raise click.BadParameter(f"got {path!r}, whose folder cannot be written ({exc.strerror or exc}); "
+                                 "expected a file in a folder this user can write to",
+                                 param_hint="--checkpoint") from None
+    return p
+
+
+def _probe_write(folder: pathlib.Path) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".jinverse-write-test-"):
+        pass

@@ -12,6 +12,7 @@ from ..bench import POINT_METHODS, SAMPLE_METHODS, SUITES, NotApplicable, applic
 from . import main
 from ._common import (
     ChunkProgress,
+    checkpoint_file,
     choice_error,
     echo,
     handle_errors,
@@ -53,6 +54,7 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
     from ..bench import run_chunked
 
     name = _need_name(name)
+    folder = out_dir(out)  # checked before the run: a bad --out must not cost the results
     with phase(f"loading {name}"):
         bench = load_benchmark(name, parse_options(option), seed=seed, batch=batch)
     reason = applicable(bench, method)
@@ -75,8 +77,7 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
         run.diagnostics.setdefault("warnings", []).append(failed)
     for line in summary_lines(bench, run, batch):
         click.echo(line)  # the result: printed even with --quiet
-    if out is not None:
-        folder = out_dir(out)
+    if folder is not None:
         meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs, "timing": timing(run)}
         with phase(f"writing {folder}"):
             paths = write_outputs(folder, bench, run, batched=batch is not None, meta=meta, fmt=fmt)
@@ -148,16 +149,50 @@ def _default_format() -> str:
 @click.option("--format", "fmt", type=click.Choice(["nc", "npz"]), default=None,
               help="Result file: NetCDF via ArviZ (default when arviz is installed) or .npz + .json.")
 @_score_opt
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Save the sampler's state and the draws so far to FILE after the warm-up and every "
+                   "--checkpoint-every draws; after an interruption (Ctrl-C, a killed job) the same "
+                   "command carries on from there, with the same draws as an uninterrupted run.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Draws per chain between checkpoints [default: --samples / 10].")
 @_option_opt
 @_out_opt
 @handle_errors
-def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, score, option, out):
+def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, score, checkpoint,
+           checkpoint_every, option, out):
     """Posterior draws for problem NAME with a blackjax sampler; prints the score (the problem's
     metric, e.g. C2ST against reference draws, with which way is better), the time of every
-    phase, R-hat, ESS, ESS/s and calibration, writes the draws and plots to --out."""
+    phase, R-hat, ESS, ESS/s and calibration, writes the draws and plots to --out.
+
+    With --checkpoint FILE the run can be resumed: run the same command again after Ctrl-C.
+    """
     fmt = fmt or _default_format()
-    _run_one(name, method, option, seed, batch, chunk, out, fmt, chains=chains, warmup=warmup,
-             samples=samples, init=init, score=score)
+    options = _checkpoint_options(checkpoint, checkpoint_every, batch, chunk)
+    try:
+        _run_one(name, method, option, seed, batch, chunk, out, fmt, chains=chains, warmup=warmup,
+                 samples=samples, init=init, score=score, options=options)
+    except KeyboardInterrupt:
+        if checkpoint is None:
+            click.echo("Interrupted: nothing was kept. Add --checkpoint FILE to make the run resumable.",
+                       err=True)
+        else:
+            click.echo(f"Interrupted: the warm-up and the draws so far are saved in {checkpoint}; run the "
+                       "same command again to carry on from there.", err=True)
+        raise click.Abort() from None
+
+
+def _checkpoint_options(checkpoint, every, batch, chunk) -> dict:
+    """``ji.sample``'s ``checkpoint=``/``checkpoint_every=`` from the flags, checked before the run."""
+    if checkpoint is None:
+        if every is not None:
+            raise click.UsageError("--checkpoint-every needs --checkpoint FILE")
+        return {}
+    if batch is not None and batch > chunk:
+        raise click.UsageError(f"--checkpoint with --batch {batch} > --chunk {chunk}: the batch would run in "
+                               "several chunks, each needing its own file; expected --chunk >= --batch "
+                               f"(e.g. --chunk {batch})")
+    path = checkpoint_file(checkpoint)
+    return {"checkpoint": str(path)} | ({} if every is None else {"checkpoint_every": every})
 
 
 def _split_list(values) -> list[str]:

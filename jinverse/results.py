@@ -1,15 +1,17 @@
 """Result files a user can reload: `save_result` and `load_result` (``ji.load_result``).
 
-Two formats, each carrying the metadata that makes a run repeatable (problem, options, method,
-seed, package versions):
+Two formats, each carrying what makes a run repeatable and checkable: the metadata (problem,
+options, method, seed, settings, package versions, counts per status) and the data it was
+run on (the observations ``y`` and, when known, the true ``theta_true``):
 
 - ``.npz`` + ``.json``: the arrays in a NumPy archive, the metadata in a JSON file of the same
   stem beside it. Works for every result: `MAPResult`, `Posterior`, `GaussianApproximation`
-  (Laplace), `TikhonovResult`, or a dict of arrays.
+  and `LowRankGaussianApproximation` (Laplace), `TikhonovResult`, or a dict of arrays.
 - ``.nc`` (NetCDF through ArviZ/xarray, needs the ``arviz`` extra): posteriors only; draws in
   the ``posterior`` group with dims ``(chain, draw, obs_0.., theta_dim_0..)``, sampler statistics
-  in ``sample_stats``, per-observation diagnostics in a ``jinverse`` group, the metadata as JSON
-  in the ``posterior`` attributes. ArviZ reads it directly (``az.from_netcdf``).
+  in ``sample_stats``, ``y`` in ``observed_data``, per-observation diagnostics and
+  ``theta_true`` in a ``jinverse`` group, the metadata as JSON in the ``posterior`` attributes.
+  ArviZ reads it directly (``az.from_netcdf``).
 
 θ may be a pytree: its leaves are stored under their key paths and rebuilt as nested dicts
 and lists on loading.
@@ -33,7 +35,8 @@ KINDS = ("map", "posterior", "laplace", "tikhonov", "arrays")
 
 @dataclasses.dataclass
 class LoadedResult:
-    """What `load_result` returns: the ``result`` object and its ``metadata`` dict.
+    """What `load_result` returns: the ``result`` object, its ``metadata`` dict, and the data
+    the run was given: ``y`` (the observations) and ``theta_true`` (None when not stored).
 
     Attribute access falls through to ``result``: ``ji.load_result(p).theta`` works for a MAP
     result, ``ji.load_result(p).mean()`` for a posterior.
@@ -41,13 +44,15 @@ class LoadedResult:
 
     result: Any
     metadata: dict
+    y: Any = None
+    theta_true: Any = None
 
     @property
     def kind(self) -> str:
         return self.metadata["kind"]
 
     def __getattr__(self, name):
-        if name in ("result", "metadata"):
+        if name in ("result", "metadata", "y", "theta_true"):
             raise AttributeError(name)
         return getattr(self.result, name)
 
@@ -82,17 +87,43 @@ def _jsonable(x):
 def _kind(result) -> str:
     from .laplace import GaussianApproximation
     from .linear import TikhonovResult
+    from .lowrank import LowRankGaussianApproximation
     from .map import MAPResult
     from .posterior import Posterior
 
     for cls, name in ((MAPResult, "map"), (Posterior, "posterior"), (GaussianApproximation, "laplace"),
-                      (TikhonovResult, "tikhonov")):
+                      (LowRankGaussianApproximation, "laplace"), (TikhonovResult, "tikhonov")):
         if isinstance(result, cls):
             return name
     if isinstance(result, dict):
         return "arrays"
     raise TypeError(f"result: got {type(result).__name__}, expected a MAPResult, Posterior, "
-                    "GaussianApproximation, TikhonovResult or a dict of arrays")
+                    "GaussianApproximation, LowRankGaussianApproximation, TikhonovResult or a dict of arrays")
+
+
+def status_counts(result) -> dict[str, int]:
+    """How many batch elements have each status: MAP `Status` names; for a posterior the
+    number of observations with each flag of `jinverse.posterior.Status` (``ok``: none);
+    for Laplace ``ok``/``failed``. ``{}`` for other kinds."""
+    kind = _kind(result)
+    if kind == "map":
+        from .map import Status
+
+        codes = np.asarray(result.status).ravel()
+        return {Status(int(c)).name.lower(): int(np.count_nonzero(codes == c)) for c in np.unique(codes)}
+    if kind == "posterior":
+        from .posterior import Status
+
+        codes = np.asarray(result.status).ravel()
+        out = {"ok": int(np.count_nonzero(codes == 0))}
+        for flag in Status:
+            if flag and np.any(codes & flag):
+                out[flag.name.lower()] = int(np.count_nonzero(codes & flag))
+        return out
+    if kind == "laplace":
+        ok = np.asarray(result.ok).ravel()
+        return {"ok": int(np.count_nonzero(ok)), "failed": int(np.count_nonzero(~ok))}
+    return {}
 
 
 # -- pytrees of θ <-> flat named arrays ------------------------------------------------------
@@ -147,7 +178,6 @@ def _payload(result, kind: str) -> tuple[dict[str, np.ndarray], dict]:
         arrays, extra["theta_paths"] = _flatten_tree("theta", result.theta)
         for f in ("log_posterior", "grad_norm", "num_steps", "converged", "status"):
             arrays[f] = np.asarray(getattr(result, f))
-        extra["messages"] = _jsonable(result.messages())
     elif kind == "posterior":
         arrays, extra["theta_paths"] = _flatten_tree("samples", result.samples)
         for f, v in result.stats._asdict().items():
@@ -158,12 +188,31 @@ def _payload(result, kind: str) -> tuple[dict[str, np.ndarray], dict]:
                      batch_shape=list(result.batch_shape))
     elif kind == "laplace":
         arrays, extra["theta_paths"] = _flatten_tree("mode", result.mode)
-        arrays.update(mean=np.asarray(result.mean), covariance=np.asarray(result.covariance),
-                      ok=np.asarray(result.ok))
+        arrays.update(mean=np.asarray(result.mean), ok=np.asarray(result.ok))
+        if hasattr(result, "eigvecs"):  # prior plus a low-rank update: O(d r), never the dense matrix
+            extra["form"] = "lowrank"
+            arrays.update(eigvals=np.asarray(result.eigvals), eigvecs=np.asarray(result.eigvecs))
+        else:
+            extra["form"] = "dense"
+            arrays["covariance"] = np.asarray(result.covariance)
     elif kind == "tikhonov":
         arrays = {f: np.asarray(v) for f, v in result._asdict().items()}
     else:
         arrays = {str(k): np.asarray(v) for k, v in result.items()}
+    extra["status_counts"] = status_counts(result)
+    return arrays, extra
+
+
+def _data_arrays(y, theta_true) -> tuple[dict[str, np.ndarray], dict]:
+    """The observations and the truth, stored beside the result as ``data.y`` and
+    ``data.theta_true[.i]`` (θ's key paths in the metadata)."""
+    arrays: dict[str, np.ndarray] = {}
+    extra: dict[str, Any] = {}
+    if y is not None:
+        arrays["data.y"] = np.asarray(y)
+    if theta_true is not None:
+        truth, extra["theta_true_paths"] = _flatten_tree("data.theta_true", theta_true)
+        arrays.update(truth)
     return arrays, extra
 
 
@@ -178,39 +227,48 @@ def metadata_for(kind: str, benchmark=None, metadata: dict | None = None) -> dic
     return meta
 
 
-def save_result(result, path, *, benchmark=None, metadata: dict | None = None) -> pathlib.Path:
+def save_result(result, path, *, benchmark=None, metadata: dict | None = None, y=None,
+                theta_true=None) -> pathlib.Path:
     """Write ``result`` to ``path`` (``.npz`` with a ``.json`` beside it, or ``.nc`` NetCDF).
 
     Args:
-        result: a `MAPResult`, `Posterior`, `GaussianApproximation`, `TikhonovResult` or a dict
-            of arrays.
+        result: a `MAPResult`, `Posterior`, `GaussianApproximation`,
+            `LowRankGaussianApproximation`, `TikhonovResult` or a dict of arrays.
         path: the file; its suffix picks the format (``.nc`` for posteriors only). Without a
             suffix, ``.npz``.
-        benchmark: the `ji.Benchmark` it solved; its name and options go into the metadata.
+        benchmark: the `ji.Benchmark` it solved; its name and options go into the metadata,
+            its ``y`` and ``theta_true`` into the file (unless given below).
         metadata: more metadata (method, seed, settings...), anything JSON can hold.
+        y: the observations the result was computed from (default ``benchmark.y``).
+        theta_true: the true θ where known (default ``benchmark.theta_true``).
 
     Returns:
-        The path of the main file written.
+        The path of the main file written. Its metadata also holds the package versions and
+        ``status_counts`` (how many observations have each status).
     """
     path = pathlib.Path(path)
     kind = _kind(result)
     if path.suffix not in (".npz", ".nc"):
         path = path.with_name(path.name + ".npz")
+    if benchmark is not None:
+        y = benchmark.y if y is None else y
+        theta_true = benchmark.theta_true if theta_true is None else theta_true
     arrays, extra = _payload(result, kind)
-    meta = {**metadata_for(kind, benchmark, metadata), **extra}
+    data, data_extra = _data_arrays(y, theta_true)
+    meta = {**metadata_for(kind, benchmark, metadata), **extra, **data_extra}
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".nc":
         if kind != "posterior":
             raise ValueError(f"path: got {str(path)!r} for a {kind} result; NetCDF (.nc) holds posteriors, "
                              "use .npz")
-        _save_netcdf(result, path, meta)
+        _save_netcdf(result, path, meta, data)
         return path
-    np.savez(path, **arrays)
+    np.savez(path, **arrays, **data)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path
 
 
-def _save_netcdf(post, path: pathlib.Path, meta: dict) -> None:
+def _save_netcdf(post, path: pathlib.Path, meta: dict, data: dict) -> None:
     try:
         import arviz as az
         import xarray as xr
@@ -227,8 +285,16 @@ def _save_netcdf(post, path: pathlib.Path, meta: dict) -> None:
     stats = {f: np.moveaxis(np.moveaxis(np.asarray(v), nb, 0), nb + 1, 1)
              for f, v in post.stats._asdict().items()}
     dims.update({f: obs for f in stats})
-    idata = az.from_dict(posterior=posterior, sample_stats=stats, dims=dims)
+    observed = {}
+    if "data.y" in data:
+        observed["y"] = data["data.y"]
+        dims["y"] = obs[: observed["y"].ndim] + [f"y_dim_{i}" for i in range(observed["y"].ndim - nb)]
+    idata = az.from_dict(posterior=posterior, sample_stats=stats, observed_data=observed or None, dims=dims)
     diag = {f: (obs, np.asarray(getattr(post, f))) for f in ("max_rhat", "min_ess", "num_divergent", "status")}
+    for name, a in data.items():
+        if name.startswith("data.theta_true"):
+            key = name[len("data."):].replace(".", "_")
+            diag[key] = (obs[: a.ndim] + [f"{key}_dim_{i}" for i in range(a.ndim - nb)], a)
     idata.add_groups(jinverse=xr.Dataset(diag))
     idata.posterior.attrs["jinverse"] = json.dumps({**meta, "variables": list(posterior)})
     idata.to_netcdf(str(path))
@@ -236,25 +302,35 @@ def _save_netcdf(post, path: pathlib.Path, meta: dict) -> None:
 
 # -- loading -----------------------------------------------------------------------------------
 
-def load_result(path) -> LoadedResult:
-    """Read a file written by `save_result` (or `jinverse solve/sample --out`).
+RESULT_FILES = ("result.nc", "result.npz")  # what `jinverse solve/sample --out` writes
+
+
+def load_result(path, *, problem=None) -> LoadedResult:
+    """Read a file written by `save_result`, or the ``--out`` folder of `jinverse solve/sample`.
+
+    Args:
+        path: a ``.npz`` (or its ``.json``) or ``.nc`` file, or a folder holding ``result.npz``
+            or ``result.nc`` (the newer one when both are there).
+        problem: the `ji.InverseProblem` a Laplace result approximates (its bijector maps the
+            Gaussian back to θ). Not needed for a built-in problem (the file names it and its
+            options: it is rebuilt) nor for other kinds of result.
 
     Returns:
-        A `LoadedResult` with ``result`` (a `MAPResult`, `Posterior`, dict of arrays for Laplace,
-        a `TikhonovResult`, or a dict) and ``metadata`` (problem, options, method, seed, versions).
-        Arrays come back as NumPy arrays with their stored dtype (no silent float64 -> float32
-        cast when JAX runs in float32).
+        A `LoadedResult` with ``result`` (a `MAPResult`, `Posterior`, `GaussianApproximation` or
+        `LowRankGaussianApproximation`, `TikhonovResult`, or a dict), ``metadata`` (problem,
+        options, method, seed, settings, versions, ``status_counts``), and the data of the run:
+        ``y`` and ``theta_true`` (None when the file has none). Arrays come back as NumPy
+        arrays with their stored dtype (no silent float64 -> float32 cast when JAX runs in
+        float32).
 
     Example::
 
-        res = ji.load_result("out/result.npz")
-        res.metadata["problem"], res.theta
+        res = ji.load_result("out/shaw")          # the folder of `jinverse solve shaw --out out/shaw`
+        res.metadata["problem"], res.theta, res.theta_true
     """
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    path = _result_file(pathlib.Path(path))
     if path.suffix == ".nc":
-        return _load_netcdf(path)
+        return _load_netcdf(path, problem)
     if path.suffix == ".json":
         path = path.with_suffix(".npz")
     meta_path = path.with_suffix(".json")
@@ -266,10 +342,32 @@ def load_result(path) -> LoadedResult:
         raise ValueError(f"path: {meta_path.name} is not jinverse result metadata")
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    return LoadedResult(_rebuild(meta["kind"], arrays, meta), meta)
+    return _loaded(meta["kind"], arrays, meta, problem)
 
 
-def _rebuild(kind: str, arrays: dict, meta: dict):
+def _result_file(path: pathlib.Path) -> pathlib.Path:
+    if not path.exists():
+        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    if not path.is_dir():
+        return path
+    found = [path / f for f in RESULT_FILES if (path / f).exists()]
+    if not found:
+        raise FileNotFoundError(f"path: the folder {str(path)!r} holds neither {' nor '.join(RESULT_FILES)}; "
+                                "expected a result file or the --out folder of jinverse solve/sample")
+    return max(found, key=lambda f: f.stat().st_mtime)
+
+
+def _loaded(kind: str, arrays: dict, meta: dict, problem) -> LoadedResult:
+    data = {k: v for k, v in arrays.items() if k.startswith("data.")}
+    rest = {k: v for k, v in arrays.items() if not k.startswith("data.")}
+    y = data.get("data.y")
+    truth = None
+    if "theta_true_paths" in meta:
+        truth = _unflatten_tree("data.theta_true", data, meta["theta_true_paths"])
+    return LoadedResult(_rebuild(kind, rest, meta, problem), meta, y, truth)
+
+
+def _rebuild(kind: str, arrays: dict, meta: dict, problem=None):
     from ._samplers import Stats
     from .linear import TikhonovResult
     from .map import MAPResult
@@ -288,15 +386,38 @@ def _rebuild(kind: str, arrays: dict, meta: dict):
                          status=np.asarray(arrays["status"]), warnings=tuple(meta["warnings"]),
                          method=meta["method"], num_warmup=int(meta["num_warmup"]))
     if kind == "laplace":
-        out = {k: np.asarray(v) for k, v in arrays.items() if not k.startswith("mode")}
-        out["mode"] = _unflatten_tree("mode", arrays, meta["theta_paths"])
-        return out
+        return _rebuild_laplace(arrays, meta, problem)
     if kind == "tikhonov":
         return TikhonovResult(**{f: np.asarray(arrays[f]) for f in TikhonovResult._fields})
     return {k: np.asarray(v) for k, v in arrays.items()}
 
 
-def _load_netcdf(path: pathlib.Path) -> LoadedResult:
+def _rebuild_laplace(arrays: dict, meta: dict, problem):
+    """A `GaussianApproximation` (or the low-rank one) over ``problem``: the one given, else the
+    built-in problem the metadata names, rebuilt from its options."""
+    from .laplace import GaussianApproximation
+    from .lowrank import LowRankGaussianApproximation
+    from .problem import InverseProblem
+
+    if problem is None and meta.get("problem") is not None:
+        from . import problems
+
+        if meta["problem"] in problems.names():
+            problem = problems.load(meta["problem"], **meta.get("options", {})).problem
+    if problem is None:
+        raise ValueError("problem: got None for a Laplace result of a problem that is not built in; expected "
+                         "the ji.InverseProblem it approximates (load_result(path, problem=...)): it maps "
+                         "the Gaussian back to θ")
+    if not isinstance(problem, InverseProblem):
+        raise TypeError(f"problem: got {type(problem).__name__}, expected a ji.InverseProblem")
+    mean, ok = np.asarray(arrays["mean"]), np.asarray(arrays["ok"])
+    if meta.get("form") == "lowrank":
+        return LowRankGaussianApproximation(mean=mean, eigvals=np.asarray(arrays["eigvals"]),
+                                            eigvecs=np.asarray(arrays["eigvecs"]), ok=ok, problem=problem)
+    return GaussianApproximation(mean=mean, covariance=np.asarray(arrays["covariance"]), ok=ok, problem=problem)
+
+
+def _load_netcdf(path: pathlib.Path, problem=None) -> LoadedResult:
     import arviz as az
 
     idata = az.from_netcdf(str(path))
@@ -310,5 +431,10 @@ def _load_netcdf(path: pathlib.Path) -> LoadedResult:
     for f in idata.sample_stats.data_vars:
         arrays[f"stats.{f}"] = back(idata.sample_stats[f].values)
     for f in idata.jinverse.data_vars:
-        arrays[f] = np.asarray(idata.jinverse[f].values)
-    return LoadedResult(_rebuild("posterior", arrays, meta), meta)
+        name = f
+        if f == "theta_true" or f.startswith("theta_true_"):  # data.theta_true[.i] (see _save_netcdf)
+            name = "data.theta_true" + ("." + f[len("theta_true_"):] if f != "theta_true" else "")
+        arrays[name] = np.asarray(idata.jinverse[f].values)
+    if "observed_data" in idata.groups() and "y" in idata.observed_data:
+        arrays["data.y"] = np.asarray(idata.observed_data["y"].values)
+    return _loaded("posterior", arrays, meta, problem)

@@ -139,6 +139,8 @@ def test_sample_summary_and_reload(runner, tmp_path):
     assert isinstance(post, ji.Posterior) and post.samples.shape == (2, 200, 6)
     assert loaded.metadata["settings"]["chains"] == 2
     bench = ji.problems.load("shaw", n=6)
+    np.testing.assert_array_equal(loaded.y, bench.y)  # the data, in the NetCDF file's observed_data
+    np.testing.assert_array_equal(loaded.theta_true, bench.theta_true)
     exact = closed_form_mean(bench, bench.y)
     mc_se = np.asarray(post.std()) / np.sqrt(np.asarray(post.ess()))
     assert np.all(np.abs(np.asarray(post.mean()) - exact) < 5 * mc_se)
@@ -312,3 +314,29 @@ def test_checkpoint_usage_errors(runner, tmp_path, extra, needle):
     (tmp_path / "a_file").write_text("")
     res = invoke(runner, [*SAMPLE_ARGS, *[e.format(tmp=tmp_path) for e in extra]], code=2)
     assert needle in res.output
+
+
+# -- issue 15 item 8: results re-checked from their files ---------------------------------------
+
+def test_out_folder_reloads_with_data_settings_and_a_typed_laplace(runner, tmp_path):
+    """`ji.load_result(OUT)` gives a typed Laplace result over the rebuilt problem, the data it
+    was run on, the settings and versions; the score recomputed from the files is the one
+    printed."""
+    res = invoke(runner, ["solve", "shaw", "-o", f"n={N}", "-m", "laplace", "--batch", "2", "--seed", "4",
+                          "--out", str(tmp_path)])
+    loaded = ji.load_result(tmp_path)
+    assert isinstance(loaded.result, ji.GaussianApproximation) and loaded.mean.shape == (2, N)
+    bench = ji.problems.load("shaw", n=N, batch=2, seed=4)
+    np.testing.assert_array_equal(loaded.y, bench.y)
+    np.testing.assert_array_equal(loaded.theta_true, bench.theta_true)
+    meta = loaded.metadata
+    assert meta["flags"]["method"] == "laplace" and meta["flags"]["batch"] == 2 and meta["precision"] == 64
+    assert meta["command"] == "solve" and meta["versions"]["jax"] == jax.__version__
+    assert meta["status_counts"] == {"ok": 2, "failed": 0}
+    assert json.loads((tmp_path / "summary.json").read_text())["status_counts"] == {"ok": 2, "failed": 0}
+    # re-checked from the files alone: the score printed, from the stored mode and truth
+    rebuilt = ji.problems.load(meta["problem"], **meta["options"])
+    score = ji.problems.evaluate(rebuilt, np.asarray(loaded.mode))
+    assert f"rel_error = {float(np.mean(score['value'])):.4g}" in res.output
+    # the mode is the closed-form posterior mean of the linear-Gaussian problem
+    np.testing.assert_allclose(loaded.mode, closed_form_mean(bench, loaded.y), rtol=1e-5, atol=1e-6)

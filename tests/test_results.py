@@ -106,9 +106,15 @@ def test_tikhonov_laplace_and_dict_roundtrip(tmp_path, key):
     np.testing.assert_array_equal(back.x, tik.x)
     problem = ji.InverseProblem(A, ji.priors.Gaussian(jnp.zeros(4), 1.0), ji.likelihoods.Gaussian(0.1))
     lap = ji.laplace(problem, y, at=jnp.zeros(4))  # (no MAP solve: the round trip is what is tested)
-    got = ji.load_result(save_result(lap, tmp_path / "l.npz")).result
-    np.testing.assert_array_equal(got["covariance"], lap.covariance)
-    np.testing.assert_array_equal(got["mode"], lap.mode)
+    path = save_result(lap, tmp_path / "l.npz")
+    # a Laplace result comes back as a typed object over its problem (not a built-in one: given)
+    got = ji.load_result(path, problem=problem).result
+    assert isinstance(got, ji.GaussianApproximation)
+    np.testing.assert_array_equal(got.covariance, lap.covariance)
+    np.testing.assert_array_equal(got.mode, lap.mode)
+    np.testing.assert_array_equal(got.sample(key, 3), lap.sample(key, 3))
+    with pytest.raises(ValueError, match="problem: got None for a Laplace result"):
+        ji.load_result(path)
     d = ji.load_result(save_result({"x": np.arange(3)}, tmp_path / "d.npz"))
     assert d.kind == "arrays"
     np.testing.assert_array_equal(d.result["x"], np.arange(3))
@@ -124,3 +130,67 @@ def test_errors(tmp_path):
     np.savez(tmp_path / "bare.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match="no metadata file"):
         ji.load_result(tmp_path / "bare.npz")
+
+
+# -- issue 15 item 8: results that can be re-checked from their files ---------------------------
+
+def test_map_metadata_holds_status_counts_not_a_sentence_per_element(tmp_path):
+    n = 1000
+    status = jnp.asarray(np.r_[np.zeros(n - 3, int), [1, 1, 2]])
+    res = ji.MAPResult(theta=jnp.zeros((n, 2)), log_posterior=jnp.zeros(n), grad_norm=jnp.zeros(n),
+                       num_steps=jnp.ones(n, int), converged=status == 0, status=status)
+    save_result(res, tmp_path / "m.npz")
+    text = (tmp_path / "m.json").read_text()
+    meta = json.loads(text)
+    assert meta["status_counts"] == {"converged": n - 3, "max_steps": 2, "nonfinite": 1}
+    assert "messages" not in meta and len(text) < 2000
+    back = ji.load_result(tmp_path / "m.npz")  # the per-element reasons still come from status
+    assert back.messages()[-1] == ji.Status.NONFINITE.describe()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".nc"])
+def test_data_and_truth_stored_with_the_result(tmp_path, suffix):
+    """y and theta_true (from the benchmark, or given) come back with the result."""
+    if suffix == ".nc":
+        pytest.importorskip("arviz")
+    post = _posterior(np.random.default_rng(2), batch=(2,))
+    y = np.arange(10.0).reshape(2, 5)
+    truth = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    back = ji.load_result(save_result(post, tmp_path / f"p{suffix}", y=y, theta_true=truth))
+    np.testing.assert_array_equal(back.y, y)
+    np.testing.assert_array_equal(back.theta_true, truth)
+    assert back.metadata["status_counts"] == {"ok": 2}
+    np.testing.assert_array_equal(back.samples, post.samples)
+    bare = ji.load_result(save_result(post, tmp_path / f"q{suffix}"))
+    assert bare.y is None and bare.theta_true is None
+
+
+def test_pytree_truth_and_benchmark_data(tmp_path):
+    bench = ji.problems.load("shaw", n=8, batch=3)
+    back = ji.load_result(save_result(_map_result(jnp.zeros((3, 8))), tmp_path / "r.npz", benchmark=bench))
+    np.testing.assert_array_equal(back.y, bench.y)
+    np.testing.assert_array_equal(back.theta_true, bench.theta_true)
+    truth = {"a": np.ones((3, 2)), "b": [np.zeros(3)]}
+    back = ji.load_result(save_result(_map_result(jnp.zeros((3, 2))), tmp_path / "t.npz", theta_true=truth))
+    assert set(back.theta_true) == {"a", "b"}
+    np.testing.assert_array_equal(back.theta_true["b"][0], truth["b"][0])
+
+
+def test_load_result_of_a_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds neither result.nc nor result.npz"):
+        ji.load_result(tmp_path / "empty")
+    save_result(_map_result(jnp.zeros((3, 2))), tmp_path / "run" / "result.npz", metadata={"seed": 5})
+    assert ji.load_result(tmp_path / "run").metadata["seed"] == 5
+
+
+def test_lowrank_laplace_roundtrip(tmp_path, key):
+    rng = np.random.default_rng(3)
+    A = jnp.asarray(rng.normal(size=(6, 5)))
+    problem = ji.InverseProblem(A, ji.priors.Gaussian(jnp.zeros(5), 1.0), ji.likelihoods.Gaussian(0.1))
+    lap = ji.laplace(problem, A @ jnp.ones(5), at=jnp.zeros(5), rank=2, key=key)
+    assert isinstance(lap, ji.LowRankGaussianApproximation)
+    got = ji.load_result(save_result(lap, tmp_path / "lr.npz"), problem=problem).result
+    assert isinstance(got, ji.LowRankGaussianApproximation)
+    np.testing.assert_array_equal(got.std(), lap.std())
+    assert ji.load_result(tmp_path / "lr.npz", problem=problem).metadata["status_counts"] == {"ok": 1, "failed": 0}

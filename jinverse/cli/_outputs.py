@@ -121,14 +121,14 @@ def _single_array(tree):
 
 def write_outputs(out: pathlib.Path, bench, run, *, batched: bool, meta: dict, fmt: str = "npz") -> list[pathlib.Path]:
     """Write the result (``result.npz``/``.json`` or ``result.nc``), ``summary.json`` and plots."""
-    from ..results import save_result
+    from ..results import save_result, status_counts
 
     paths = [save_result(run.result, out / f"result.{fmt}", benchmark=bench, metadata=meta)]
     if fmt == "npz":
         paths.append(out / "result.json")
     summary = {"problem": bench.name, "options": {k: v for k, v in bench.options.items()},
                "method": run.method, **timing(run), "scores": run.scores, "score": score_meaning(run),
-               "diagnostics": run.diagnostics}
+               "diagnostics": run.diagnostics, "status_counts": status_counts(run.result)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))
     paths.append(out / "summary.json")
     try:

@@ -20,6 +20,7 @@ from ._common import (
     out_dir,
     parse_options,
     phase,
+    settings,
 )
 from ._outputs import failure_report, summary_lines, timing, write_outputs
 
@@ -78,7 +79,9 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
     for line in summary_lines(bench, run, batch):
         click.echo(line)  # the result: printed even with --quiet
     if folder is not None:
-        meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs, "timing": timing(run)}
+        ctx = click.get_current_context()
+        meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs, "timing": timing(run),
+                "precision": settings().precision, "command": ctx.info_name, "flags": ctx.params}
         with phase(f"writing {folder}"):
             paths = write_outputs(folder, bench, run, batched=batch is not None, meta=meta, fmt=fmt)
         echo("  wrote      " + ", ".join(str(p) for p in paths))

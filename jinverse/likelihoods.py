@@ -192,6 +192,31 @@ class Categorical(AbstractLikelihood):
     def check_data(self, y, prediction, name="y"):
         super().check_data(y, prediction, name)
         k = prediction.shape[-1]
+        _refuse_one_hot(y, prediction, name)
         if np.any(y != np.round(y)) or np.any(y < 0) or np.any(y >= k):
             raise ValueError(f"{name}: got labels {np.unique(y)[:6].tolist()}, expected integers in "
                              f"[0, {k - 1}] for a model with {k} classes")
+
+
+def _refuse_one_hot(y: np.ndarray, prediction, name: str) -> None:
+    """One-hot rows (a 1 among K-1 zeros) along the last batch axis would pass as K separate
+    labels 0/1: refused when random labels would look like that less than once in a million
+    times (``K**(1-K)`` per row), else warned about (a legitimate batch of K labels can be
+    [0, 0, 1, 0, ...]). Two classes are let through: [0, 1] is most likely two labels."""
+    import warnings
+
+    k, event_ndim = prediction.shape[-1], len(prediction.shape) - 1
+    axis = y.ndim - event_ndim - 1  # the last batch axis
+    if axis < 0 or k < 3 or y.shape[axis] != k:
+        return
+    if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=axis) == 1)):
+        return
+    rows = y.size // k
+    labels = (*y.shape[:axis], *y.shape[axis + 1:])
+    msg = (f"{name}: got shape {y.shape} holding {rows} one-hot row{'s' if rows > 1 else ''} of length {k} "
+           f"(axis {axis}), expected integer class labels in [0, {k - 1}] shaped (*batch"
+           f"{', *event' if event_ndim else ''}): pass {name}.argmax(axis={axis}) (shape {labels}). If these "
+           f"are {k} separate labels, add a batch axis after them: shape {(*y.shape[:axis + 1], 1, *y.shape[axis + 1:])}")
+    if rows * (k - 1) * math.log(k) > 6 * math.log(10):  # random labels: chance below 1e-6
+        raise ValueError(msg)
+    warnings.warn(msg, UserWarning, stacklevel=5)

@@ -117,7 +117,13 @@ class InverseProblem(eqx.Module):
         return self.likelihood.event_shape(pred)
 
     def check_y(self, y, name: str = "y") -> tuple[Array, tuple[int, ...]]:
-        """Validate observations ``y`` shaped ``(*batch, *event)``; return ``(y, batch_shape)``."""
+        """Validate observations ``y`` shaped ``(*batch, *event)``; return ``(y, batch_shape)``.
+
+        ``y`` comes back in the problem's precision, the float dtype of θ (the prior's): a
+        float32 problem stays float32 when JAX runs in float64, and float32 data in a float64
+        problem is widened. A problem whose parts disagree (θ in one precision, the forward
+        model's output in another) is refused: its results would mix precisions.
+        """
         if isinstance(y, jax.core.Tracer):
             raise TypeError(f"{name}: got a traced value; call jinverse solvers outside jit "
                             "(they compile themselves) or use the functional core directly")
@@ -133,13 +139,60 @@ class InverseProblem(eqx.Module):
         event = self.data_shape(pred)
         k = len(event)
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != tuple(event):
-            raise ValueError(f"{name}: got shape {arr.shape}, expected (*batch, {', '.join(map(str, event))}"
-                             f"{',' if len(event) == 1 else ''}) — one observation has shape {event}")
+            raise ValueError(self._shape_mismatch(name, arr.shape, pred, event))
         if arr.size == 0:
             raise ValueError(f"{name}: got shape {arr.shape} with no observations, expected at least one")
+        batch = tuple(arr.shape[: arr.ndim - k])
+        _check_finite_rows(name, arr, batch)
         self.likelihood.check_data(arr, pred, name)
-        dtype = jnp.result_type(float)
-        return jnp.asarray(arr, dtype=dtype), tuple(arr.shape[: arr.ndim - k])
+        return jnp.asarray(arr, dtype=self._precision(pred)), batch
+
+    def _shape_mismatch(self, name: str, shape, pred, event) -> str:
+        """Why ``y`` of ``shape`` does not fit. The shape one observation must have comes from the
+        forward model, so the message says so, and which to fix: y, or forward."""
+        shape, out, event, k = tuple(shape), tuple(pred.shape), tuple(event), len(event)
+        ref = self.theta_shape_dtype()
+        theta = ref.shape if isinstance(ref, jax.ShapeDtypeStruct) else jax.tree.map(lambda r: r.shape, ref)
+        squeezed = tuple(d for d in out if d != 1)
+        if squeezed and squeezed != out and shape[len(shape) - len(squeezed):] == squeezed:
+            # forward(θ) has stray length-1 axes ((m, 1) where y's observations are (m,)): forward's bug
+            return (f"forward: returns shape {out} for one θ of shape {theta}, but {name} has shape {shape}, "
+                    f"whose observations look like shape {squeezed}; expected forward to return {squeezed} "
+                    "(drop its length-1 axes, e.g. with jnp.squeeze)")
+        lik = type(self.likelihood).__name__
+        msg = (f"{name}: got shape {shape}, expected (*batch, {', '.join(map(str, event))}{',' if k == 1 else ''})"
+               f" — one observation has shape {event}, set by forward: it returns shape {out} for one θ of "
+               f"shape {theta} ({lik} likelihood)")
+        if k and len(shape) >= k:
+            got = shape[len(shape) - k:]
+            should = got + out[k:]  # Categorical: the class axis after the observation's shape
+            msg += (f". If {name} is right (observations of shape {got}), forward is what is wrong: it should "
+                    f"return shape {should}")
+        return msg + "."
+
+    def _precision(self, pred) -> np.dtype:
+        """The float dtype the problem computes in: θ's (the prior's), which the forward model's
+        output must share."""
+        ref = self.theta_shape_dtype()
+        floats = {np.dtype(r.dtype) for r in jax.tree.leaves(ref) if jnp.issubdtype(r.dtype, jnp.floating)}
+        if not floats:
+            return np.dtype(jnp.result_type(float))
+        theta = max(floats, key=lambda d: d.itemsize)
+        default = np.dtype(jnp.result_type(float))
+        if len(floats) > 1:
+            raise TypeError(f"prior: gives θ leaves in {' and '.join(sorted(map(str, floats)))}, expected one "
+                            "float dtype (results would mix precisions); build every part of the prior from "
+                            f"arrays of one dtype, e.g. jnp.asarray(x, jnp.{default})")
+        out = np.dtype(pred.dtype)
+        if jnp.issubdtype(out, jnp.floating) and out != theta:
+            narrow, wide = sorted((theta, out), key=lambda d: d.itemsize)
+            culprit = "prior" if theta != default else "forward"
+            raise TypeError(
+                f"{culprit}: got θ in {theta} (the prior's dtype) and forward's output in {out}, expected one "
+                f"precision (JAX computes in {default}): the results would mix {narrow} and {wide}. Build the "
+                f"prior and the forward model's arrays in one dtype, e.g. jnp.asarray(x, jnp.{default}), or "
+                f"everything in {narrow}")
+        return theta
 
     def check_theta(self, theta, name: str, batch_shape: tuple[int, ...]) -> PyTree:
         """Validate a θ pytree shaped ``event`` or ``(*batch, *event)``; broadcast to the batch."""
@@ -172,6 +225,25 @@ class InverseProblem(eqx.Module):
         if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out)):
             raise ValueError(f"{name}: got non-finite values, expected finite starting points")
         return out
+
+
+def _check_finite_rows(name: str, arr: np.ndarray, batch: tuple[int, ...], show: int = 5) -> None:
+    """Refuse non-finite observations, naming the rows (batch indices) that hold them."""
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    bad = int(arr.size - np.count_nonzero(finite))
+    msg = f"{name}: got {bad} non-finite value(s) (NaN or inf), expected finite observations"
+    if batch:
+        where = np.argwhere(~finite.reshape(*batch, -1).all(axis=-1))
+        if len(batch) == 1:
+            idx, label = [str(int(w[0])) for w in where[:show]], "row" if len(where) == 1 else "rows"
+        else:
+            idx, label = [str(tuple(map(int, w))) for w in where[:show]], "element" if len(where) == 1 else "elements"
+        more = ", ..." if len(where) > show else ""
+        msg += (f", in {len(where)} of {int(np.prod(batch))} observations ({label} {', '.join(idx)}{more}); fix or "
+                "drop those (each observation is solved on its own)")
+    raise ValueError(msg)
 
 
 class MatrixOperator(eqx.Module):

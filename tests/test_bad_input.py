@@ -5,6 +5,8 @@ match: the argument's name, what it got and what was expected. All checks are ho
 whole file runs without compiling a solver.
 """
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -160,6 +162,38 @@ DATA = [
      r"y: got labels \[-1, 0\], expected integers in \[0, 2\]"),
     ("categorical label fractional", lambda: (_counts(L.Categorical()), jnp.array(1.5)), ValueError,
      r"y: got labels \[1\.5\], expected integers in \[0, 2\]"),
+]
+
+# Issue 15 item 9: errors that name the real culprit, and where.
+ONE_HOT = jnp.array([0.0, 1.0, 0.0])
+NAN_ROW = jnp.ones((1000, 4)).at[637, 2].set(jnp.nan)
+F32 = jnp.float32
+DATA += [
+    ("forward with a stray axis", lambda: (ji.InverseProblem(lambda t: (A @ t)[:, None], P.Gaussian(jnp.zeros(2), 1.0),
+                                                             L.Gaussian(0.5)), jnp.ones((5, 4))), ValueError,
+     r"forward: returns shape \(4, 1\) for one θ of shape \(2,\), but y has shape \(5, 4\), whose observations look "
+     r"like shape \(4,\); expected forward to return \(4,\)"),
+    ("forward of the wrong length", lambda: (ji.InverseProblem(A[:3], P.Gaussian(jnp.zeros(2), 1.0), L.Gaussian(0.5)),
+                                             jnp.ones((5, 4))), ValueError,
+     r"y: got shape \(5, 4\), expected \(\*batch, 3,\) — one observation has shape \(3,\), set by forward: it returns "
+     r"shape \(3,\) for one θ of shape \(2,\) \(Gaussian likelihood\)\. If y is right \(observations of shape \(4,\)\), "
+     r"forward is what is wrong: it should return shape \(4,\)"),
+    ("categorical one-hot rows", lambda: (_counts(L.Categorical()), jnp.eye(3)[jnp.array([2, 0, 1, 1, 0, 2, 2, 1])]),
+     ValueError, r"y: got shape \(8, 3\) holding 8 one-hot rows of length 3 \(axis 1\), expected integer class labels in "
+     r"\[0, 2\] shaped \(\*batch\): pass y\.argmax\(axis=1\) \(shape \(8,\)\)\. If these are 3 separate labels, add "
+     r"a batch axis after them: shape \(8, 3, 1\)"),
+    ("one NaN in a big batch", lambda: (_linear(), NAN_ROW), ValueError,
+     r"y: got 1 non-finite value\(s\) \(NaN or inf\), expected finite observations, in 1 of 1000 observations "
+     r"\(row 637\); fix or drop those"),
+    ("NaN rows of a 2-D batch", lambda: (_linear(), NAN_ROW.reshape(10, 100, 4)), ValueError,
+     r"in 1 of 1000 observations \(element \(6, 37\)\)"),
+    ("float32 prior, float64 forward", lambda: (ji.InverseProblem(A, P.Gaussian(jnp.zeros(2, F32), F32(1.0)),
+                                                                  L.Gaussian(0.5)), Y), TypeError,
+     r"prior: got θ in float32 \(the prior's dtype\) and forward's output in float64, expected one precision \(JAX "
+     r"computes in float64\): the results would mix float32 and float64"),
+    ("float64 prior, float32 forward", lambda: (ji.InverseProblem(lambda t: (A @ t).astype(F32),
+                                                                  P.Gaussian(jnp.zeros(2), 1.0), L.Gaussian(0.5)), Y),
+     TypeError, r"forward: got θ in float64 \(the prior's dtype\) and forward's output in float32"),
 ]
 
 SOLVERS = {
@@ -362,3 +396,30 @@ def test_nothing_was_compiled():
     with pytest.raises(ValueError):
         ji.sample(_linear(), NAN_Y, key=KEY)
     assert sampling._TRACES["count"] == before
+
+
+def test_one_one_hot_label_is_warned_about():
+    """One vector [0, 1, 0] may be one one-hot label or three labels (chance 1/9 for random
+    labels): warned about, not refused; with a batch axis after the labels, accepted silently."""
+    with pytest.warns(UserWarning, match=r"y: got shape \(3,\) holding 1 one-hot row of length 3 \(axis 0\).*"
+                                         r"pass y\.argmax\(axis=0\) \(shape \(\)\)"):
+        _counts(L.Categorical()).check_y(ONE_HOT)
+
+
+def test_checks_that_let_good_data_through():
+    """The new checks refuse only what they promise: K separate 0/1 labels given with a batch axis,
+    a two-class [0, 1], a finite batch; y comes back in the problem's precision (a float32
+    problem stays float32 under float64: no mixed-precision results)."""
+    cat = _counts(L.Categorical())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cat.check_y(ONE_HOT[:, None])[1] == (3, 1)
+        assert cat.check_y(jnp.array([0, 2, 1]))[1] == (3,)
+    two = ji.InverseProblem(lambda t: t, P.Gaussian(jnp.zeros(2), 1.0), L.Categorical())
+    assert two.check_y(jnp.array([0, 1]))[1] == (2,)
+    assert _linear().check_y(jnp.ones((1000, 4)))[1] == (1000,)
+    problem32 = ji.InverseProblem(A.astype(F32), P.Gaussian(jnp.zeros(2, F32), F32(1.0)), L.Gaussian(F32(0.5)))
+    y, _ = problem32.check_y(np.ones(4))  # float64 data into a float32 problem
+    assert y.dtype == jnp.float32
+    y, _ = _linear().check_y(np.ones(4, np.float32))  # float32 data into a float64 problem
+    assert y.dtype == jnp.float64

@@ -12,7 +12,14 @@ import jinverse as ji
 from jinverse import curvature, newton
 from jinverse.map import Status
 
-D, M, S = 80, 60, 0.05  # more unknowns than newton.DENSE_NEWTON_MAX: "auto" runs Newton-CG
+D, M, S = 80, 60, 0.05
+DENSE_LIMIT = 64  # newton.DENSE_NEWTON_MAX lowered below D where a test needs "auto" to pick Newton-CG
+
+
+@pytest.fixture
+def cg_for_d(monkeypatch):
+    monkeypatch.setattr(newton, "DENSE_NEWTON_MAX", DENSE_LIMIT)
+    return monkeypatch
 
 
 def _matrix(key, m, d):
@@ -32,7 +39,7 @@ def gmrf_linear():
     return problem, Y, exact, np.linalg.eigvalsh(P)[0]
 
 
-def test_auto_picks_by_structure():
+def test_auto_picks_by_structure(cg_for_d):
     small_ls = ji.InverseProblem(_matrix(0, 6, 4), ji.priors.Gaussian(jnp.zeros(4), 1.0), ji.likelihoods.Gaussian(0.1))
     small_t = ji.InverseProblem(_matrix(0, 6, 4), ji.priors.Gaussian(jnp.zeros(4), 1.0), ji.likelihoods.StudentT(3.0, 0.1))
     big = ji.InverseProblem(_matrix(0, 6, D), ji.priors.Gaussian(jnp.zeros(D), 1.0), ji.likelihoods.Gaussian(0.1))
@@ -40,7 +47,9 @@ def test_auto_picks_by_structure():
     assert newton.choose(small_t) == "newton"
     assert newton.choose(big) == "newton-cg"
     assert newton.choose(ji.problems.load("slcp").problem) == "newton"  # Uniform prior, SLCP likelihood
-    assert newton.choose(ji.problems.load("deconvolution1d").problem) == "newton-cg"
+    assert newton.choose(ji.problems.load("deconvolution1d").problem) == "newton-cg"  # 128 > 64
+    cg_for_d.undo()
+    assert newton.choose(ji.problems.load("deconvolution1d").problem) == "gauss-newton"  # 128 <= 256
     # the default is "auto": the same program as naming its choice
     Y = jax.random.normal(jax.random.key(3), (3, 6))
     for problem in (small_ls, small_t):
@@ -69,7 +78,7 @@ def test_fused_value_gradient_curvature_match_autodiff():
 
 def test_newton_cg_equals_the_exact_posterior_mean(gmrf_linear):
     problem, Y, exact, lam_min = gmrf_linear
-    r = ji.solve_map(problem, Y)  # auto: Newton-CG (80 unknowns, GMRF preconditioner)
+    r = ji.solve_map(problem, Y, optimizer="newton-cg")  # GMRF preconditioner
     assert bool(np.all(np.asarray(r.converged)))
     # quadratic objective with Hessian P: θ - θ* = P⁻¹ g, so |θ - θ*| <= |g| / λ_min(P) (what the
     # tolerance promises), plus the rounding of the dense solve (cond(P) eps |θ*|)
@@ -109,7 +118,7 @@ def _scipy_reference(problem, y, d):
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "student-t"])
-def test_newton_cg_matches_scipy_trust_ncg_on_a_nonlinear_problem(likelihood):
+def test_newton_cg_matches_scipy_trust_ncg_on_a_nonlinear_problem(likelihood, cg_for_d):
     """Gaussian noise: generalised Gauss-Newton products; Student-t (no GGN): exact Hessian
     products, with negative curvature possible away from the mode."""
     A = _matrix(6, M, D)

@@ -5,6 +5,7 @@ from . import diagnostics as diagnostics
 from . import hierarchical as hierarchical
 from . import likelihoods as likelihoods
 from . import linear as linear
+from . import plots as plots
 from . import priors as priors
 from . import problems as problems
 from . import proximal as proximal

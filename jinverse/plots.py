@@ -28,6 +28,37 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _wrap(text: str, width_in: float, fontsize_pt: float = 12.0) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize_pt`` (a title must not
+    run past the edge of a narrow figure); breaks after ': ' first, then at spaces."""
+    import textwrap
+
+    chars = max(12, int(width_in * 72 / (0.62 * fontsize_pt)))  # DejaVu Sans: ~0.6 em per character
+    lines = []
+    for part in text.split("\n"):
+        if len(part) > chars and ": " in part:
+            head, tail = part.split(": ", 1)
+            lines += textwrap.wrap(head + ":", chars) + textwrap.wrap(tail, chars)
+        else:
+            lines += textwrap.wrap(part, chars) or [""]
+    return "\n".join(lines)
+
+
+def _suptitle(fig, text: str, note: str | None = None) -> None:
+    """The figure's title wrapped to its width, and ``note`` on a line of its own below it."""
+    width = fig.get_figwidth()
+    fig.suptitle(_wrap(text, width) + ("\n" + _wrap(note, width) if note else ""))
+
+
+def _shown_note(idx, d: int) -> str | None:
+    """Which unknowns a plot shows, when it shows only some of them."""
+    idx = list(idx)
+    if len(idx) >= d:
+        return None
+    names = ", ".join(f"θ[{j}]" for j in idx[:8]) + (", ..." if len(idx) > 8 else "")
+    return f"showing {len(idx)} of {d} unknowns: {names}"
+
+
 def save(fig, path, dpi: int = 110) -> pathlib.Path:
     """Write ``fig`` to ``path`` (format from the suffix), creating the folder."""
     path = pathlib.Path(path)
@@ -45,18 +76,28 @@ def _flat(x) -> np.ndarray:
 
 def reconstruction(truth, estimate, *, band=None, std=None, extra: dict | None = None, x=None,
                    title: str | None = None,
-                   labels: tuple[str, str] = ("truth", "estimate"), band_label: str = "90% credible band"):
+                   labels: tuple[str, str] = ("truth", "estimate"), band_label: str = "90% credible band",
+                   spatial: bool | None = None, names=None):
     """Truth against an estimate for one observation.
 
     Args:
         truth, estimate: θ, 1-D ``(n,)`` or 2-D ``(h, w)`` (pytrees are flattened to 1-D).
-        band: ``(lower, upper)`` of a credible interval, drawn as a shaded band (1-D).
+        band: ``(lower, upper)`` of a credible interval: a shaded band (1-D signal) or error
+            bars (separate unknowns).
         std: posterior standard deviation, shown as a fourth image (2-D).
         extra: more images to show after these (2-D), ``{title: image}``.
-        x: abscissa for 1-D (default the index).
+        x: abscissa for a 1-D signal (default the index).
         title: the figure title.
+        spatial: whether θ is a signal over space or time (a curve over its index, or an image)
+            or separate unknowns (classifier inputs, model parameters: one marker per unknown,
+            no line between them). Default: a signal when 2-D or more than 8 values.
+        names: labels of the unknowns when they are not spatial (default ``θ[i]``).
     """
     t, e = np.asarray(_flat(truth), float), np.asarray(_flat(estimate), float)
+    if spatial is None:
+        spatial = t.ndim == 2 or t.size > 8
+    if not spatial:
+        return _components(t.ravel(), e.ravel(), band, title, labels, band_label, names)
     if t.ndim == 2:
         panels = [(t, labels[0]), (e, labels[1]), (np.abs(e - t), "|error|")]
         if std is not None:
@@ -88,7 +129,31 @@ def reconstruction(truth, estimate, *, band=None, std=None, extra: dict | None =
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
     if title:
-        fig.suptitle(title)
+        _suptitle(fig, title)
+    return fig
+
+
+def _components(t, e, band, title, labels, band_label, names):
+    """Separate unknowns: truth and estimate as markers per unknown, the interval as error bars."""
+    d = t.size
+    fig = _figure(max(4.5, 0.55 * d + 2.5), 3.8)
+    ax = fig.subplots()
+    xs = np.arange(d)
+    if band is not None:
+        lo, hi = (np.asarray(_flat(b), float).ravel() for b in band)
+        ax.errorbar(xs + 0.12, e, yerr=np.stack([e - lo, hi - e]), fmt="none", ecolor=_COLORS[0], alpha=0.6,
+                    capsize=4, lw=1.4, label=band_label)
+    ax.plot(xs - 0.12, t, "o", ls="none", color="black", ms=7, label=labels[0])
+    ax.plot(xs + 0.12, e, "D", ls="none", color=_COLORS[0], ms=6, label=labels[1])
+    ax.set_xticks(xs)
+    ax.set_xticklabels(list(names) if names is not None else [f"θ[{i}]" for i in range(d)])
+    ax.set_xlim(-0.6, d - 0.4)
+    ax.set_xlabel("unknown")
+    ax.set_ylabel("value")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(frameon=False, fontsize="small")
+    if title:
+        _suptitle(fig, title)
     return fig
 
 
@@ -113,7 +178,7 @@ def trace(samples, *, max_params: int = 4, names=None, title: str | None = None)
     """
     full = _chains(samples, 10**9)
     idx = _param_indices(full.shape[-1], max_params)
-    fig = _figure(8.0, 1.7 * len(idx) + 0.6)
+    fig = _figure(8.0, 1.7 * len(idx) + 0.9)
     axes = np.atleast_1d(fig.subplots(len(idx), 1, sharex=True, squeeze=False)[:, 0])
     for ax, j in zip(axes, idx):
         for c in range(full.shape[0]):
@@ -122,7 +187,7 @@ def trace(samples, *, max_params: int = 4, names=None, title: str | None = None)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("draw")
     axes[0].legend(ncol=min(full.shape[0], 8), fontsize="small", frameon=False, loc="upper right")
-    fig.suptitle(title or "Trace per chain")
+    _suptitle(fig, title or "Trace per chain", _shown_note(idx, full.shape[-1]))
     return fig
 
 
@@ -132,7 +197,7 @@ def rank(samples, *, max_params: int = 4, bins: int = 20, names=None, title: str
     full = _chains(samples, 10**9)
     idx = _param_indices(full.shape[-1], max_params)
     nc, nd = full.shape[:2]
-    fig = _figure(2.6 * len(idx) + 0.5, 0.55 * nc + 1.6)
+    fig = _figure(max(2.6 * len(idx) + 0.5, 4.0), 0.55 * nc + 2.0)
     axes = np.atleast_1d(fig.subplots(1, len(idx), squeeze=False)[0])
     for ax, j in zip(axes, idx):
         ranks = np.argsort(np.argsort(full[..., j].ravel())).reshape(nc, nd)
@@ -149,7 +214,7 @@ def rank(samples, *, max_params: int = 4, bins: int = 20, names=None, title: str
         ax.set_xticks([])
         ax.set_xlabel("rank (all chains)")
         ax.set_title(names[j] if names else f"θ[{j}]")
-    fig.suptitle(title or "Rank plot (uniform = well mixed)")
+    _suptitle(fig, title or "Rank plot (uniform = well mixed)", _shown_note(idx, full.shape[-1]))
     return fig
 
 
@@ -169,7 +234,7 @@ def lcurve(residual_norms, solution_norms, *, lams=None, corner=None, chosen_lab
     ax.loglog(r, s, color="black", lw=1.4)
     if lams is not None:
         lams = np.asarray(lams)
-        for i in np.linspace(0, len(r) - 1, 6).round().astype(int):
+        for i in _spread_labels(r, s, avoid=corner):
             ax.plot(r[i], s[i], "o", ms=3, color="gray")
             ax.annotate(f"λ={lams[i]:.1e}", (r[i], s[i]), textcoords="offset points", xytext=(5, 3),
                         fontsize="x-small", color="gray")
@@ -182,8 +247,32 @@ def lcurve(residual_norms, solution_norms, *, lams=None, corner=None, chosen_lab
     ax.grid(alpha=0.3, which="both")
     if corner is not None or marks:
         ax.legend(frameon=False)
-    ax.set_title(title or "L-curve")
+    ax.set_title(_wrap(title or "L-curve", fig.get_figwidth()))
     return fig
+
+
+def _spread_labels(r, s, *, avoid=None, count: int = 6, box=(0.17, 0.07)) -> list[int]:
+    """Up to ``count`` points of a log-log curve to label, none whose label (a box ``box`` wide
+    and high, in fractions of the axes, to the upper right of its point) would overlap another's
+    or the chosen point's: an L-curve bunches its points in the corner."""
+    lr, ls = np.log10(r), np.log10(s)
+    ok = np.isfinite(lr) & np.isfinite(ls)
+    if not ok.any():
+        return []
+    span = lambda v: (v[ok].min(), max(np.ptp(v[ok]), 1e-12))  # noqa: E731
+    (r0, rw), (s0, sw) = span(lr), span(ls)
+    u, v = (lr - r0) / rw, (ls - s0) / sw
+    taken = []
+    if avoid is not None:
+        taken.append(((np.log10(avoid[0]) - r0) / rw, (np.log10(avoid[1]) - s0) / sw))
+    chosen = []
+    for i in np.linspace(0, len(r) - 1, 4 * count).round().astype(int):
+        if not ok[i] or len(chosen) == count:
+            continue
+        if all(abs(u[i] - a) > box[0] or abs(v[i] - b) > box[1] for a, b in taken):
+            chosen.append(int(i))
+            taken.append((u[i], v[i]))
+    return chosen
 
 
 def pairs(draws, *, truth=None, reference=None, names=None, max_dim: int = 6, max_points: int = 2000,
@@ -242,7 +331,7 @@ def pairs(draws, *, truth=None, reference=None, names=None, max_dim: int = 6, ma
     target = axes[0, d - 1] if d > 1 else axes[0, 0]
     target.legend([Line2D([], [], color=c, lw=3) for _, c in handles], [h for h, _ in handles],
                   loc="upper right", frameon=False)
-    fig.suptitle(title or "Posterior pair plot")
+    _suptitle(fig, title or "Posterior pair plot", _shown_note(range(d), d_all.shape[-1]))
     return fig
 
 
@@ -311,5 +400,5 @@ def bench_summary(records: list[dict], *, title: str | None = None):
     ax_t.grid(alpha=0.3, axis="y", which="both")
     ax_t.set_xticks(range(len(probs)))
     ax_t.set_xticklabels([f"{p}\n({label[p]})" for p in probs], fontsize="small")
-    fig.suptitle(title or "jinverse bench: distance from the ideal score and time, per problem and method")
+    _suptitle(fig, title or "jinverse bench: distance from the ideal score and time, per problem and method")
     return fig

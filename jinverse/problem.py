@@ -44,7 +44,8 @@ class InverseProblem(eqx.Module):
         if isinstance(forward, (np.ndarray, jax.Array)):
             forward = MatrixOperator(forward)
         if not callable(forward):
-            raise TypeError(f"forward: got {type(forward).__name__}, expected a callable on θ or a matrix")
+            raise TypeError(f"forward: got {type(forward).__name__}, expected a callable on θ or a matrix"
+                            + _pylops_hint(forward))
         if not isinstance(prior, AbstractPrior):
             raise TypeError(f"prior: got {type(prior).__name__}, expected a jinverse.priors prior")
         if not isinstance(likelihood, AbstractLikelihood):
@@ -107,7 +108,7 @@ class InverseProblem(eqx.Module):
             return jax.eval_shape(self.forward, self.theta_shape_dtype())
         except Exception as exc:
             raise ValueError(f"forward: failed on a θ shaped like the prior's event "
-                             f"{self.prior.event_shape}: {exc}") from exc
+                             f"{self.prior.event_shape}: {exc}{_pylops_hint(self.forward)}") from exc
 
     def data_shape(self, pred=None) -> tuple[int, ...]:
         """The shape of one observation (the event shape of ``y``)."""
@@ -225,6 +226,14 @@ class InverseProblem(eqx.Module):
         if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out)):
             raise ValueError(f"{name}: got non-finite values, expected finite starting points")
         return out
+
+
+def _pylops_hint(forward) -> str:
+    """For a PyLops operator: how to make it a JAX forward model."""
+    if not type(forward).__module__.startswith("pylops"):
+        return ""
+    return ("; a PyLops operator must be wrapped and built on JAX arrays: "
+            "pylops.JaxOperator(pylops.MatrixMult(jnp.asarray(A))) (its JAX backend)")
 
 
 def _check_finite_rows(name: str, arr: np.ndarray, batch: tuple[int, ...], show: int = 5) -> None:

@@ -128,6 +128,10 @@ PROBLEM = [
     ("categorical scalar logits", lambda: ji.solve_map(ji.InverseProblem(jnp.sum, P.Gaussian(jnp.zeros(2), 1.0),
                                                                          L.Categorical()), 0),
      ValueError, r"forward: returns a scalar, expected a vector of class logits"),
+    ("PyLops operator", lambda: ji.InverseProblem(type("MatrixMult", (), {"__module__": "pylops.basicoperators"})(),
+                                                  P.Gaussian(jnp.zeros(2), 1.0), L.Gaussian(1.0)), TypeError,
+     r"forward: got MatrixMult, expected a callable on θ or a matrix; a PyLops operator must be wrapped and built "
+     r"on JAX arrays: pylops\.JaxOperator\(pylops\.MatrixMult\(jnp\.asarray\(A\)\)\)"),
     ("sample_prior key", lambda: _linear().sample_prior(3, (2,)), TypeError,
      r"key: got int, expected a JAX PRNG key"),
     ("sample_prior negative shape", lambda: _linear().sample_prior(KEY, (-1,)), ValueError,

@@ -340,3 +340,53 @@ def test_out_folder_reloads_with_data_settings_and_a_typed_laplace(runner, tmp_p
     assert f"rel_error = {float(np.mean(score['value'])):.4g}" in res.output
     # the mode is the closed-form posterior mean of the linear-Gaussian problem
     np.testing.assert_allclose(loaded.mode, closed_form_mean(bench, loaded.y), rtol=1e-5, atol=1e-6)
+
+
+# -- issue 15 item 10: configuration keys are the flag names, --config anywhere ------------------
+
+def test_config_keys_are_the_flag_names(runner, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[sample]\nformat = "npz"\nchecks = 1\n')
+    res = invoke(runner, ["--config", str(cfg), "sample", "shaw"], code=2)
+    assert "[sample] has no setting 'checks'" in res.output
+    listed = res.output.split("expected one of")[1]
+    assert "format" in listed and "checkpoint-every" in listed and "fmt" not in listed
+    cfg.write_text(f'[sample]\nformat = "npz"\nmax-steps = 3\n[sample.options]\nn = {N}\n')
+    assert "has no setting 'max-steps'" in invoke(runner, ["--config", str(cfg), "sample", "shaw"], code=2).output
+    cfg.write_text(f'[solve]\nmax-steps = 1\n[solve.options]\nn = {N}\n')  # --max-steps, as written
+    assert "stopped at max_steps" in invoke(runner, ["--config", str(cfg), "solve", "shaw"], code=3).output
+
+
+def test_sample_format_from_config(runner, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[sample]\nformat = "npz"\nmethod = "rwmh"\nchains = 2\nwarmup = 30\nsamples = 20\nscore = false\n'
+                   "[sample.options]\nn = 4\n")
+    invoke(runner, ["sample", "shaw", "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    assert (tmp_path / "o" / "result.npz").exists() and not (tmp_path / "o" / "result.nc").exists()
+    assert ji.load_result(tmp_path / "o").metadata["flags"]["chains"] == 2
+
+
+def test_config_after_the_command(runner, tmp_path):
+    """`jinverse solve shaw --config run.toml` was refused ('No such option'); the command's table
+    and the top-level keys apply, and flags on the command line still win."""
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'quiet = true\n[solve]\nmethod = "tikhonov-gcv"\n[solve.options]\nn = {N}\n')
+    res = invoke(runner, ["solve", "shaw", "--config", str(cfg)])
+    assert "method=tikhonov-gcv" in res.output and f"n={N}" in res.output
+    assert "loading" not in res.output  # quiet = true, from the file
+    res = invoke(runner, ["solve", "shaw", "--config", str(cfg), "-m", "tikhonov-lcurve"])
+    assert "method=tikhonov-lcurve" in res.output
+    cfg.write_text('precision = 32\n[solve]\nmethod = "tikhonov-gcv"\n[solve.options]\nn = 8\n')
+    invoke(runner, ["solve", "shaw", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert np.load(tmp_path / "o" / "result.npz")["x"].dtype == np.float32
+    for cmd in (["problems"], ["bench"], ["demo"], ["sample"]):
+        assert "--config" in invoke(runner, [*cmd, "--help"]).output
+
+
+def test_problems_lists_only_options_the_cli_can_set(runner):
+    out = invoke(runner, ["problems"]).output
+    assert "prior=None" not in out and "Python only (ji.problems.load): prior" in out
+    res = invoke(runner, ["solve", "shaw", "-o", "prior=1"], code=2)
+    assert "option 'prior' takes a ji.priors prior object" in res.output and "ji.problems.load('shaw'" in res.output
+    assert "set 'seed' with --seed" in invoke(runner, ["solve", "shaw", "-o", "seed=1"], code=2).output
+    assert "its options: n, noise, rhs" in invoke(runner, ["solve", "shaw", "-o", "m=1"], code=2).output

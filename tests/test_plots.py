@@ -1,5 +1,6 @@
 """Plots: each builds a figure with the promised content and writes a PNG; matplotlib is lazy."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -11,6 +12,12 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
 from jinverse import plots  # noqa: E402
+
+
+def test_reachable_as_ji_plots():
+    import jinverse as ji
+
+    assert ji.plots is plots
 
 
 def test_import_is_lazy():
@@ -90,3 +97,90 @@ def test_bench_summary_bars():
     heights = sorted(p.get_height() for p in err_ax.patches)
     assert heights == [0.1, 0.2, 0.3]
     assert sorted(p.get_height() for p in time_ax.patches) == [0.1, 0.5, 2.0]
+
+
+# -- issue 15 item 10: what the plots show, and that they can be read ---------------------------
+
+def _layout_problems(fig) -> list[str]:
+    """Texts (titles, labels, annotations, legends; not tick labels) that run past the figure's
+    edge or overlap each other, once drawn."""
+    import itertools
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ticks = {id(t) for ax in fig.axes for a in (ax.xaxis, ax.yaxis) for t in a.get_ticklabels(which="both")}
+    texts = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and id(t) not in ticks]
+    edge = fig.bbox
+    out = [f"clipped: {s!r}" for s, b in texts
+           if b.x0 < edge.x0 - 1 or b.x1 > edge.x1 + 1 or b.y0 < edge.y0 - 1 or b.y1 > edge.y1 + 1]
+    out += [f"overlap: {a!r} and {b!r}" for (a, ba), (b, bb) in itertools.combinations(texts, 2) if ba.overlaps(bb)]
+    return out
+
+
+def test_reconstruction_of_separate_unknowns_draws_no_line():
+    """Two classifier inputs are two unknowns, not a signal over an index: a marker each, the
+    interval as an error bar, labelled θ[0], θ[1]; a long signal keeps its curve."""
+    truth, est = np.array([0.3, -1.2]), np.array([0.25, -1.0])
+    fig = plots.reconstruction(truth, est, band=(est - 0.3, est + 0.4), title="trained_classifier: map")
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert lines["truth"].get_linestyle() == "None" and lines["estimate"].get_linestyle() == "None"
+    np.testing.assert_array_equal(lines["estimate"].get_ydata(), est)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["θ[0]", "θ[1]"]
+    assert ax.get_xlabel() == "unknown" and "index" not in ax.get_xlabel()
+    assert not _layout_problems(fig)
+    signal = plots.reconstruction(np.sin(np.arange(20.0)), np.sin(np.arange(20.0)))
+    assert signal.axes[0].get_lines()[0].get_linestyle() == "-" and signal.axes[0].get_xlabel() == "index"
+    # forced either way
+    assert plots.reconstruction(truth, est, spatial=True).axes[0].get_xlabel() == "index"
+    assert plots.reconstruction(np.zeros(12), np.ones(12), spatial=False).axes[0].get_xlabel() == "unknown"
+
+
+def test_cli_draws_built_in_problems_by_their_kind():
+    import jinverse as ji
+    from jinverse.cli._outputs import spatial
+
+    assert spatial(ji.problems.load("shaw", n=16))  # a curve over space
+    assert not spatial(ji.problems.load("two_moons"))  # two parameters
+    assert not spatial(ji.problems.load("lorenz63"))  # three variables x, y, z, not a signal
+
+
+def test_trace_rank_pairs_say_which_unknowns_they_show():
+    draws = np.random.default_rng(3).normal(size=(2, 30, 10))
+    for fig in (plots.trace(draws), plots.rank(draws)):
+        assert "showing 4 of 10 unknowns: θ[0], θ[3], θ[6], θ[9]" in fig._suptitle.get_text()
+        assert len([ax for ax in fig.axes if ax.get_lines() or ax.patches]) == 4
+    assert "showing 6 of 10 unknowns: θ[0], θ[1]" in plots.pairs(draws)._suptitle.get_text()
+    assert "showing" not in plots.trace(draws[..., :3])._suptitle.get_text()  # all shown: nothing to say
+
+
+def test_lcurve_labels_do_not_overlap(monkeypatch):
+    """The λ labels of shaw's L-curve bunched in its corner and overlapped (as the CLI draws it)."""
+    import types
+
+    import jinverse as ji
+    from jinverse.cli import _outputs
+
+    bench = ji.problems.load("shaw", n=32)
+    run = types.SimpleNamespace(method="tikhonov-gcv", result=ji.linear.tikhonov(bench.info["A"], bench.y, lam="gcv"))
+    monkeypatch.setattr(plots, "save", lambda fig, path, **k: fig)
+    fig = _outputs._lcurve_plot(pathlib.Path("unused"), bench, run, False)
+    ax = fig.axes[0]
+    assert sum(t.get_text().startswith("λ=") for t in ax.texts) >= 4
+    assert not _layout_problems(fig)
+
+
+def test_titles_fit_narrow_figures():
+    """A long title on a one- or two-unknown figure ran past both edges."""
+    rng = np.random.default_rng(4)
+    long = "gaussian_linear_uniform: mclmc rank plot (first observation)"
+    for fig in (plots.rank(rng.normal(size=(4, 50, 1)), title=long),
+                plots.pairs(rng.normal(size=(200, 2)), truth=np.zeros(2), title=long),
+                plots.reconstruction(np.zeros(2), np.ones(2), title=long),
+                plots.lcurve(np.logspace(0, 1, 9), np.logspace(1, 0, 9), title=long)):
+        assert not _layout_problems(fig)

@@ -1,7 +1,8 @@
 """The ``jinverse`` command line: ``problems``, ``solve``, ``sample``, ``bench``, ``demo``.
 
 Every command has ``--help``. Group options (before the command): ``--precision 32|64``,
-``--quiet``, ``--config FILE.toml`` (settings for repeatable runs), ``--debug``.
+``--quiet``, ``--config FILE.toml`` (settings for repeatable runs, keys named as the flags; also
+accepted after the command), ``--debug``.
 Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value), 3 `solve` wrote
 its results but some observations did not converge (the summary's warning line says which).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import Settings, echo, handle_errors, read_config
+from ._common import Settings, config_option, echo, handle_errors, read_config
 
 
 def _config_callback(ctx: click.Context, param, value):
@@ -22,8 +23,9 @@ def _config_callback(ctx: click.Context, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_config_callback,
-              help="TOML file of settings: top-level keys for these options, a table per command "
-                   "([sample] chains = 8; [sample.options] n = 32 for problem options).")
+              help="TOML file of settings (before or after the command): top-level keys for these options, "
+                   "a table per command, keys named as the flags ([sample] chains = 8, format = \"npz\"; "
+                   "[sample.options] n = 32 for problem options).")
 @click.option("--precision", type=click.Choice(["32", "64"]), default="64", show_default=True,
               help="Floating-point precision of the computation (bits).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results (no progress, no summaries).")
@@ -52,6 +54,7 @@ def main(ctx, precision, quiet, debug):
 
 @main.command()
 @click.option("--seed", default=0, show_default=True, help="PRNG seed for the starts.")
+@config_option
 @handle_errors
 def demo(seed):
     """Invert a trained classifier and a trained regressor for a batch of targets."""
@@ -63,13 +66,13 @@ def demo(seed):
 @main.command()
 @click.option("--family", default=None, help="Only the problems of this family.")
 @click.option("--names-only", is_flag=True, help="One name per line (for scripts).")
+@config_option
 @handle_errors
 def problems(family, names_only):
-    """List the built-in problems with their descriptions and options."""
-    import inspect
-
+    """List the built-in problems with their descriptions and the options -o KEY=VALUE can set."""
     from ..problems import names
     from ..problems._registry import entry
+    from ._common import PYTHON_ONLY_OPTIONS, settable_options
 
     items = [(n, d, entry(n)) for n, d in names().items()]
     families = sorted({e.family for _, _, e in items})
@@ -90,13 +93,14 @@ def problems(family, names_only):
         click.echo(click.style(f"{fam}", bold=True))
         for n, d, e in group:
             click.echo(f"  {n.ljust(width)}  {d}")
-            opts = [f"{k}={_fmt(p.default)}" for k, p in inspect.signature(e.builder).parameters.items()
-                    if k not in ("seed", "batch") and p.default is not inspect.Parameter.empty]
+            opts = [f"{k}={_fmt(v)}" for k, v in settable_options(e.builder).items()]
             if opts:
                 click.echo(click.wrap_text(", ".join(opts), width=100, initial_indent=" " * (width + 4),
                                            subsequent_indent=" " * (width + 4)))
         click.echo()
     click.echo("Set options with -o KEY=VALUE, e.g.  jinverse solve shaw -o n=128 -o noise=0.05")
+    python_only = ", ".join(f"{k} ({v})" for k, v in PYTHON_ONLY_OPTIONS.items())
+    click.echo(f"Options that take Python objects are set in Python only (ji.problems.load): {python_only}.")
 
 
 def _fmt(v) -> str:

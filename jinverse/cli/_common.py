@@ -65,10 +65,34 @@ def choice_error(what: str, got: str, valid) -> click.UsageError:
 
 # -- configuration file ----------------------------------------------------------------------
 
+def setting_names(command: click.Command) -> dict[str, str]:
+    """The keys a configuration file may use for ``command``'s options -> the option's name: its
+    long flag without the dashes (``format`` for ``--format``, ``max-steps`` or ``max_steps``
+    for ``--max-steps``), and the parameter name itself."""
+    out: dict[str, str] = {}
+    for p in command.params:
+        if p.name == "config" or not isinstance(p, click.Option) or not p.expose_value:
+            continue
+        out[p.name] = p.name
+        for flag in (*p.opts, *p.secondary_opts):
+            if flag.startswith("--"):
+                out[flag[2:].replace("-", "_")] = p.name
+    if "option" in out:
+        out["options"] = "option"  # the [command.options] table of problem options
+    return out
+
+
+def _flag_list(command: click.Command) -> str:
+    names = {f[2:] for p in command.params if isinstance(p, click.Option) and p.name != "config"
+             and p.expose_value for f in p.opts if f.startswith("--")}
+    return ", ".join(sorted(names | ({"options"} if "option" in {p.name for p in command.params} else set())))
+
+
 def read_config(path: str, group: click.Group) -> dict:
     """A TOML file -> click's ``default_map``: top-level keys set the group's options, a table
     per command sets that command's (``[sample] chains = 8``; ``[sample.options] n = 32`` sets
-    problem options)."""
+    problem options). Keys are the flag names (``format = "npz"`` for ``--format``,
+    ``max-steps`` or ``max_steps`` for ``--max-steps``)."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -77,32 +101,70 @@ def read_config(path: str, group: click.Group) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{path!r} is not valid TOML: {exc}", param_hint="--config") from None
     out: dict[str, Any] = {}
-    group_params = {p.name for p in group.params} - {"config"}
+    group_names = setting_names(group)
     for key, value in data.items():
         if isinstance(value, dict):
             cmd = group.commands.get(key)
             if cmd is None:
                 raise click.BadParameter(f"{path!r}: unknown table [{key}]; expected one of "
                                          f"{', '.join(sorted(group.commands))}", param_hint="--config")
-            names = {p.name for p in cmd.params}
+            names = setting_names(cmd)
             section = {}
             for k, v in value.items():
-                k = k.replace("-", "_")
-                if k == "options" and "option" in names and isinstance(v, dict):
+                name = names.get(k.replace("-", "_"))
+                if name == "option" and isinstance(v, dict):
                     section["option"] = tuple(f"{ok}={_toml_literal(ov)}" for ok, ov in v.items())
-                elif k in names:
-                    section[k] = tuple(v) if isinstance(v, list) else v
+                elif name is not None:
+                    section[name] = tuple(v) if isinstance(v, list) else v
                 else:
                     raise click.BadParameter(f"{path!r}: [{key}] has no setting {k!r}; expected one of "
-                                             f"{', '.join(sorted(names))}", param_hint="--config")
+                                             f"{_flag_list(cmd)}", param_hint="--config")
             out[key] = section
-        elif key.replace("-", "_") in group_params:
-            out[key.replace("-", "_")] = value
+        elif key.replace("-", "_") in group_names:
+            out[group_names[key.replace("-", "_")]] = value
         else:
-            raise click.BadParameter(f"{path!r}: unknown key {key!r}; expected one of "
-                                     f"{', '.join(sorted(group_params))} or a table per command",
-                                     param_hint="--config")
+            raise click.BadParameter(f"{path!r}: unknown key {key!r}; expected one of {_flag_list(group)} "
+                                     "or a table per command", param_hint="--config")
     return out
+
+
+def _apply_config(ctx: click.Context, param, value):
+    """``--config FILE`` given after the command: that command's table becomes its defaults
+    (flags on the command line still win), and the top-level keys set the group's options that
+    the command line left at their defaults."""
+    if value is None:
+        return value
+    from click.core import ParameterSource
+
+    root = ctx.find_root()
+    data = read_config(value, root.command)
+    ctx.default_map = {**(ctx.default_map or {}), **data.get(ctx.info_name, {})}
+    group = ctx.parent
+    obj = ctx.find_object(Settings)
+    for key in ("precision", "quiet", "debug"):
+        if key not in data or group is None or obj is None:
+            continue
+        if group.get_parameter_source(key) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            continue  # given on the command line: it wins
+        v = data[key]
+        if key == "precision":
+            if str(v) not in ("32", "64"):
+                raise click.BadParameter(f"{value!r}: precision = {v!r}; expected 32 or 64", param_hint="--config")
+            import jax
+
+            obj.precision = int(v)
+            jax.config.update("jax_enable_x64", obj.precision == 64)
+        elif not isinstance(v, bool):
+            raise click.BadParameter(f"{value!r}: {key} = {v!r}; expected true or false", param_hint="--config")
+        else:
+            setattr(obj, key, v)
+    return value
+
+
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_apply_config,
+    help="TOML file of settings (also accepted before the command): a table per command, keys named as "
+         "the flags ([sample] chains = 8, format = \"npz\"; [sample.options] n = 32).")
 
 
 def _toml_literal(v) -> str:
@@ -130,6 +192,19 @@ def parse_options(pairs) -> dict:
     return out
 
 
+# Problem options that take Python objects, so `-o` cannot set them: what each expects.
+PYTHON_ONLY_OPTIONS = {"prior": "a ji.priors prior object"}
+HIDDEN_OPTIONS = ("seed", "batch")  # set with --seed and --batch
+
+
+def settable_options(builder) -> dict[str, Any]:
+    """The options of a problem builder that ``-o KEY=VALUE`` can set, with their defaults."""
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(builder).parameters.items()
+            if k not in HIDDEN_OPTIONS and k not in PYTHON_ONLY_OPTIONS and p.default is not inspect.Parameter.empty}
+
+
 def load_benchmark(name: str, options: dict, *, seed: int, batch: int | None = None):
     """``ji.problems.load`` with the CLI's errors: unknown names and bad options are usage errors."""
     import inspect
@@ -141,10 +216,15 @@ def load_benchmark(name: str, options: dict, *, seed: int, batch: int | None = N
     if name not in valid:
         raise choice_error("problem", name, valid)
     params = inspect.signature(entry(name).builder).parameters
+    settable = settable_options(entry(name).builder)
     for key in options:
+        if key in params and key in PYTHON_ONLY_OPTIONS:
+            raise click.UsageError(f"problem {name!r}: option {key!r} takes {PYTHON_ONLY_OPTIONS[key]}, which -o "
+                                   f"cannot give; set it in Python: ji.problems.load({name!r}, {key}=...)")
+        if key in HIDDEN_OPTIONS:
+            raise click.UsageError(f"problem {name!r}: set {key!r} with --{key}, not -o")
         if key not in params:
-            raise click.UsageError(f"problem {name!r} has no option {key!r}; its options: "
-                                   f"{', '.join(k for k in params if k not in ('seed', 'batch'))}")
+            raise click.UsageError(f"problem {name!r} has no option {key!r}; its options: {', '.join(settable)}")
     kwargs = {**options, "seed": seed}
     if batch is not None:
         kwargs["batch"] = batch

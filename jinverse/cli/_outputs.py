@@ -176,7 +176,7 @@ def _plots(out: pathlib.Path, bench, run, batched: bool) -> list[pathlib.Path]:
             std = (band[1] - band[0]) / (2 * 1.6448536269514722)  # the 90% band in std units
         fig = plots.reconstruction(truth, est, band=band if truth.ndim == 1 else None, std=std,
                                    labels=("truth", "posterior mean" if run.kind == "posterior" else run.method),
-                                   title=f"{bench.name}: {run.method}{which}")
+                                   title=f"{bench.name}: {run.method}{which}", spatial=spatial(bench))
         made.append(plots.save(fig, out / "reconstruction.png"))
     if run.kind == "posterior":
         samples = _first(run.result.samples, batched)
@@ -197,6 +197,23 @@ def _plots(out: pathlib.Path, bench, run, batched: bool) -> list[pathlib.Path]:
     if run.method.startswith("tikhonov"):
         made.append(_lcurve_plot(out, bench, run, batched))
     return made
+
+
+SPATIAL_FAMILIES = ("classical", "imaging", "dynamics")  # θ is a signal over space or time
+
+
+def spatial(bench) -> bool:
+    """Whether θ is a signal over space or time (drawn as a curve or an image) rather than separate
+    unknowns (classifier inputs, model parameters: drawn one marker each). Lorenz-63's three
+    variables are not a signal."""
+    from ..problems._registry import entry
+
+    size = sum(math.prod(r.shape) for r in jax.tree.leaves(bench.problem.theta_shape_dtype()))
+    try:
+        family = entry(bench.name).family
+    except KeyError:
+        family = None
+    return family in SPATIAL_FAMILIES and size > 8
 
 
 def _lcurve_plot(out, bench, run, batched):

@@ -14,6 +14,7 @@ from ._common import (
     ChunkProgress,
     checkpoint_file,
     choice_error,
+    config_option,
     echo,
     handle_errors,
     load_benchmark,
@@ -102,6 +103,7 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
 @_score_opt
 @_option_opt
 @_out_opt
+@config_option
 @handle_errors
 def solve(name, method, batch, seed, starts, max_steps, chunk, score, option, out):
     """Point estimate for problem NAME: MAP, Laplace or Tikhonov; prints its score (the problem's
@@ -160,6 +162,7 @@ def _default_format() -> str:
               help="Draws per chain between checkpoints [default: --samples / 10].")
 @_option_opt
 @_out_opt
+@config_option
 @handle_errors
 def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, score, checkpoint,
            checkpoint_every, option, out):
@@ -216,6 +219,7 @@ def _split_list(values) -> list[str]:
 @click.option("--samples", type=click.IntRange(min=4), default=None, help="Override the suite's draws.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for report.md, records.json and bench.png [default: jinverse_out/bench-SUITE].")
+@config_option
 @handle_errors
 def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
     """The problem x method matrix: for each pair the problem's metric (against the truth or the

@@ -166,6 +166,8 @@ def _window(algorithm, target: float, step_size_jitter: float = 0.0, kernel_opti
 
 
 # -- MCLMC: blackjax.mclmc_find_L_and_step_size (unadjusted: no accept step) ---------------
+#: The momentum decoherence length is ``L_FACTOR`` x (the tuning run's autocorrelation length).
+L_FACTOR = 0.4
 def _mclmc_kernel(options):
     return blackjax.mclmc.build_kernel(desired_energy_var=options.get("desired_energy_var", 5e-4))
 
@@ -182,6 +184,8 @@ def _mclmc_warmup(key, logdensity_fn, positions, num_warmup, num_samples, option
         state, params, _ = blackjax.mclmc_find_L_and_step_size(
             mclmc_kernel=kernel, num_steps=num_warmup, state=state, rng_key=k_tune,
             logdensity_fn=logdensity_fn, frac_tune1=0.3, frac_tune2=0.3, frac_tune3=0.3,
+            desired_energy_var=options.get("desired_energy_var", 5e-4),
+            l_factor=options.get("l_factor", L_FACTOR),
             diagonal_preconditioning=options.get("diagonal_preconditioning", True))
         return state, params._asdict()
 
@@ -291,7 +295,8 @@ METHODS: dict[str, Method] = {
     "mala": _kernel_method(_kernels.mala_warmup, _kernels.mala_step, _kernels.MALA_OPTIONS, 1),
     "rwmh": _kernel_method(_kernels.rwmh_warmup, _kernels.rwmh_step, _kernels.RWMH_OPTIONS, 0),
     "pcn": _kernel_method(_kernels.pcn_warmup, _kernels.pcn_step, _kernels.PCN_OPTIONS, 0),
-    "mclmc": Method(_mclmc_warmup, _mclmc_step, frozenset({"desired_energy_var", "diagonal_preconditioning"})),
+    "mclmc": Method(_mclmc_warmup, _mclmc_step, frozenset({"desired_energy_var", "diagonal_preconditioning",
+                                                         "l_factor"})),
     "chees": Method(_chees_warmup, _chees_step, frozenset(
         {"target_acceptance_rate", "mass_matrix_estimation", "initial_step_size", "learning_rate"})),
 }

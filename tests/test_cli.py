@@ -212,14 +212,21 @@ def test_suites_name_real_problems_and_methods():
     assert set(B.SAMPLE_METHODS) <= set(ji.sampling._samplers.METHODS)
 
 
-def test_bench_flags_a_pair_whose_solves_did_not_converge():
+def test_bench_flags_a_pair_whose_solves_did_not_converge(monkeypatch):
     """A pair that ran but whose result is not to be trusted is 'flagged', with the reason,
-    never 'ok' (two_moons' Laplace mode: the MAP stalls where the density is not smooth)."""
+    never 'ok' (here every MAP solve is cut to one step); a method that cannot represent the
+    posterior (Laplace on two_moons' two crescent halves) is 'n/a', with the reason."""
+    import jinverse.map
     from jinverse.bench import run_matrix
 
-    (rec,) = run_matrix({"two_moons": {}}, ["laplace"])
+    solve_map = jinverse.map.solve_map
+    monkeypatch.setattr(jinverse.map, "solve_map", lambda *a, **k: solve_map(*a, **{**k, "max_steps": 1}))
+    (rec,) = run_matrix({"shaw": {"n": N}}, ["map"])
     assert rec["converged"] < 1.0
     assert rec["status"] == "flagged" and "of the solves did not converge" in rec["note"]
+    monkeypatch.undo()
+    (rec,) = run_matrix({"two_moons": {"num_reference": 100}}, ["laplace"])
+    assert rec["status"] == "n/a" and "one Gaussian at one mode cannot represent" in rec["note"]
 
 
 def test_solve_that_did_not_converge_says_so_and_exits_3(runner, tmp_path):

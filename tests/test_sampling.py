@@ -378,3 +378,15 @@ def test_nonfinite_draws_flagged_without_diagnosis():
     assert not np.isfinite(np.asarray(post.samples[1])).all() and np.isfinite(np.asarray(post.samples[0])).all()
     with pytest.warns(SamplingWarning, match="non-finite"):
         assert np.asarray(post.diagnose().status)[1] & Status.NONFINITE
+
+
+@pytest.mark.slow  # two MCLMC compilations, ~20 s
+def test_mclmc_options_reach_its_tuning(linear):
+    """``desired_energy_var`` sets the step size that MCLMC's tuning looks for (it used to reach
+    only the kernel, not the tuning: every value gave the same step size)."""
+    problem, ys, _, _ = linear
+    steps = [float(np.asarray(ji.sample(problem, ys[0], key=jax.random.key(0), method="mclmc", num_chains=1,
+                                        num_warmup=200, num_samples=4, diagnose=False,
+                                        desired_energy_var=v).stats.step_size).mean())
+             for v in (1e-2, 1e-5)]
+    assert steps[0] > 2 * steps[1], steps

@@ -265,7 +265,9 @@ def two_moons(*, seed=0, batch=None, num_reference=10_000, reference="auto"):
                              num_reference=num_reference, reference=reference, cheap=True,
                              sampler=sampler)
     return _benchmark("two_moons", problem, theta, y, draws,
-                      dict(seed=seed, batch=batch, num_reference=num_reference), {})
+                      dict(seed=seed, batch=batch, num_reference=num_reference),
+                      {"multimodal": "two crescent halves (±z₀), and the density has a kink "
+                                     "(|θ₀ + θ₁|) where the halves meet"})
 
 
 def slcp_params(theta):
@@ -318,7 +320,8 @@ def slcp(*, seed=0, batch=None, num_reference=10_000, reference="auto"):
     theta, y, draws = _build("slcp", problem, seed=seed, batch=batch, num_reference=num_reference,
                              reference=reference, cheap=False, sampler=sampler)
     return _benchmark("slcp", problem, theta, y, draws,
-                      dict(seed=seed, batch=batch, num_reference=num_reference), {})
+                      dict(seed=seed, batch=batch, num_reference=num_reference),
+                      {"multimodal": "four modes (the signs of θ₂ and θ₃ are not identified)"})
 
 
 @register("gaussian_mixture", "sbibm Gaussian mixture: 2-D, U(-10, 10)^2 prior, "

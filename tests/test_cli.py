@@ -16,7 +16,9 @@ N = 32  # shaw size used throughout (as in the quick bench suite), so compiled p
 
 @pytest.fixture(scope="module")
 def runner():
-    return CliRunner()
+    # In-process runs leave JAX's persistent cache off (it is process-wide; a test must not write
+    # to ~/.cache): tests/test_cli_startup.py checks the cache in fresh processes.
+    return CliRunner(env={"JINVERSE_NO_CACHE": "1"})
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The ``jinverse`` command line: ``problems``, ``solve``, ``sample``, ``bench``, ``demo``.
 
 Every command has ``--help``. Group options (before the command): ``--precision 32|64``,
-``--quiet``, ``--config FILE.toml`` (settings for repeatable runs, keys named as the flags; also
+``--quiet``, ``--no-cache``, ``--config FILE.toml`` (settings for repeatable runs, keys named as the flags; also
 accepted after the command), ``--debug``.
 Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value), 3 `solve` wrote
 its results but some observations did not converge (the summary's warning line says which).
@@ -30,9 +30,13 @@ def _config_callback(ctx: click.Context, param, value):
               help="Floating-point precision of the computation (bits).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results (no progress, no summaries).")
 @click.option("--debug", is_flag=True, help="Show the Python traceback of a failure.")
+@click.option("--no-cache", is_flag=True, envvar="JINVERSE_NO_CACHE",
+              help="Do not use JAX's persistent compilation cache ($JINVERSE_CACHE/xla or "
+                   "~/.cache/jinverse/xla), which lets a repeated command skip compilation "
+                   "[env: JINVERSE_NO_CACHE=1].")
 @click.version_option(package_name="jinverse")
 @click.pass_context
-def main(ctx, precision, quiet, debug):
+def main(ctx, precision, quiet, debug, no_cache):
     """jinverse: batched MAP inversion and posterior sampling for inverse problems, in JAX.
 
     \b
@@ -46,10 +50,7 @@ def main(ctx, precision, quiet, debug):
     Exit status: 0 success, 1 a failure, 2 a usage error, 3 `solve` finished
     and wrote its results but some observations did not converge.
     """
-    import jax
-
-    jax.config.update("jax_enable_x64", precision == "64")
-    ctx.obj = Settings(int(precision), quiet, debug)
+    ctx.obj = Settings(int(precision), quiet, debug, cache=not no_cache)  # JAX set up by each command
 
 
 @main.command()

@@ -18,8 +18,19 @@ import click
 class Settings:
     """Group-level settings carried in ``ctx.obj``."""
 
-    def __init__(self, precision: int = 64, quiet: bool = False, debug: bool = False):
-        self.precision, self.quiet, self.debug = precision, quiet, debug
+    def __init__(self, precision: int = 64, quiet: bool = False, debug: bool = False, cache: bool = True):
+        self.precision, self.quiet, self.debug, self.cache = precision, quiet, debug, cache
+
+    def start(self) -> None:
+        """Set up JAX for a command (imported here, not at start-up, so ``--help`` needs only
+        click): the precision, and the persistent compilation cache unless ``--no-cache``."""
+        import jax
+
+        jax.config.update("jax_enable_x64", self.precision == 64)
+        if self.cache:
+            from ..runtime import enable_compilation_cache
+
+            enable_compilation_cache()
 
 
 def settings() -> Settings:
@@ -36,12 +47,14 @@ def echo(msg: str = "", err: bool = False) -> None:
 def handle_errors(fn):
     """Turn a failure into a one-line message and exit code 1 (a traceback only with --debug).
 
-    Usage errors raised as `click.UsageError` keep their exit code 2.
+    Usage errors raised as `click.UsageError` keep their exit code 2. Sets up JAX first
+    (`Settings.start`).
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            settings().start()
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -150,10 +163,7 @@ def _apply_config(ctx: click.Context, param, value):
         if key == "precision":
             if str(v) not in ("32", "64"):
                 raise click.BadParameter(f"{value!r}: precision = {v!r}; expected 32 or 64", param_hint="--config")
-            import jax
-
-            obj.precision = int(v)
-            jax.config.update("jax_enable_x64", obj.precision == 64)
+            obj.precision = int(v)  # applied when the command starts (Settings.start)
         elif not isinstance(v, bool):
             raise click.BadParameter(f"{value!r}: {key} = {v!r}; expected true or false", param_hint="--config")
         else:

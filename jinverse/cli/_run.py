@@ -8,7 +8,6 @@ import platform
 
 import click
 
-from ..bench import POINT_METHODS, SAMPLE_METHODS, SUITES, NotApplicable, applicable
 from . import main
 from ._common import (
     ChunkProgress,
@@ -23,7 +22,7 @@ from ._common import (
     phase,
     settings,
 )
-from ._outputs import failure_report, summary_lines, timing, write_outputs
+from ._names import POINT_METHODS, SAMPLE_METHODS, SUITE_NAMES
 
 EXIT_NOT_CONVERGED = 3  # `jinverse solve`: results written, but some observations did not converge
 
@@ -53,7 +52,8 @@ def _need_name(name):
 
 
 def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
-    from ..bench import run_chunked
+    from ..bench import NotApplicable, applicable, run_chunked
+    from ._outputs import failure_report, summary_lines, timing, write_outputs
 
     name = _need_name(name)
     folder = out_dir(out)  # checked before the run: a bad --out must not cost the results
@@ -123,6 +123,8 @@ def solve(name, method, batch, seed, starts, max_steps, chunk, score, option, ou
     elif starts > 1 or max_steps != 500:
         raise click.UsageError(f"--starts and --max-steps apply to map and newton, not {method!r}")
     run = _run_one(name, method, option, seed, batch, chunk, out, "npz", score=score, options=opts)
+    from ._outputs import failure_report
+
     failed = failure_report(run)
     if failed:
         click.echo(f"Error: {failed.split(':', 1)[0]} (exit status {EXIT_NOT_CONVERGED}; see the warning "
@@ -206,7 +208,7 @@ def _split_list(values) -> list[str]:
 
 
 @main.command(short_help="The problem x method benchmark matrix; writes report.md.")
-@click.option("--suite", type=click.Choice(list(SUITES)), default="quick", show_default=True,
+@click.option("--suite", type=click.Choice(list(SUITE_NAMES)), default="quick", show_default=True,
               help="quick: small problems, short chains (minutes on a laptop); full: default sizes, "
                    "more problems and methods.")
 @click.option("--problems", "problem_list", multiple=True, metavar="NAMES",

@@ -1,5 +1,6 @@
 """Start-up of the command line: ``--help`` needs only click (issue 15 item 5)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -41,3 +42,23 @@ def test_help_names_match_bench():
     assert _names.POINT_METHODS == B.POINT_METHODS
     assert _names.SAMPLE_METHODS == B.SAMPLE_METHODS
     assert _names.SUITE_NAMES == tuple(B.SUITES)
+
+
+def test_cli_uses_persistent_compilation_cache(tmp_path):
+    """A repeated command reuses the compiled programs of the first (in a new process)."""
+    cli = [sys.executable, "-c", "from jinverse.cli import main; main()", "-q"]
+    args = ["solve", "shaw", "-o", "n=16", "-m", "map", "--batch", "2"]
+    env = {**os.environ, "JINVERSE_CACHE": str(tmp_path)}
+    env.pop("JINVERSE_NO_CACHE", None)
+    run = lambda *extra: subprocess.run([*cli, *extra, *args], capture_output=True, text=True,
+                                        timeout=300, env=env)
+    first = run()
+    assert first.returncode == 0, first.stderr
+    entries = sorted(os.listdir(tmp_path / "xla"))
+    assert entries, "the first command wrote nothing to the cache"
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert sorted(os.listdir(tmp_path / "xla")) == entries  # reused, nothing added
+    env["JINVERSE_CACHE"] = str(tmp_path / "off")
+    assert run("--no-cache").returncode == 0
+    assert not (tmp_path / "off").exists()

@@ -30,7 +30,7 @@ class Settings:
         if self.cache:
             from ..runtime import enable_compilation_cache
 
-            enable_compilation_cache()
+            enable_compilation_cache(min_compile_time_secs=0.0)
 
 
 def settings() -> Settings:

@@ -10,13 +10,14 @@ import math
 import warnings
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from . import dense
+from . import dense, traced
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._gaussian import AbstractGaussianApproximation
 from .problem import InverseProblem
@@ -120,17 +121,28 @@ def laplace(
         A `ji.GaussianApproximation` with ``mean`` ``(*batch, d)``, ``covariance``
         ``(*batch, d, d)`` and ``sample(key, n)`` giving θ draws.
 
+    Under ``jax.jit``, ``jax.vmap`` or ``jax.grad`` (``y``, ``at`` or a leaf of ``problem``
+    traced), only shapes are checked, all observations run as one block, no warning is raised
+    (``ok`` says where the mode search failed or the Hessian is not positive definite; an
+    ``at`` outside the prior's support is an `equinox.error_if` error), and the mode is
+    differentiable by the implicit function theorem (`ji.solve_map`); ``rank="auto"``, which
+    chooses the rank on the host, is refused there.
+
     Example::
 
         approx = ji.laplace(problem, y)
         draws = approx.sample(jax.random.key(0), 1000)
     """
-    y, batch = problem.check_y(y)
+    is_traced = traced.is_traced(problem, y, at, key)
+    y, batch = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
     axis = check_mesh(mesh, batch_axis)
     if rank is not None:  # fail before the mode search
         from . import lowrank
 
         lowrank.check_args(problem, rank, key, oversampling, power_iters)
+        if is_traced and rank == "auto":
+            raise TypeError("rank: got 'auto' under a JAX transformation (traced inputs), expected an int: "
+                            "'auto' chooses the rank from the eigenvalues on the host")
     if at is None:  # the mode of the density of u: the one MAP loop, with the log-Jacobian
         from .map import solve_map, status_report
 
@@ -138,20 +150,26 @@ def laplace(
         mode = solve_map(problem, y, jacobian=True, mesh=mesh, batch_axis=batch_axis, progress=progress,
                          warn=False)
         theta, found = mode.theta, mode.converged.reshape(-1)
-        search = status_report(mode.status) if warn else ""
+        search = status_report(mode.status) if warn and not is_traced else ""
     else:
-        theta = problem.check_theta(at, "at", batch)
+        theta = traced.check_theta(problem, at, "at", batch)
         found = jnp.ones((math.prod(batch),), bool)  # at a user's point only the Hessian must be PD
         search = ""
     to_u = lambda t: ravel_pytree(problem.to_unconstrained(t))[0]  # noqa: E731
     for _ in batch:
         to_u = jax.vmap(to_u)
     u0 = to_u(theta)
-    if not bool(jnp.all(jnp.isfinite(u0))):
+    if is_traced:  # the mode search flags its own failures; a user's point is checked on the device
+        if at is not None:
+            u0 = eqx.error_if(u0, ~jnp.all(jnp.isfinite(u0)),
+                              "at: got a θ outside the prior's support, expected a point inside it")
+    elif not bool(jnp.all(jnp.isfinite(u0))):
         raise ValueError("at: got a θ outside the prior's support, expected a point inside it")
     size = math.prod(batch)
     y = y.reshape(size, *y.shape[len(batch):])
     u0 = u0.reshape(size, -1)
+    if is_traced and rank is not None:  # the per-lane core on all observations: no blocks, no warnings
+        return _laplace_traced(problem, y, u0, found, batch, rank, key, oversampling, power_iters)
     if rank is not None:  # prior plus low-rank update, O(d r) per observation
         approx, pd = lowrank.laplace_lowrank(problem, y, u0, found, batch, rank=rank, key=key,
                                              oversampling=oversampling, power_iters=power_iters,
@@ -166,10 +184,12 @@ def laplace(
         block_size = default_block_size(per_lane, n_dev)
     # refuse before compiling a block whose vmapped lanes (each with its Hessian, factor, identity,
     # covariance and masked copy) cannot fit: per device on accelerators, all of them on a host
-    lanes = min(block_size, size)
+    lanes = size if is_traced else min(block_size, size)
     lanes = lanes if mesh is None or jax.default_backend() == "cpu" else -(-lanes // n_dev)
     dense.check_dense(d, u0.dtype, lanes=lanes, copies=_DENSE_COPIES, what="ji.laplace",
                       alternative="ji.laplace(..., rank=r) (prior plus low-rank update, O(d r) memory)")
+    if is_traced:  # the per-lane core on all observations at once: no blocks, no warnings
+        return _laplace_traced(problem, y, u0, found, batch, None, key, oversampling, power_iters)
     cov, pd = stream(_laplace_lanes, problem, (y, u0), num_lanes=size, block_size=block_size, mesh=mesh,
                      axis=axis, progress=progress, label="Laplace")
     ok = (pd & found).reshape(batch)
@@ -177,6 +197,29 @@ def laplace(
         _warn(search, (found & ~pd).reshape(batch))
     u, cov = u0.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:])
     return GaussianApproximation(mean=u, covariance=cov, ok=ok, problem=problem)
+
+
+def _laplace_traced(problem, y, u0, found, batch, rank, key, oversampling, power_iters):
+    """`laplace` under a transformation: the lanes of `_laplace_lanes` (or of the low-rank
+    `lowrank.factor`) vmapped over all observations."""
+    if rank is None:
+        cov, pd = _laplace_lanes(problem, (y, u0))
+        return GaussianApproximation(mean=u0.reshape(*batch, -1), covariance=cov.reshape(*batch, *cov.shape[1:]),
+                                     ok=(pd & found).reshape(batch), problem=problem)
+    from . import lowrank
+
+    size, d = u0.shape
+    keys = jax.random.split(jax.random.key(0) if key is None else key, size)
+
+    def one(yy, uu, kk):  # as lowrank.laplace_lowrank's lanes
+        f = lowrank.factor(problem, yy, uu, rank, kk, oversampling=oversampling, power_iters=power_iters)
+        pd = jnp.all(jnp.isfinite(f.eigvals) & (f.eigvals > -1)) & jnp.all(jnp.isfinite(f.eigvecs))
+        return f.eigvals, f.eigvecs, pd
+
+    lam, vecs, pd = jax.vmap(one)(y, u0, keys)
+    return lowrank.LowRankGaussianApproximation(
+        mean=u0.reshape(*batch, d), eigvals=lam.reshape(*batch, rank), eigvecs=vecs.reshape(*batch, d, rank),
+        ok=(pd & found).reshape(batch), problem=problem)
 
 
 def _warn(search: str, not_pd) -> None:

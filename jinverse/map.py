@@ -26,6 +26,7 @@ import optax.tree_utils as otu
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import implicit, traced
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from ._quasi_newton import quasi_newton_step
@@ -253,6 +254,15 @@ def _solve_lanes(operand, lanes):
     return jax.lax.map(lambda args: fn(*args), lanes, batch_size=settings.chunk_size)
 
 
+def _solve_lanes_implicit(operand, lanes):
+    """`_solve_lanes` with each lane's optimum differentiable by the implicit function theorem
+    (`implicit.mode`): the lanes of a call under ``jit``/``vmap``/``grad``."""
+    problem, settings = operand
+    fn = functools.partial(_solve_one, settings=settings)
+    return jax.lax.map(lambda args: implicit.mode(fn, problem, *args, jacobian=settings.jacobian),
+                       lanes, batch_size=settings.chunk_size)
+
+
 def solve_map(
     problem: InverseProblem,
     y: Float[Array, "*batch *event"],
@@ -324,14 +334,24 @@ def solve_map(
         A `MAPResult`; elements that did not converge or went non-finite are flagged in
         ``status``/``converged`` and never affect other elements.
 
+    Under ``jax.jit``, ``jax.vmap`` or ``jax.grad`` (``y``, ``init``, ``key`` or a leaf of
+    ``problem`` traced), the host-only work is skipped: only shapes and dtypes are checked (a
+    non-finite observation or start is flagged ``Status.NONFINITE`` instead of refused), all
+    lanes run as one block (``block_size``, ``mesh`` and ``progress`` are ignored), no warning
+    is raised, and ``theta`` and ``log_posterior`` are differentiable with respect to ``y`` and
+    the problem's floating-point leaves (prior and noise scales...) by the implicit function
+    theorem (`jinverse.implicit`), not through the optimiser's loop.
+
     Example::
 
         result = ji.solve_map(problem, y_batch)      # y_batch.shape == (1000, m)
         result.theta.shape                           # (1000, n)
+        jax.jacrev(lambda y: ji.solve_map(problem, y).theta)(y_batch[0])   # (n, m)
     """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
-    y, batch_shape = problem.check_y(y)
+    is_traced = traced.is_traced(problem, y, init, key)
+    y, batch_shape = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
     max_steps = check_positive_int("max_steps", max_steps)
     num_starts = check_positive_int("num_starts", num_starts)
     if chunk_size is None:  # CPU: small chunks (lanes wait for their chunk's slowest); GPU: wide ones
@@ -374,6 +394,11 @@ def solve_map(
         per_lane = tree_bytes((y_rep[:1], jax.tree.map(lambda a: a[:1], u0))) * 4
         block_size = default_block_size(per_lane, chunk_size * n_dev)
     settings = _Settings(optimizer, max_steps, float(tol), chunk_size, bool(jacobian))
+    if is_traced:  # one block, padded as `stream` pads it, with implicit derivatives
+        idx = np.minimum(np.arange(-(-lanes // chunk_size) * chunk_size), lanes - 1)
+        block = (y_rep, u0) if idx.size == lanes else jax.tree.map(lambda a: a[idx], (y_rep, u0))
+        outs = _solve_lanes_implicit((problem, settings), block)
+        return _collect(jax.tree.map(lambda a: a[:lanes], outs), n_obs, num_starts, batch_shape)
     outs = stream(_solve_lanes, (problem, settings), (y_rep, u0),
                   num_lanes=lanes, block_size=block_size, multiple=chunk_size, mesh=mesh,
                   axis=batch_axis, progress=progress, label="MAP")
@@ -412,9 +437,9 @@ def _finite_starts(problem, y_rep, u0, jacobian: bool):
     (e.g. ``slcp``: a zero scale in the likelihood at the center): the best of `FALLBACK_DRAWS`
     prior draws (a fixed key, so reproducible). One evaluation per lane; the draws only when
     some lane needs them."""
-    if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((y_rep, u0))):
-        return u0  # under an outer jit: the loop flags such lanes NONFINITE
     bad = ~jnp.isfinite(_lane_densities(problem, u0, y_rep, jacobian))
+    if traced.is_traced(problem, y_rep, u0):  # under a transformation: decided on the device
+        return jax.lax.cond(jnp.any(bad), lambda: _best_draws(problem, u0, y_rep, bad, jacobian), lambda: u0)
     if not bool(jnp.any(bad)):
         return u0
     return _best_draws(problem, u0, y_rep, bad, jacobian)
@@ -450,7 +475,7 @@ def _starts(problem, init, num_starts, key, batch_shape):
     """Starting θ shaped ``(n_obs, num_starts, *theta_shape)``."""
     n_obs = math.prod(batch_shape)
     if init is not None:
-        theta = problem.check_theta(init, "init", batch_shape)
+        theta = traced.check_theta(problem, init, "init", batch_shape)
         theta = jax.tree.map(lambda a: a.reshape(n_obs, *a.shape[len(batch_shape):]), theta)
         if num_starts == 1:
             return jax.tree.map(lambda a: a[:, None], theta)

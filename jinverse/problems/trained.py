@@ -8,8 +8,10 @@ relation is known, so that the set of inputs producing an output (the preimage) 
 - ``trained_classifier``: learns the class of a point of ``[-2, 2]²`` by its angle (``K`` equal
   sectors); the preimage of label ``k`` is the k-th sector.
 
-Training takes a few seconds (one jitted `lax.scan` of full-batch Adam, fixed seed) and is cached
-per process. Their metric, ``"repredict"`` (`score_repredict`), checks that a found θ makes the
+Training takes a few seconds (one jitted `lax.scan` of full-batch Adam, fixed seed); the trained
+parameters are stored under ``$JINVERSE_CACHE/trained`` (or ``~/.cache/jinverse/trained``), keyed
+by every option that affects training, the precision and the jinverse and JAX versions, and loaded
+from there by later processes. Their metric, ``"repredict"`` (`score_repredict`), checks that a found θ makes the
 model predict the target, that it lies on the true preimage, and for a posterior how much of the
 preimage its draws cover.
 """
@@ -17,7 +19,10 @@ preimage its draws cover.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import os
 
 import equinox as eqx
 import jax
@@ -59,6 +64,31 @@ def _train(model, loss_fn, x, t, steps: int, lr: float):
     return eqx.combine(params, static)
 
 
+def _trained(name: str, options: dict, model, train):
+    """``train(model)`` -> ``(model, errors)``, or what an earlier call with the same ``options``
+    stored (the parameters loaded into ``model``, the untrained network of the same structure)."""
+    import jinverse
+
+    key = {"name": name, **options, "dtype": str(jnp.result_type(float)),
+           "jinverse": jinverse.__version__, "jax": jax.__version__}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = ref.cache_dir() / "trained" / f"{name}-{digest}.eqx"
+    errors_path = path.with_suffix(".json")
+    if path.exists() and errors_path.exists():
+        try:
+            return eqx.tree_deserialise_leaves(path, model), json.loads(errors_path.read_text())["errors"]
+        except Exception:  # a truncated or foreign file: train again and overwrite it
+            pass
+    model, errors = train(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # each file written whole, then moved in
+    eqx.tree_serialise_leaves(tmp, model)
+    os.replace(tmp, path)
+    tmp.write_text(json.dumps({"key": key, "errors": errors}))
+    os.replace(tmp, errors_path)
+    return model, errors
+
+
 def squared_norm(x):
     """The regressor's true function ``||x||²``."""
     return jnp.sum(x**2, axis=-1)
@@ -78,12 +108,17 @@ def trained_regressor_model(dim: int = 2, width: int = 32, depth: int = 2, steps
     ``errors`` holds its RMSE on the training set and on a fresh test set."""
     k_init, k_x, k_test = jax.random.split(jax.random.key(seed), 3)
     model = eqx.nn.MLP(dim, "scalar", width, depth, activation=jax.nn.tanh, key=k_init)
-    x = jax.random.uniform(k_x, (4096, dim), minval=-_BOX, maxval=_BOX)
-    model = _train(model, lambda p, t: jnp.mean((p - t) ** 2), x, squared_norm(x), steps, 1e-2)
-    xt = jax.random.uniform(k_test, (4096, dim), minval=-_BOX, maxval=_BOX)
-    rmse = {n: float(jnp.sqrt(jnp.mean((jax.vmap(model)(a) - squared_norm(a)) ** 2)))
-            for n, a in (("train_rmse", x), ("test_rmse", xt))}
-    return model, rmse
+
+    def train(model):
+        x = jax.random.uniform(k_x, (4096, dim), minval=-_BOX, maxval=_BOX)
+        model = _train(model, lambda p, t: jnp.mean((p - t) ** 2), x, squared_norm(x), steps, 1e-2)
+        xt = jax.random.uniform(k_test, (4096, dim), minval=-_BOX, maxval=_BOX)
+        rmse = {n: float(jnp.sqrt(jnp.mean((jax.vmap(model)(a) - squared_norm(a)) ** 2)))
+                for n, a in (("train_rmse", x), ("test_rmse", xt))}
+        return model, rmse
+
+    options = dict(dim=dim, width=width, depth=depth, steps=steps, seed=seed, lr=1e-2, n_train=4096)
+    return _trained("regressor", options, model, train)
 
 
 @functools.lru_cache(maxsize=8)
@@ -93,16 +128,21 @@ def trained_classifier_model(num_classes: int = 4, width: int = 32, depth: int =
     ``errors`` holds its accuracy on the training set and on a fresh test set."""
     k_init, k_x, k_test = jax.random.split(jax.random.key(seed), 3)
     model = eqx.nn.MLP(2, num_classes, width, depth, activation=jax.nn.tanh, key=k_init)
-    x = jax.random.uniform(k_x, (4096, 2), minval=-_BOX, maxval=_BOX)
 
     def loss(logits, label):
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, label))
 
-    model = _train(model, loss, x, sector(x, num_classes), steps, 1e-2)
-    xt = jax.random.uniform(k_test, (4096, 2), minval=-_BOX, maxval=_BOX)
-    acc = {n: float(jnp.mean(jnp.argmax(jax.vmap(model)(a), -1) == sector(a, num_classes)))
-           for n, a in (("train_accuracy", x), ("test_accuracy", xt))}
-    return model, acc
+    def train(model):
+        x = jax.random.uniform(k_x, (4096, 2), minval=-_BOX, maxval=_BOX)
+        model = _train(model, loss, x, sector(x, num_classes), steps, 1e-2)
+        xt = jax.random.uniform(k_test, (4096, 2), minval=-_BOX, maxval=_BOX)
+        acc = {n: float(jnp.mean(jnp.argmax(jax.vmap(model)(a), -1) == sector(a, num_classes)))
+               for n, a in (("train_accuracy", x), ("test_accuracy", xt))}
+        return model, acc
+
+    options = dict(num_classes=num_classes, width=width, depth=depth, steps=steps, seed=seed, lr=1e-2,
+                   n_train=4096)
+    return _trained("classifier", options, model, train)
 
 
 def _box_prior(dim):

@@ -149,12 +149,20 @@ def _box_prior(dim):
     return priors.Uniform(-_BOX * jnp.ones(dim), _BOX * jnp.ones(dim))
 
 
-def _reference_draws(problem, y, seed, num, log_bound):
+def _reference_draws(name, model, problem, y, seed, num, log_bound):
     """Exact posterior draws for each observation in ``y`` (``(*batch,)``): rejection from the
-    uniform prior with ``log_bound`` the likelihood's maximum."""
+    uniform prior with ``log_bound`` the likelihood's maximum; stored on disk (`reference.cached`),
+    keyed by the network's parameters, the likelihood, ``y`` and the sizes."""
     ys = np.atleast_1d(np.asarray(y))
-    draws = np.stack([ref.rejection_from_prior(jax.random.key(seed + i), problem, yi, num,
-                                               log_bound=log_bound) for i, yi in enumerate(ys)])
+
+    def build():
+        return np.stack([ref.rejection_from_prior(jax.random.key(seed + i), problem, yi, num,
+                                                  log_bound=log_bound) for i, yi in enumerate(ys)])
+
+    params = np.concatenate([np.ravel(a) for a in jax.tree.leaves(eqx.filter(model, eqx.is_array))])
+    parts = {"y": ys, "seed": seed, "num": num, "log_bound": log_bound, "params": params,
+             "likelihood": repr(problem.likelihood), "dtype": str(jnp.result_type(float))}
+    draws = ref.cached(name, parts, build)
     return jnp.asarray(draws if np.ndim(y) else draws[0])
 
 
@@ -176,7 +184,8 @@ def trained_regressor(*, seed=0, batch=None, dim=2, noise=0.05, num_reference=20
     reference = None
     if dim <= 3:  # the Gaussian log-likelihood is at most -log(noise √(2π))
         bound = -math.log(noise * math.sqrt(2 * math.pi))
-        reference = {"draws": _reference_draws(problem, y, seed, num_reference, bound)}
+        reference = {"draws": _reference_draws("trained_regressor", model, problem, y, seed, num_reference,
+                                                bound)}
     info = {"kind": "regressor", "model": model, "true_function": squared_norm, **errors}
     opts = dict(seed=seed, batch=batch, dim=dim, noise=noise, num_reference=num_reference,
                 width=width, steps=steps)
@@ -200,7 +209,8 @@ def trained_classifier(*, seed=0, batch=None, num_classes=4, num_reference=2000,
     theta, y = observe(problem, seed, batch)
     y = y.astype(jnp.result_type(float))
     # the Categorical log-likelihood is at most 0
-    reference = {"draws": _reference_draws(problem, y, seed, num_reference, 0.0)}
+    reference = {"draws": _reference_draws("trained_classifier", model, problem, y, seed, num_reference,
+                                            0.0)}
     info = {"kind": "classifier", "model": model, "num_classes": num_classes,
             "true_function": functools.partial(sector, num_classes=num_classes), **errors}
     opts = dict(seed=seed, batch=batch, num_classes=num_classes, num_reference=num_reference,

@@ -45,3 +45,22 @@ def test_trained_parameters_cached_on_disk(cache, build, kw):
     assert t_second < t_first / 5, (t_first, t_second)
     load(seed=1)  # an option that changes training: trained anew, stored beside the first
     assert len(calls) == 2 and len(list((tmp_path / "trained").glob("*.eqx"))) == 2
+
+
+def test_reference_draws_cached_on_disk(cache, monkeypatch):
+    import jinverse as ji
+    from jinverse.problems import reference as ref
+
+    tmp_path, _ = cache
+    calls = []
+    real = ref.rejection_from_prior
+    monkeypatch.setattr(ref, "rejection_from_prior", lambda *a, **k: calls.append(1) or real(*a, **k))
+    load = lambda **kw: ji.problems.load("trained_classifier", width=8, steps=300, num_reference=200, **kw)
+    first = load()
+    assert len(calls) == 1 and list((tmp_path / "reference").glob("trained_classifier-*.npy"))
+    trained.trained_classifier_model.cache_clear()
+    second = load()
+    assert len(calls) == 1, "the reference draws were drawn again"
+    np.testing.assert_array_equal(np.asarray(second.reference["draws"]), np.asarray(first.reference["draws"]))
+    load(seed=1)  # new observations: new draws
+    assert len(calls) == 2

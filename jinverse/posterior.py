@@ -65,6 +65,7 @@ class Status(enum.IntFlag):
     NONFINITE = 8
     UNCHECKED = 16  # R-hat and ESS not computed (``diagnose=False``): call `Posterior.diagnose`
     METRIC_FALLBACK = 32  # the whitening metric asked for could not be built (see jinverse.metric)
+    TEMPERING_INCOMPLETE = 64  # SMC stopped (max_stages) before reaching the posterior (β < 1)
 
 
 UNCHECKED_MESSAGE = "R-hat and ESS not computed (diagnose=False)"
@@ -175,6 +176,44 @@ def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool =
     return diag, status, messages
 
 
+SMC_MIN_ESS = 100  # importance weights at β = 1 worth fewer particles than this are flagged
+
+
+def smc_status_and_warnings(stats, finite, num_bad) -> tuple[np.ndarray, list[str]]:
+    """Per-observation status flags and messages of a tempered SMC run (`jinverse.smc`).
+
+    ``stats``: its `SMCStats` (``beta``, ``final_ess``, ``log_evidence``), ``finite``: whether
+    every draw is finite, ``num_bad``: particles whose log-likelihood is not finite. R-hat is not
+    a diagnostic of SMC (its "chains" are groups of particles), so only these are checked.
+    """
+    beta, ess = np.asarray(stats.beta), np.asarray(stats.final_ess)
+    finite = np.asarray(finite) & np.isfinite(np.asarray(stats.log_evidence))
+    status = np.zeros(beta.shape, np.int32)
+    status |= np.where(~finite, int(Status.NONFINITE), 0).astype(np.int32)
+    status |= np.where(beta < 1.0, int(Status.TEMPERING_INCOMPLETE), 0).astype(np.int32)
+    status |= np.where(~(ess >= SMC_MIN_ESS), int(Status.LOW_ESS), 0).astype(np.int32)
+    status |= np.where(np.asarray(num_bad) > 0, int(Status.DIVERGENCES), 0).astype(np.int32)
+    of = "" if status.size == 1 else f" in {{}} of {status.size} posteriors"
+    msgs = []
+
+    def count(flag):
+        return int(np.count_nonzero(status & int(flag)))
+
+    if count(Status.NONFINITE):
+        msgs.append("non-finite draws or evidence" + of.format(count(Status.NONFINITE))
+                    + ": the model gave NaN/inf; check it")
+    if count(Status.TEMPERING_INCOMPLETE):
+        msgs.append("SMC stopped before the posterior" + of.format(count(Status.TEMPERING_INCOMPLETE))
+                    + f" (smallest β reached {np.min(beta):.3g}): the draws and evidence are of a "
+                    "tempered target; raise max_stages or the number of particles")
+    if count(Status.LOW_ESS):
+        msgs.append(f"SMC importance weights at β = 1 worth fewer than {SMC_MIN_ESS} particles"
+                    + of.format(count(Status.LOW_ESS)) + ": use more particles")
+    if count(Status.DIVERGENCES):
+        msgs.append("particles with a non-finite log-likelihood" + of.format(count(Status.DIVERGENCES)))
+    return status, msgs
+
+
 def warn(messages, stacklevel: int = 2) -> None:
     """Emit a `SamplingWarning` for the problems found; not for a skipped diagnosis (asked for)."""
     shown = [m for m in messages if not m.startswith(UNCHECKED_MESSAGE)]
@@ -186,8 +225,12 @@ def _regroup(like: Posterior, fields) -> Posterior:
     """A `Posterior` of ``like``'s method from rearranged per-observation ``fields`` (a slice of
     the batch, or chunks joined): the flags found per observation stay found (or unchecked)
     and the messages are rewritten for the new batch."""
-    samples, stats, rhat, ess, div, st = fields
+    samples, stats, rhat, ess, div, st, *smc = fields
     st = np.asarray(st)
+    if like.smc is not None:  # SMC: its own checks (no R-hat), found per observation
+        status, msgs = smc_status_and_warnings(smc[0], (st & int(Status.NONFINITE)) == 0, div)
+        return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), like.method,
+                         like.num_warmup, smc[0].log_evidence, smc[0])
     diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
             "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0,
             "metric_fallback": (st & int(Status.METRIC_FALLBACK)) != 0}
@@ -209,6 +252,12 @@ class Posterior(eqx.Module):
         status: per observation, `Status` bit flags (0 when nothing is wrong).
         warnings: one readable message per kind of problem found.
         method: the sampler's name.
+        log_evidence: ``method="smc"`` only: the estimate of ``log p(y)`` per observation,
+            ``(*batch,)``; None for the MCMC methods.
+        smc: ``method="smc"`` only: the run's `jinverse.smc.SMCStats` (stages, β reached, ESS
+            of the final weights, acceptance). Its ``samples`` are equally weighted particles
+            grouped as ``(chains, draws)``: ``max_rhat`` is NaN (R-hat across groups of
+            particles is not a diagnostic) and ``min_ess`` is the final weights' ESS.
     """
 
     samples: PyTree[Float[Array, "*batch chains draws ..."]]
@@ -220,6 +269,8 @@ class Posterior(eqx.Module):
     warnings: tuple[str, ...] = eqx.field(static=True)
     method: str = eqx.field(static=True)
     num_warmup: int = eqx.field(static=True)
+    log_evidence: Float[Array, "*batch"] | None = None
+    smc: PyTree | None = None
 
     # -- shapes -------------------------------------------------------------------------
     @property
@@ -298,7 +349,8 @@ class Posterior(eqx.Module):
 
     def _per_observation(self):
         """The fields that carry the batch axes (what slicing and merging rearrange)."""
-        return (self.samples, self.stats, self.max_rhat, self.min_ess, self.num_divergent, self.status)
+        fields = (self.samples, self.stats, self.max_rhat, self.min_ess, self.num_divergent, self.status)
+        return fields if self.smc is None else (*fields, self.smc)
 
     def diagnose(self) -> Posterior:
         """This posterior with its R-hat and bulk ESS computed (after ``ji.sample(...,
@@ -308,7 +360,10 @@ class Posterior(eqx.Module):
         those of a ``diagnose=True`` run with the same key (the draws are unchanged), and emits
         the same `SamplingWarning` when something is found. On an already diagnosed posterior it
         recomputes the same values. Costs a sort of the pooled draws of each observation.
+        An SMC posterior has no R-hat to compute: it is returned as it is.
         """
+        if self.smc is not None:
+            return self
         fallback = (np.asarray(self.status) & int(Status.METRIC_FALLBACK)) != 0
         diag, status, messages = diagnose_draws(self.samples, self.stats.is_divergent, self.num_chains,
                                                 metric_fallback=fallback)
@@ -331,6 +386,13 @@ class Posterior(eqx.Module):
         """
         head = (f"Posterior: {self.method}, {self.num_chains} chains x {self.num_draws} draws "
                 f"(+{self.num_warmup} warmup)")
+        checked = self.checked and self.smc is None  # SMC: no R-hat/ESS per parameter
+        if self.smc is not None:
+            head = (f"Posterior: smc, {self.num_chains * self.num_draws} equally weighted particles "
+                    f"(as {self.num_chains} x {self.num_draws}); " + (
+                        f"{int(self.smc.num_stages)} stages, log evidence {float(self.log_evidence):.4g}, "
+                        f"final weights' ESS {float(self.smc.final_ess):.0f}" if not self.batch_shape else
+                        "R-hat not computed (min ESS: the final weights')"))
         if self.batch_shape:
             lines = [head + f", batch {self.batch_shape}",
                      f"{'obs':>8} {'max R-hat':>10} {'min ESS':>9} {'diverg.':>8}  status"]
@@ -345,7 +407,7 @@ class Posterior(eqx.Module):
             lines = [head, f"{'param':>12} {'mean':>10} {'std':>10} {'5%':>10} {'50%':>10} "
                            f"{'95%':>10} {'R-hat':>7} {'ESS bulk':>9} {'ESS tail':>9}"]
             stats = [self.mean(), self.std(), self.quantile(jnp.array([0.05, 0.5, 0.95]))]
-            if self.checked:
+            if checked:
                 stats += [self.rhat(), self.ess("bulk"), self.ess("tail")]
             else:  # not computed: the user skipped it (diagnose=False)
                 stats += [jax.tree.map(lambda m: np.full(np.shape(m), np.nan), stats[0])] * 3
@@ -359,7 +421,7 @@ class Posterior(eqx.Module):
                     if rows == max_rows:
                         break
                     label = name + (str(list(idx)) if idx else "")
-                    diag = (f"{r[idx]:>7.3f} {eb[idx]:>9.0f} {et[idx]:>9.0f}" if self.checked
+                    diag = (f"{r[idx]:>7.3f} {eb[idx]:>9.0f} {et[idx]:>9.0f}" if checked
                             else f"{'-':>7} {'-':>9} {'-':>9}")
                     lines.append(f"{label:>12} {m[idx]:>10.4g} {sd[idx]:>10.4g} {q[(0, *idx)]:>10.4g} "
                                  f"{q[(1, *idx)]:>10.4g} {q[(2, *idx)]:>10.4g} {diag}")

@@ -29,6 +29,7 @@ from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .posterior import Posterior, diagnose_draws, warn
 from .problem import InverseProblem
+from .smc import sample_smc
 
 # Incremented each time a compiled sampling program is traced (tests count retraces with it).
 _TRACES = {"count": 0}
@@ -316,7 +317,10 @@ def sample(
             (diagonal proposal scale, then a global scale to 0.234 acceptance), ``"mclmc"``
             (`blackjax.mclmc_find_L_and_step_size`; unadjusted, needs ≥ 2 unknowns) or
             ``"chees"`` (`blackjax.chees_adaptation` of jittered dynamic HMC across chains; the
-            many-chain method for accelerators). Or your own algorithm: a callable
+            many-chain method for accelerators), or ``"smc"``: adaptive tempered sequential
+            Monte Carlo from prior to posterior (`jinverse.smc`: ``num_chains * num_samples``
+            particles, ``num_warmup`` unused, the log evidence in ``log_evidence``; for
+            posteriors with several modes). Or your own algorithm: a callable
             ``build(logdensity_fn, **options) -> blackjax.SamplingAlgorithm`` where
             ``logdensity_fn`` takes one *flat* unconstrained vector, e.g.
             ``lambda ld: blackjax.nuts(ld, step_size=0.1, inverse_mass_matrix=jnp.ones(n))``;
@@ -391,6 +395,15 @@ def sample(
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
     check_key("key", key)
+    if isinstance(method, str) and method == "smc":  # tempered SMC: its own driver
+        given = {"init": init is not None, "checkpoint": checkpoint is not None,
+                 "chunk_size": chunk_size is not None, "metric": not (isinstance(metric, str) and metric == "auto")}
+        for name in (n for n, g in given.items() if g):
+            raise ValueError(f"{name}: given with method='smc', which starts from the prior and "
+                             "chooses its own moves; expected the default")
+        return sample_smc(problem, y, key=key, num_chains=num_chains, num_samples=num_samples,
+                          block_size=block_size, mesh=mesh, batch_axis=batch_axis, progress=progress,
+                          **options)
     num_chains = check_positive_int("num_chains", num_chains)
     num_warmup = check_positive_int("num_warmup", num_warmup)
     num_samples = check_positive_int("num_samples", num_samples, minimum=4)

@@ -1,9 +1,10 @@
 """Tempered SMC (`ji.sample(..., method="smc")`, `jinverse.smc`) against closed forms, quadrature
 and reference draws.
 
-Monte-Carlo tolerances use a conservative effective sample size of ``N / 10`` for the ``N``
-particles: resampling and a finite number of mutation moves correlate the particles, but the
-final weights' ESS (reported) is ~0.9 N and the moves decorrelate most of the copies.
+Monte-Carlo tolerances use a conservative effective sample size of ``N / 4`` for the ``N``
+particles: resampling and a finite number of mutation moves correlate the particles. Measured
+(8 runs of 4000 particles): the spread of the two-mode fraction was 0.0057, the value for
+4000 independent draws (0.0071), and the final weights' ESS is ~0.9 N.
 """
 
 import warnings
@@ -20,7 +21,7 @@ from jinverse.posterior import SamplingWarning, Status
 
 N, M = 3, 8
 CHAINS, DRAWS = 4, 1000
-ESS = CHAINS * DRAWS / 10
+ESS = CHAINS * DRAWS / 4
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,8 @@ def test_linear_gaussian_moments_and_evidence(linear):
         corr = np.corrcoef(draws.T)
         exact = cov / np.outer(sd, sd)
         np.testing.assert_array_less(np.abs(corr - exact), 5 / np.sqrt(ESS))
-    # issue 13's target: log Z within 0.1 nats of the closed form (the spread of the estimate at
-    # 4000 particles and ~5 stages is a few hundredths of a nat)
+    # issue 13's target: log Z within 0.1 nats of the closed form (measured over 8 runs of 4000
+    # particles, 7 stages: standard deviation 0.035, so 0.1 is ~3 of them)
     np.testing.assert_allclose(np.asarray(post.log_evidence), log_z, atol=0.1)
     assert np.all(np.asarray(post.smc.beta) == 1.0) and np.all(np.asarray(post.smc.num_stages) >= 1)
     assert np.all(np.asarray(post.min_ess) > 0.5 * CHAINS * DRAWS)  # the final weights' ESS

@@ -49,6 +49,8 @@ from .problem import InverseProblem
 
 OPTIONS = frozenset({"num_mcmc_steps", "target_ess", "max_stages"})
 TARGET_ACCEPTANCE = 0.234  # random-walk Metropolis (Roberts, Gelman & Gilks 1997)
+# Incremented each time the SMC program is traced (tests count retraces with it).
+_TRACES = {"count": 0}
 
 
 class SMCStats(NamedTuple):
@@ -181,6 +183,7 @@ def smc_one(problem: InverseProblem, y, key: PRNGKeyArray, s: Settings):
 def _smc_lanes(operand, lanes):
     """`smc_one` for every lane (observation) of a block: θ draws, acceptance, statistics."""
     problem, s = operand
+    _TRACES["count"] += 1
     _, unravel = ravel_pytree(jax.tree.map(lambda r: jnp.zeros(r.shape, r.dtype), problem.theta_shape_dtype()))
 
     def one(lane):

@@ -17,6 +17,7 @@ from scipy import integrate
 from scipy.stats import multivariate_normal
 
 import jinverse as ji
+from jinverse import smc as smc_lib
 from jinverse.posterior import SamplingWarning, Status
 
 N, M = 3, 8
@@ -67,7 +68,9 @@ def test_linear_gaussian_moments_and_evidence(linear):
 def test_batch_equals_one_at_a_time(linear):
     problem, ys, _, _, _, post = linear
     keys = jax.random.split(jax.random.key(1), 2)
+    traces = []
     for i in range(2):
+        traces.append(smc_lib._TRACES["count"])
         one = ji.sample(problem, jnp.asarray(ys[i]), key=keys[i], method="smc", num_chains=CHAINS,
                         num_samples=DRAWS)
         # to rounding: a vmapped lane is lowered differently from a single one
@@ -75,6 +78,7 @@ def test_batch_equals_one_at_a_time(linear):
         np.testing.assert_allclose(float(one.log_evidence), float(post.log_evidence[i]), rtol=1e-9)
         sliced = post[i]  # slicing keeps the evidence and the SMC statistics
         assert sliced.log_evidence.shape == () and sliced.warnings == () and int(sliced.status) == 0
+    assert traces[1] == smc_lib._TRACES["count"]  # new data of the same shape: no new trace
     assert "log evidence" in one.summary() and "R-hat" in one.summary()
 
 

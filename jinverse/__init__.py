@@ -2,13 +2,19 @@
 
 from . import bijectors as bijectors
 from . import diagnostics as diagnostics
+from . import evidence as evidence
 from . import hierarchical as hierarchical
+from . import implicit as implicit
 from . import likelihoods as likelihoods
 from . import linear as linear
 from . import plots as plots
 from . import priors as priors
 from . import problems as problems
 from . import proximal as proximal
+from .evidence import EmpiricalBayesResult as EmpiricalBayesResult
+from .evidence import Evidence as Evidence
+from .evidence import empirical_bayes as empirical_bayes
+from .evidence import laplace_evidence as laplace_evidence
 from .laplace import GaussianApproximation as GaussianApproximation
 from .laplace import laplace as laplace
 from .lowrank import LowRankGaussianApproximation as LowRankGaussianApproximation

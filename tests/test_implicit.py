@@ -197,7 +197,8 @@ def test_linear_gaussian_closed_form(linear):
     h = 1e-4
     assert rel(rev, fd(lambda yy: reference_theta(problem, yy), y, h)) < 1e-5
     fd_t = (reference_theta(with_scales(problem, T + h, S), y) - reference_theta(with_scales(problem, T - h, S), y))
-    assert rel(got[0], fd_t / (2 * h)) < 1e-5
+    fd_s = (reference_theta(with_scales(problem, T, S + h), y) - reference_theta(with_scales(problem, T, S - h), y))
+    assert rel(got[0], fd_t / (2 * h)) < 1e-5 and rel(got[1], fd_s / (2 * h)) < 1e-5
 
 
 def test_nonlinear_against_finite_differences(nonlinear):

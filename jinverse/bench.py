@@ -36,6 +36,7 @@ SAMPLE_METHODS = {
     "rwmh": "random-walk Metropolis, tuned diagonal proposal",
     "mclmc": "microcanonical Langevin (unadjusted; >= 2 unknowns)",
     "chees": "ChEES-adapted jittered HMC across chains",
+    "smc": "adaptive tempered SMC from prior to posterior (weighs separate modes; log evidence)",
 }
 METHODS = {**POINT_METHODS, **SAMPLE_METHODS}
 
@@ -45,7 +46,7 @@ SUITES: dict[str, dict[str, Any]] = {
         "problems": {"phillips": {"n": 32}, "deconvolution1d": {"n": 64, "noise": 0.02},
                      "gaussian_linear": {"dim": 5, "num_reference": 2000},
                      "two_moons": {"num_reference": 2000}},
-        "methods": ["map", "laplace", "tikhonov-gcv", "nuts", "mclmc"],
+        "methods": ["map", "laplace", "tikhonov-gcv", "nuts", "mclmc", "smc"],
         # ji.sample's own defaults: the suite shows what a first call gives (300 draws left
         # R-hat of well-mixed chains above 1.01 by chance in 64 coordinates)
         "chains": 4, "warmup": 500, "samples": 1000,

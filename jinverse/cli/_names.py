@@ -17,5 +17,6 @@ SAMPLE_METHODS = {
     "rwmh": "random-walk Metropolis, tuned diagonal proposal",
     "mclmc": "microcanonical Langevin (unadjusted; >= 2 unknowns)",
     "chees": "ChEES-adapted jittered HMC across chains",
+    "smc": "adaptive tempered SMC from prior to posterior (weighs separate modes; log evidence)",
 }
 SUITE_NAMES = ("quick", "full")

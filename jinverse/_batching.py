@@ -88,7 +88,7 @@ def stream(
     run = _compiled(fn, mesh, axis)
     if multiprocess:  # every process runs this same loop on its own lanes (SPMD)
         operand = _replicate_global(operand, mesh)
-    report = _reporter(progress, num_lanes, label)
+    report = reporter(progress, num_lanes, label)
     pieces = []
     for start in range(0, num_lanes, size):
         stop = min(start + size, num_lanes)
@@ -145,7 +145,7 @@ def _sharded(fn, mesh, axis):
     return run
 
 
-def _reporter(progress, total, label):
+def reporter(progress, total, label):
     if callable(progress):
         return lambda done: progress(done, total)
     if not progress:

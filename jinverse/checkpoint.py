@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _samplers
-from ._batching import _reporter, stream
+from ._batching import reporter, stream
 
 FORMAT = 1
 
@@ -127,7 +127,7 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
         states = jax.tree.map(np.asarray, stream(_warmup_lanes, operand, lanes, **run))
         done = 0
         _save(path, meta, done, states, None)
-    report = _reporter(progress, s.num_samples, "draws")
+    report = reporter(progress, s.num_samples, "draws")
     y = lanes[0]
     # The draw loop: each pass moves every chain of every observation `draws_per_call` draws on
     # from the saved states (the last pass may run past num_samples; the extra draws are dropped).

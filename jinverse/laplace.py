@@ -17,11 +17,10 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from . import dense, traced
+from . import curvature, dense, traced
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._gaussian import AbstractGaussianApproximation
 from .problem import InverseProblem
-from .sampling import _flat
 
 
 class GaussianApproximation(AbstractGaussianApproximation):
@@ -54,7 +53,7 @@ _DENSE_COPIES = 5  # d x d arrays alive per lane in `_laplace_one`
 
 def _laplace_one(problem, y, u):
     """Mean ``u`` and covariance ``(-∇² log p(u | y))⁻¹``; NaN where the Hessian is not PD."""
-    _, unravel = _flat(problem)
+    _, unravel = curvature.flatten(problem)
 
     def neg(x):
         return -problem.log_density(unravel(x), y, jacobian=True)

@@ -98,6 +98,15 @@ def test_chart_plots_the_distance_from_the_ideal():
     assert tops == {0.5, 2.5, 5.6}  # run, + compile, + diagnostics and scoring
 
 
+# What the phases may leave out: the argument checks before the solver (milliseconds), which on a
+# loaded 2-core machine took up to ~15 ms; a phase left out (e.g. C2ST scoring) costs seconds.
+GAP = 0.25
+
+
+def _unaccounted_small(gap, wall):
+    return 0 <= gap <= max(0.02 * wall, GAP)
+
+
 def test_phases_add_up_to_the_wall_time(shaw):
     """A sampler's run: compile, sampling, diagnostics, scoring, timed apart and adding up to the
     wall time; the R-hat and ESS computed in the diagnostics phase are ji.sample's own."""
@@ -106,7 +115,7 @@ def test_phases_add_up_to_the_wall_time(shaw):
     assert all(v >= 0 for v in run.phases.values()) and run.phases["scoring"] is not None
     total = B.phase_total(run.phases)
     # only the argument checks before the solver are outside the phases
-    assert total <= run.wall_seconds and total == pytest.approx(run.wall_seconds, rel=0.02, abs=0.01)
+    assert total <= run.wall_seconds and _unaccounted_small(run.wall_seconds - total, run.wall_seconds)
     assert run.seconds == run.phases["sampling"] and run.compile_seconds == run.phases["compile"]
     d = run.diagnostics
     assert d["ess_per_s"] == pytest.approx(d["min_ess"] / run.phases["sampling"])
@@ -124,13 +133,13 @@ def test_scoring_is_optional_and_chunks_add_their_phases(shaw):
     its chunks' phases, scores once for the whole batch, and still adds up to its wall time."""
     run = B.run_method(shaw, "tikhonov-gcv", score=False)
     assert run.scores == {} and run.phases["scoring"] is None
-    assert B.phase_total(run.phases) == pytest.approx(run.wall_seconds, rel=0.02, abs=0.01)
+    assert B.phase_total(run.phases) == pytest.approx(run.wall_seconds, rel=0.02, abs=GAP)
     batch = ji.problems.load("shaw", n=6, batch=3)
     run = B.run_chunked(batch, "tikhonov-gcv", chunk=2)
     assert list(run.phases) == ["compile", "solve", "chunking", "diagnostics", "scoring"]
     assert run.scores["metric"] == "rel_error" and run.phases["scoring"] > 0
     assert B.phase_total(run.phases) <= run.wall_seconds
-    assert B.phase_total(run.phases) == pytest.approx(run.wall_seconds, rel=0.02, abs=0.01)
+    assert B.phase_total(run.phases) == pytest.approx(run.wall_seconds, rel=0.02, abs=GAP)
     repeated = B.run_method(shaw, "tikhonov-gcv", repeat=True)
     assert list(repeated.phases) == ["compile", "solve", "repeat", "diagnostics", "scoring"]
-    assert B.phase_total(repeated.phases) == pytest.approx(repeated.wall_seconds, rel=0.02, abs=0.01)
+    assert B.phase_total(repeated.phases) == pytest.approx(repeated.wall_seconds, rel=0.02, abs=GAP)

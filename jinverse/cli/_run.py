@@ -8,7 +8,6 @@ import platform
 
 import click
 
-from . import main
 from ._common import (
     ChunkProgress,
     checkpoint_file,
@@ -22,6 +21,7 @@ from ._common import (
     phase,
     settings,
 )
+from ._main import main
 from ._names import POINT_METHODS, SAMPLE_METHODS, SUITE_NAMES
 
 EXIT_NOT_CONVERGED = 3  # `jinverse solve`: results written, but some observations did not converge

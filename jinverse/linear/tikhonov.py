@@ -50,7 +50,7 @@ def _check_lam(lam, noise_std):
     return lam
 
 
-def _batch(y, m):
+def as_batch(y, m):
     y = as_float_array("y", y)
     check_finite("y", y)
     if y.ndim < 1 or y.shape[-1] != m:
@@ -58,7 +58,7 @@ def _batch(y, m):
     return y, y.shape[:-1]
 
 
-def _per_obs(name, value, batch_shape):
+def per_observation(name, value, batch_shape):
     if value is None:
         return None
     value = as_float_array(name, value)
@@ -190,11 +190,11 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
                       else "krylov" if chosen in ("gcv", "lcurve") and L is None else "cg")
         system = spectral_system(op, L) if method == "dense" else None
     m = system.m if system is not None else op.shape[0]
-    Y, batch_shape = _batch(y, m)
+    Y, batch_shape = as_batch(y, m)
     Yf = Y.reshape(-1, m)
     B = Yf.shape[0]
-    sig = _per_obs("noise_std", noise_std, batch_shape)
-    lam_b = jnp.zeros((B,), Yf.dtype) if chosen else _per_obs("lam", lam, batch_shape)
+    sig = per_observation("noise_std", noise_std, batch_shape)
+    lam_b = jnp.zeros((B,), Yf.dtype) if chosen else per_observation("lam", lam, batch_shape)
 
     if system is not None:
         axis = check_mesh(mesh, None)

@@ -17,7 +17,7 @@ from jaxtyping import Array, Float, Int
 from . import paramchoice as pc
 from .operators import as_operator
 from .spectral import SpectralSystem, spectral_system
-from .tikhonov import METHODS, _batch, _per_obs
+from .tikhonov import METHODS, as_batch, per_observation
 
 
 class TSVDResult(NamedTuple):
@@ -67,9 +67,9 @@ def tsvd(A, y, *, k, L=None, noise_std=None, tau: float = 1.0, n: int | None = N
     """
     system = A if isinstance(A, SpectralSystem) else spectral_system(as_operator(A, n), L)
     r = system.s.shape[0]
-    Y, batch_shape = _batch(y, system.m)
+    Y, batch_shape = as_batch(y, system.m)
     Yf = Y.reshape(-1, system.m)
-    sig = _per_obs("noise_std", noise_std, batch_shape)
+    sig = per_observation("noise_std", noise_std, batch_shape)
     if isinstance(k, str):
         if k not in METHODS:
             raise ValueError(f"k: got {k!r}, expected an integer or one of {METHODS}")

@@ -67,10 +67,10 @@ def _train(model, loss_fn, x, t, steps: int, lr: float):
 def _trained(name: str, options: dict, model, train):
     """``train(model)`` -> ``(model, errors)``, or what an earlier call with the same ``options``
     stored (the parameters loaded into ``model``, the untrained network of the same structure)."""
-    import jinverse
+    from importlib.metadata import version
 
     key = {"name": name, **options, "dtype": str(jnp.result_type(float)),
-           "jinverse": jinverse.__version__, "jax": jax.__version__}
+           "jinverse": version("jinverse"), "jax": jax.__version__}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     path = ref.cache_dir() / "trained" / f"{name}-{digest}.eqx"
     errors_path = path.with_suffix(".json")

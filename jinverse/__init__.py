@@ -22,6 +22,8 @@ from .map import MAPResult as MAPResult
 from .map import MAPWarning as MAPWarning
 from .map import Status as Status
 from .map import solve_map as solve_map
+from .modes import ModeMixture as ModeMixture
+from .modes import find_modes as find_modes
 from .posterior import Posterior as Posterior
 from .problem import InverseProblem as InverseProblem
 from .problem import MatrixOperator as MatrixOperator

@@ -13,6 +13,7 @@ import enum
 import functools
 import math
 import warnings as _warnings
+from typing import NamedTuple
 
 import blackjax.diagnostics as bd
 import equinox as eqx
@@ -29,6 +30,10 @@ ESS_PER_CHAIN = 100  # bulk ESS below 100 per chain is flagged (Vehtari et al. 2
 # at most SELF_RHAT_LIMIT, Gelman & Rubin's original 1.1 rule) while the chains together give an
 # R-hat above it: the disagreement is between chains, not a slow drift within them.
 SELF_RHAT_LIMIT = 1.1
+# ... and the chains' means at least this many within-chain standard deviations apart in some
+# parameter: chains sampling one distribution have means within ~2 sd / sqrt(ESS per chain) of
+# each other, so 2 sd apart means each chain sits in a region the others do not visit.
+MODE_SEPARATION = 2.0
 
 
 def _each_series(fn, x, chain_axis: int):
@@ -51,6 +56,15 @@ def _per_param(x, fn, chain_axis):
     return _each_series(fn, x, chain_axis)
 
 
+@jax.jit
+def _nearest_shares(flat, modes, ok):
+    """Share of the draws ``(*batch, chains, draws, p)`` nearest each mode ``(*batch, K, p)``."""
+    dist = jnp.sum((flat[..., :, :, None, :] - modes[..., None, None, :, :]) ** 2, axis=-1)
+    near = jnp.argmin(jnp.where(ok[..., None, None, :], dist, jnp.inf), axis=-1)
+    hits = near[..., None] == jnp.arange(modes.shape[-2])
+    return jnp.mean(hits, axis=(-3, -2))
+
+
 class SamplingWarning(UserWarning):
     """A posterior whose draws should not be trusted as they are (see `Posterior.warnings`)."""
 
@@ -66,6 +80,23 @@ class Status(enum.IntFlag):
     UNCHECKED = 16  # R-hat and ESS not computed (``diagnose=False``): call `Posterior.diagnose`
     METRIC_FALLBACK = 32  # the whitening metric asked for could not be built (see jinverse.metric)
     TEMPERING_INCOMPLETE = 64  # SMC stopped (max_stages) before reaching the posterior (β < 1)
+    MULTIMODAL = 128  # chains each stationary, in different modes (R-hat cannot fix it by running longer)
+
+
+class ChainModes(NamedTuple):
+    """Where the chains of ``ji.sample(..., init="modes")`` started (`ji.find_modes`).
+
+    Attributes:
+        weights: each mode's Laplace-evidence weight, ``(*batch, K)`` (0 for padding).
+        ok: ``(*batch, K)``: a mode found (False: padding up to the batch's most modes).
+        chain: the mode each chain started at, ``(*batch, chains)``.
+        theta: the modes, θ flattened, ``(*batch, K, p)``.
+    """
+
+    weights: Float[Array, "*batch K"]
+    ok: Bool[Array, "*batch K"]
+    chain: Int[Array, "*batch chains"]
+    theta: Float[Array, "*batch K p"]
 
 
 UNCHECKED_MESSAGE = "R-hat and ESS not computed (diagnose=False)"
@@ -93,7 +124,13 @@ def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnos
     halves = flat[..., : 2 * (n // 2), :].reshape(*batch, c, 2, n // 2, d)
     self_rhat = jnp.nanmax(_each_series(bd.rhat, halves, nb + 1), axis=(-2, -1))
     max_rhat = jnp.nanmax(rhat, axis=-1)
-    out["separate_modes"] = finite & (max_rhat > SELF_RHAT_LIMIT) & (self_rhat <= SELF_RHAT_LIMIT)
+    # how far apart the chains' means are, in within-chain standard deviations (worst parameter)
+    means, within = jnp.mean(flat, axis=-2), jnp.sqrt(jnp.mean(jnp.var(flat, axis=-2), axis=-2))
+    spread = jnp.max(means, axis=-2) - jnp.min(means, axis=-2)
+    separation = jnp.max(jnp.where(within > 0, spread / jnp.where(within > 0, within, 1.0), 0.0), axis=-1)
+    out["mode_separation"] = separation
+    out["separate_modes"] = (finite & (max_rhat > SELF_RHAT_LIMIT) & (self_rhat <= SELF_RHAT_LIMIT)
+                             & (separation > MODE_SEPARATION))
     return {"max_rhat": jnp.where(finite, max_rhat, jnp.inf),
             "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0), **out}
 
@@ -118,6 +155,8 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
     status |= np.where(~checked, int(Status.UNCHECKED), 0).astype(np.int32)
     fallback = np.broadcast_to(np.asarray(diag.get("metric_fallback", False), bool), rhat.shape)
     status |= np.where(fallback, int(Status.METRIC_FALLBACK), 0).astype(np.int32)
+    modes = np.broadcast_to(np.asarray(diag.get("separate_modes", False), bool), rhat.shape) & checked
+    status |= np.where(modes, int(Status.MULTIMODAL), 0).astype(np.int32)
     n = status.size
     of = "" if n == 1 else f" in {{}} of {n} posteriors"
     msgs = []
@@ -132,14 +171,17 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
         msgs.append(f"R-hat above {RHAT_LIMIT}" + of.format(count(Status.HIGH_RHAT))
                     + f" (worst {np.nanmax(np.where(finite, rhat, np.nan)):.4f}): chains disagree; "
                     "run longer or check for several modes")
-    modes = np.broadcast_to(np.asarray(diag.get("separate_modes", False), bool), rhat.shape)
-    if np.any(modes & checked):
-        msgs.append("multimodal posterior" + of.format(int(np.count_nonzero(modes & checked)))
-                    + f": each chain is stationary on its own (split R-hat <= {SELF_RHAT_LIMIT} within "
-                    f"every chain) but the chains sit in different regions (R-hat > {SELF_RHAT_LIMIT}), "
-                    "so running longer will not mix them; the share of draws per mode is not "
-                    "trustworthy: look for a symmetry of the model (a sign flip, a relabelling) or "
-                    "sample each mode apart and weight them")
+    if count(Status.MULTIMODAL):
+        sep = np.asarray(diag.get("mode_separation", np.nan), float)
+        apart = (f", means up to {np.nanmax(np.where(modes, sep, np.nan)):.3g} within-chain standard "
+                 "deviations apart" if np.any(np.isfinite(np.where(modes, sep, np.nan))) else "")
+        msgs.append("multimodal posterior" + of.format(count(Status.MULTIMODAL))
+                    + f": the chains sit in different modes (each stationary on its own, split R-hat <= "
+                    f"{SELF_RHAT_LIMIT} within every chain, but R-hat > {SELF_RHAT_LIMIT} across them"
+                    + apart + "), so running longer will not mix them and the share of draws per mode "
+                    "is set by where the chains started, not by the posterior: use method='smc' "
+                    "(tempered SMC weighs the modes), or init='modes' to start chains on every mode "
+                    "found by ji.find_modes with their Laplace weights reported")
     if count(Status.LOW_ESS):
         msgs.append(f"bulk ESS below {ESS_PER_CHAIN} per chain" + of.format(count(Status.LOW_ESS))
                     + f" (smallest {np.nanmin(np.where(finite, ess, np.nan)):.0f} over {num_chains} "
@@ -225,18 +267,19 @@ def _regroup(like: Posterior, fields) -> Posterior:
     """A `Posterior` of ``like``'s method from rearranged per-observation ``fields`` (a slice of
     the batch, or chunks joined): the flags found per observation stay found (or unchecked)
     and the messages are rewritten for the new batch."""
-    samples, stats, rhat, ess, div, st, *smc = fields
+    samples, stats, rhat, ess, div, st, smc, modes = fields
     st = np.asarray(st)
     if like.smc is not None:  # SMC: its own checks (no R-hat), found per observation
-        status, msgs = smc_status_and_warnings(smc[0], (st & int(Status.NONFINITE)) == 0, div)
+        status, msgs = smc_status_and_warnings(smc, (st & int(Status.NONFINITE)) == 0, div)
         return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), like.method,
-                         like.num_warmup, smc[0].log_evidence, smc[0])
+                         like.num_warmup, smc.log_evidence, smc)
     diag = {"max_rhat": rhat, "min_ess": ess, "num_divergent": div,
             "finite": (st & int(Status.NONFINITE)) == 0, "checked": (st & int(Status.UNCHECKED)) == 0,
-            "metric_fallback": (st & int(Status.METRIC_FALLBACK)) != 0}
+            "metric_fallback": (st & int(Status.METRIC_FALLBACK)) != 0,
+            "separate_modes": (st & int(Status.MULTIMODAL)) != 0}
     status, msgs = status_and_warnings(diag, like.num_chains)
     return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), like.method,
-                     like.num_warmup)
+                     like.num_warmup, modes=modes)
 
 
 class Posterior(eqx.Module):
@@ -258,6 +301,8 @@ class Posterior(eqx.Module):
             of the final weights, acceptance). Its ``samples`` are equally weighted particles
             grouped as ``(chains, draws)``: ``max_rhat`` is NaN (R-hat across groups of
             particles is not a diagnostic) and ``min_ess`` is the final weights' ESS.
+        modes: ``init="modes"`` only: the `ChainModes` the chains started on (modes found,
+            their weights, the mode of each chain); None otherwise.
     """
 
     samples: PyTree[Float[Array, "*batch chains draws ..."]]
@@ -271,6 +316,7 @@ class Posterior(eqx.Module):
     num_warmup: int = eqx.field(static=True)
     log_evidence: Float[Array, "*batch"] | None = None
     smc: PyTree | None = None
+    modes: ChainModes | None = None
 
     # -- shapes -------------------------------------------------------------------------
     @property
@@ -349,8 +395,8 @@ class Posterior(eqx.Module):
 
     def _per_observation(self):
         """The fields that carry the batch axes (what slicing and merging rearrange)."""
-        fields = (self.samples, self.stats, self.max_rhat, self.min_ess, self.num_divergent, self.status)
-        return fields if self.smc is None else (*fields, self.smc)
+        return (self.samples, self.stats, self.max_rhat, self.min_ess, self.num_divergent, self.status,
+                self.smc, self.modes)
 
     def diagnose(self) -> Posterior:
         """This posterior with its R-hat and bulk ESS computed (after ``ji.sample(...,
@@ -370,7 +416,8 @@ class Posterior(eqx.Module):
         warn(messages, stacklevel=3)  # (equinox wraps the method in one more frame)
         return Posterior(samples=self.samples, stats=self.stats, max_rhat=diag["max_rhat"],
                          min_ess=diag["min_ess"], num_divergent=diag["num_divergent"], status=status,
-                         warnings=tuple(messages), method=self.method, num_warmup=self.num_warmup)
+                         warnings=tuple(messages), method=self.method, num_warmup=self.num_warmup,
+                         modes=self.modes)
 
     @property
     def checked(self) -> bool:
@@ -431,8 +478,37 @@ class Posterior(eqx.Module):
                 lines.append(f"... {total - rows} more parameters")
             lines.append(f"divergent transitions: {int(np.asarray(self.num_divergent))}, "
                          f"mean acceptance: {float(np.nanmean(np.asarray(self.stats.acceptance_rate))):.3f}")
+        lines += self._mode_lines(max_rows)
         lines += ["warnings:"] + [f"  - {w}" for w in self.warnings] if self.warnings else ["no warnings"]
         return "\n".join(lines)
+
+    def mode_shares(self) -> Float[Array, "*batch K"]:
+        """``init="modes"`` only: the share of draws nearest (Euclidean, θ flattened) to each
+        mode the chains started on, ``(*batch, K)``, to set beside the modes' weights."""
+        if self.modes is None:
+            raise ValueError("mode_shares: this posterior was not started on modes (init='modes')")
+        nb = len(self.batch_shape)
+        flat = jnp.concatenate([a.reshape(*a.shape[:nb + 2], -1) for a in jax.tree.leaves(self.samples)], -1)
+        return _nearest_shares(flat, self.modes.theta, self.modes.ok)
+
+    def _mode_lines(self, max_rows: int) -> list[str]:
+        """The modes the chains started on (``init="modes"``), for `summary`."""
+        if self.modes is None:
+            return []
+        ok, w = np.asarray(self.modes.ok), np.asarray(self.modes.weights)
+        if self.batch_shape:
+            found = np.count_nonzero(ok, axis=-1).ravel()
+            more = ", ..." if found.size > max_rows else ""
+            return [f"modes found per observation (init='modes'): "
+                    f"{', '.join(str(int(k)) for k in found[:max_rows])}{more}"]
+        chain, loc = np.asarray(self.modes.chain), np.asarray(self.modes.theta)
+        share = np.asarray(self.mode_shares())
+        lines = [f"modes (init='modes'): {int(np.count_nonzero(ok))} found, Laplace weights; chains started "
+                 "on each, share of draws nearest each"]
+        for k in np.flatnonzero(ok):
+            lines.append(f"  mode {k}: weight {w[k]:.4f}, {int(np.count_nonzero(chain == k))} chains, "
+                         f"draws {share[k]:.4f}, theta {np.array2string(loc[k], precision=4, threshold=6)}")
+        return lines
 
     def to_arviz(self):
         """An `arviz.InferenceData` (needs the ``arviz`` extra); one observation at a time."""

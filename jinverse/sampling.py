@@ -27,7 +27,7 @@ from . import _samplers
 from . import metric as metric_lib
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
-from .posterior import Posterior, diagnose_draws, warn
+from .posterior import ChainModes, Posterior, diagnose_draws, warn
 from .problem import InverseProblem
 from .smc import sample_smc
 
@@ -98,7 +98,7 @@ def _warmup_one(problem: InverseProblem, s: _Settings, y, key, init_u, mode=None
         theta0 = problem.sample_prior(k_init, (s.num_chains,))
         positions = jax.vmap(lambda t: ravel_pytree(problem.to_unconstrained(t))[0])(theta0)
     else:  # a given start (MAP or user's), jittered so the chains differ
-        noise = jax.random.normal(k_init, (s.num_chains, init_u.shape[0]), init_u.dtype)
+        noise = jax.random.normal(k_init, (s.num_chains, init_u.shape[-1]), init_u.dtype)
         positions = init_u + s.jitter * noise
     if white is not None:
         positions = jax.vmap(white.to_z)(positions)
@@ -206,17 +206,27 @@ def _draw_lanes(operand, lanes):
     return _map_lanes(one, lanes, s.chunk_size)
 
 
-def _start(problem, y, batch, init, jitter):
-    """``("prior", None)`` or ``("given", u)`` with ``u`` flat, shaped ``(*batch, d)``."""
+def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
+    """``("prior", None, None)`` or ``("given", u, modes)`` with ``u`` flat, shaped ``(*batch, d)``,
+    or ``(*batch, num_chains, d)`` with a start per chain on the modes of ``init="modes"`` (or a
+    `ji.ModeMixture`), whose `posterior.ChainModes` is ``modes`` (else None)."""
+    from .modes import ModeMixture, find_modes
+
     if init is None or (isinstance(init, str) and init == "prior"):
-        return "prior", None
+        return "prior", None, None
+    if isinstance(init, str) and init == "modes":
+        # its own key, so that the sampler's keys are those of any other init
+        init = find_modes(problem, y, key=jax.random.fold_in(key, 0x6D6F), warn=False)
+    if isinstance(init, ModeMixture):
+        return _start_on_modes(problem, y, batch, init, num_chains)
     if isinstance(init, str) and init == "map":
         from .map import solve_map
 
         # only a start: the sampler's own diagnostics (SamplingWarning) judge the draws
         theta = solve_map(problem, y, warn=False).theta
     elif isinstance(init, str):
-        raise ValueError(f"init: got {init!r}, expected 'prior', 'map' or a θ shaped like the prior")
+        raise ValueError(f"init: got {init!r}, expected 'prior', 'map', 'modes', a ji.ModeMixture "
+                         "or a θ shaped like the prior")
     else:
         theta = problem.check_theta(init, "init", batch)
     nb = len(batch)
@@ -228,7 +238,23 @@ def _start(problem, y, batch, init, jitter):
     if not bool(jnp.all(jnp.isfinite(flat))):
         raise ValueError("init: got a θ outside the prior's support (its unconstrained value is not "
                          "finite), expected a point inside the support")
-    return "given", flat
+    return "given", flat, None
+
+
+def _start_on_modes(problem, y, batch, mixture, num_chains):
+    """Chains started on the modes of ``mixture`` (`ji.ModeMixture.chain_starts`)."""
+    if mixture.batch_shape != batch or mixture.mean.shape[-1] != _flat(problem)[0]:
+        raise ValueError(f"init: got a ModeMixture of batch shape {mixture.batch_shape} and "
+                         f"{mixture.mean.shape[-1]} unknowns, expected batch shape {batch} and "
+                         f"{_flat(problem)[0]} (ji.find_modes of this problem and y)")
+    if not np.all(mixture.num_modes > 0):
+        raise ValueError(f"init: no mode was found for {int(np.sum(mixture.num_modes == 0))} observations "
+                         "(ji.find_modes); raise num_starts, or use init='prior'")
+    chain = mixture.chain_starts(num_chains)
+    u = jnp.take_along_axis(mixture.mean, jnp.asarray(chain)[..., None], axis=-2)  # (*batch, chains, d)
+    nb = len(batch)
+    loc = jnp.concatenate([a.reshape(*a.shape[:nb + 1], -1) for a in jax.tree.leaves(mixture.theta)], axis=-1)
+    return "given", u, ChainModes(weights=mixture.weights, ok=mixture.ok, chain=jnp.asarray(chain), theta=loc)
 
 
 def _modes(problem, y, batch, mesh, batch_axis):
@@ -329,7 +355,10 @@ def sample(
         num_chains, num_warmup, num_samples: chains per observation, warmup (adaptation)
             steps and kept draws per chain.
         init: ``"prior"`` (default: each chain starts at its own prior draw), ``"map"``
-            (`ji.solve_map`, then jittered) or a θ shaped like the prior's event or
+            (`ji.solve_map`, then jittered), ``"modes"`` (`ji.find_modes` with its defaults, or
+            pass its `ji.ModeMixture`: every mode found gets a chain, the others are shared by
+            the modes' Laplace weights, each jittered; the posterior's ``modes`` and
+            ``summary()`` report them) or a θ shaped like the prior's event or
             ``(*batch, *event)`` (jittered).
         jitter: standard deviation of the Gaussian perturbation, in the unconstrained space,
             that spreads chains started from one point (``init="map"`` or a given θ).
@@ -438,7 +467,7 @@ def sample(
         checkpoint_every = min(check_positive_int("checkpoint_every", every), num_samples)
 
     y, batch = problem.check_y(y)
-    mode, init_u = _start(problem, y, batch, init, float(jitter))
+    mode, init_u, start_modes = _start(problem, y, batch, init, float(jitter), num_chains, key)
     if init is None and metric in metric_lib.WHITENING:
         mode = "metric"
     if method == "mclmc" and _flat(problem)[0] < 2:
@@ -452,7 +481,7 @@ def sample(
     keys = jax.random.split(key, size) if batch else jnp.expand_dims(key, 0)
     modes = _modes(problem, y, batch, mesh, batch_axis) if metric == "laplace" else None
     lanes = (y.reshape(size, *y.shape[len(batch):]), jax.random.key_data(keys) if typed else keys,
-             None if init_u is None else init_u.reshape(size, -1), modes)
+             None if init_u is None else init_u.reshape(size, *init_u.shape[len(batch):]), modes)
     multiple = chunk_size or 1
     if block_size is None:
         d = _flat(problem)[0]
@@ -481,4 +510,4 @@ def sample(
     warn(messages)
     return Posterior(samples=draws, stats=stats, max_rhat=diag["max_rhat"], min_ess=diag["min_ess"],
                      num_divergent=diag["num_divergent"], status=status, warnings=tuple(messages),
-                     method=name, num_warmup=num_warmup)
+                     method=name, num_warmup=num_warmup, modes=start_modes)

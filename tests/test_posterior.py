@@ -172,3 +172,31 @@ def test_bench_merge_keeps_flags_of_chunks(iid):
     assert [int(s) for s in np.asarray(unchecked.status)] == [
         Status.UNCHECKED, Status.UNCHECKED | Status.NONFINITE, Status.UNCHECKED]
     assert not unchecked.checked
+
+
+def test_chains_in_different_modes_flagged_multimodal(iid):
+    """Chains each mixing well but whose means lie far apart in within-chain standard deviations
+    get `Status.MULTIMODAL` and a warning naming method='smc' and init='modes'; chains that
+    drift (not stationary) or that differ by less than `MODE_SEPARATION` sds do not."""
+    from jinverse.posterior import MODE_SEPARATION, RHAT_LIMIT
+
+    apart = iid.copy()
+    apart[3, :, 0] += 6 * 0.5  # one chain 6 sds away in parameter 0 (3 chains in one mode, 1 in the other)
+    post = _posterior(apart)
+    assert int(post.status) & Status.MULTIMODAL and int(post.status) & Status.HIGH_RHAT
+    text = next(w for w in post.warnings if w.startswith("multimodal posterior"))
+    assert "method='smc'" in text and "init='modes'" in text and "different modes" in text
+    assert "multimodal posterior" in post.summary()
+    # drifting chains: R-hat high, but no chain is stationary on its own
+    drift = _posterior(np.cumsum(iid, axis=1) / 30)
+    assert int(drift.status) & Status.HIGH_RHAT and not int(drift.status) & Status.MULTIMODAL
+    # close chains: means 1 sd apart give R-hat > 1.1 with 1000 draws each, yet they overlap
+    close = iid.copy()
+    close[3, :, 0] += 1.0 * 0.5
+    diag = _diagnostics(jnp.asarray(close), jnp.zeros((4, 1000), bool))
+    assert float(diag["max_rhat"]) > 1.1 > RHAT_LIMIT and float(diag["mode_separation"]) < MODE_SEPARATION
+    assert not int(_posterior(close).status) & Status.MULTIMODAL
+    # slicing a batch keeps the flag and the message
+    both = _posterior(np.stack([iid, apart]))
+    assert [int(s) & Status.MULTIMODAL for s in np.asarray(both.status)] == [0, Status.MULTIMODAL]
+    assert int(both[1].status) & Status.MULTIMODAL and any(w.startswith("multimodal") for w in both[1].warnings)

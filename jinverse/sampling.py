@@ -208,8 +208,9 @@ def _draw_lanes(operand, lanes):
 
 def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
     """``("prior", None, None)`` or ``("given", u, modes)`` with ``u`` flat, shaped ``(*batch, d)``,
-    or ``(*batch, num_chains, d)`` with a start per chain on the modes of ``init="modes"`` (or a
-    `ji.ModeMixture`), whose `posterior.ChainModes` is ``modes`` (else None)."""
+    or ``(*batch, num_chains, d)`` with a start per chain: the user's (``init`` shaped
+    ``(num_chains, *event)`` or ``(*batch, num_chains, *event)``) or on the modes of
+    ``init="modes"`` (or a `ji.ModeMixture`), whose `posterior.ChainModes` is ``modes`` (else None)."""
     from .modes import ModeMixture, find_modes
 
     if init is None or (isinstance(init, str) and init == "prior"):
@@ -227,8 +228,23 @@ def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
     elif isinstance(init, str):
         raise ValueError(f"init: got {init!r}, expected 'prior', 'map', 'modes', a ji.ModeMixture "
                          "or a θ shaped like the prior")
-    else:
-        theta = problem.check_theta(init, "init", batch)
+    else:  # one θ for all chains (event or (*batch, *event)), or one per chain: no chain axis in batch
+        try:
+            theta = problem.check_theta(init, "init", batch)
+        except ValueError as error:
+            per_chain, theta = (*batch, num_chains), None
+            for shape in (per_chain, (num_chains,)):
+                try:
+                    theta = problem.check_theta(init, "init", shape)
+                except ValueError:
+                    continue
+                lead = len(shape)
+                theta = jax.tree.map(lambda a: jnp.broadcast_to(a, (*per_chain, *a.shape[lead:])), theta)  # noqa: B023
+                break
+            if theta is None:
+                raise ValueError(f"{error}; or one start per chain, with a leading axis of num_chains={num_chains}"
+                                 + (" after the batch axes" if batch else "")) from None
+            batch = per_chain
     nb = len(batch)
     to_u = problem.to_unconstrained
     for _ in range(nb):

@@ -182,7 +182,7 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
         burn_in: cycles left out of the time means.
         optimizer, max_steps, tol: passed to `jinverse.solve_map` for each window;
             Gauss-Newton by default (on 20-step Lorenz-96 windows it converged in every window
-            where L-BFGS stopped at 200 steps in a third of them).
+            where L-BFGS stopped at 200 steps in 40% of them: benchmarks/RESULTS.md).
         warn: a `MAPWarning` naming the windows whose MAP did not converge.
 
     Returns:

@@ -182,7 +182,7 @@ class StudentT(AbstractLikelihood):
 def _check_counts(y, name, upper=None):
     if np.any(y < 0) or np.any(y != np.round(y)) or (upper is not None and np.any(y > upper)):
         bound = "" if upper is None else f" <= num_trials (max {np.max(upper)!r})"
-        raise ValueError(f"{name}: got values that are negative, not whole numbers{' or too large' if bound else ''} "
+        raise ValueError(f"{name}: got values that are negative or not whole numbers{' or too large' if bound else ''} "
                          f"(min {y.min()!r}, max {y.max()!r}), expected non-negative integer counts{bound}")
 
 

@@ -233,9 +233,9 @@ class Uniform(AbstractPrior):
         low, high = as_float_array("low", low), as_float_array("high", high)
         for name, a in (("low", low), ("high", high)):
             if is_concrete(a) and bool(jnp.any(jnp.isinf(a))):
-                raise ValueError(f"{name}: got an infinite bound, expected finite bounds (a uniform density "
-                                 "needs a finite width); for a flat prior on a half-line use the improper "
-                                 "Flat(low=...) or Flat(high=...)")
+                raise ValueError(f"{name}: got {int(jnp.sum(jnp.isinf(a)))} non-finite value(s) (inf), expected "
+                                 "finite bounds (a uniform density needs a finite width); for a flat prior on a "
+                                 "half-line use the improper Flat(low=...) or Flat(high=...)")
         check_finite("low", low)
         check_finite("high", high)
         _event(low, high, names=("low", "high"))

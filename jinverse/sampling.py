@@ -241,7 +241,11 @@ def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
                 lead = len(shape)
                 theta = jax.tree.map(lambda a: jnp.broadcast_to(a, (*per_chain, *a.shape[lead:])), theta)  # noqa: B023
                 break
-            if theta is None:
+            deeper = any(np.ndim(a) > len(batch) + len(r.shape)
+                         for a, r in zip(jax.tree.leaves(init), jax.tree.leaves(problem.theta_shape_dtype())))
+            if theta is None and not deeper:
+                raise
+            if theta is None:  # an extra axis: meant as per-chain starts, presumably
                 raise ValueError(f"{error}; or one start per chain, with a leading axis of num_chains={num_chains}"
                                  + (" after the batch axes" if batch else "")) from None
             batch = per_chain

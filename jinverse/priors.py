@@ -5,6 +5,11 @@ Every prior is an `equinox.Module` with ``log_prob(theta)``, ``sample(key, shape
 maps an unconstrained space onto its support. `Joint` combines priors over the leaves of a
 pytree θ. Regularising priors (smoothness, total variation) live in `jinverse.regularizers`
 and are re-exported here.
+
+On the real line: `Gaussian`, `Laplace`, `Cauchy`, `StudentT`; positive: `LogNormal`,
+`HalfNormal`, `HalfCauchy`, `Exponential`, `Gamma`, `InverseGamma`; bounded: `Uniform`, `Beta`,
+`TruncatedNormal` (either bound may be infinite); improper: `Flat` (optionally half-bounded,
+``is_proper`` False: it has no draws, so solvers need an ``init``).
 """
 
 from __future__ import annotations

@@ -303,12 +303,13 @@ def _lowrank_lanes(operand, lanes):
 
 def laplace_lowrank(problem: InverseProblem, y, u0: Float[Array, "n d"], found: Bool[Array, " n"],
                     batch: tuple[int, ...], *, rank, key, oversampling: int, power_iters: int,
-                    block_size, mesh, axis, progress) -> tuple[LowRankGaussianApproximation, Array]:
+                    block_size, mesh, axis, progress,
+                    tol: float = AUTO_TOL) -> tuple[LowRankGaussianApproximation, Array]:
     """The driver behind ``ji.laplace(..., rank=...)``: ``n`` flat lanes ``y``/``u0`` streamed
     in blocks; returns the approximation (batch axes restored) and the per-lane PD mask.
 
     ``rank="auto"`` starts at 16 eigenpairs and doubles while some lane's smallest kept ``λ``
-    is at least `AUTO_TOL` (one compiled program per rank tried)."""
+    is at least ``tol`` (default `AUTO_TOL`; one compiled program per rank tried)."""
     check_args(problem, rank, key, oversampling, power_iters)
     size, d = u0.shape
     key = jax.random.key(0) if key is None else key
@@ -325,7 +326,7 @@ def laplace_lowrank(problem: InverseProblem, y, u0: Float[Array, "n d"], found: 
         lam, vecs, pd = stream(_lowrank_lanes, (problem, (r, oversampling, power_iters)), (y, u0, keys),
                                num_lanes=size, block_size=blocks, mesh=mesh, axis=axis, progress=progress,
                                label=f"Laplace rank {r}")
-        if rank != "auto" or r == d or not bool(jnp.any(pd & (lam[:, -1] >= AUTO_TOL))):
+        if rank != "auto" or r == d or not bool(jnp.any(pd & (lam[:, -1] >= tol))):
             break
         r = min(2 * r, d)
     approx = LowRankGaussianApproximation(

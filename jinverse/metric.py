@@ -22,9 +22,13 @@ original posterior, and pCN's reference measure is the standard normal it assume
 Up to `DENSE_MAX` unknowns ``L`` is a dense triangular factor (`Whitening`). Above, with a
 Gaussian prior ``Γ_pr = S Sᵀ``, it is the prior's square root with a low-rank data update
 (`LowRankWhitening`, `jinverse.lowrank`): ``L = S (I + V (diag(1/√(1+λ)) - I) Vᵀ)`` from the
-`LOWRANK_RANK` dominant eigenpairs of the prior-preconditioned misfit curvature (none for
-``"prior"``), ``O(d r)`` memory and work per evaluation; directions beyond the kept pairs keep
-their prior scale, which the sampler's own (diagonal) adaptation in ``z`` then corrects.
+dominant eigenpairs of the prior-preconditioned misfit curvature (none for ``"prior"``),
+``O(d r)`` memory and work per evaluation. `ji.sample` keeps pairs until the smallest kept
+``λ`` is below `LOWRANK_TOL` (`lowrank.laplace_lowrank` with ``rank="auto"``), so in ``z`` the
+directions left out have variances between ``1/(1 + LOWRANK_TOL)`` and 1: a condition number
+of at most 2 that the sampler's own (diagonal) adaptation handles. (A fixed rank is not enough:
+on deconvolution2d at 64² the 256th eigenvalue is 638, and NUTS in such ``z`` needs hundreds of
+leapfrog steps per draw.)
 
 Everything here but `resolve` (the driver's validation of ``metric=``) is per lane (one
 observation): pure, safe under ``jit``/``vmap``. A `Whitening`
@@ -54,7 +58,9 @@ from .regularizers import GMRF
 #: factor (``d`` curvature-vector products, a Cholesky, a ``d²`` product per evaluation).
 DENSE_MAX = 2048
 
-#: Above `DENSE_MAX` unknowns, the number of eigenpairs of the low-rank Laplace whitening.
+#: Above `DENSE_MAX` unknowns, `ji.sample`'s Laplace whitening keeps eigenpairs down to this λ.
+LOWRANK_TOL = 1.0
+#: The number of eigenpairs of `laplace` when called without them (a pure per-lane use).
 LOWRANK_RANK = 256
 
 #: Metric names accepted by `ji.sample` (``"auto"`` is resolved by `choose`).
@@ -160,16 +166,19 @@ def from_precision(mean: Float[Array, " d"], precision: Float[Array, "d d"], ok=
                      pick(log_det, fallback.log_det), good)
 
 
-def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True):
+def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True, pairs=None):
     """The Laplace whitening of one observation: N(mode, H⁻¹), ``H`` the curvature of
     ``-problem.log_density(·, y)`` (Jacobian included) at ``mode`` (a flat unconstrained point):
     `curvature.ggn_vp` for likelihoods convex in the prediction, `curvature.hvp` otherwise.
-    Dense (`Whitening`) up to `DENSE_MAX` unknowns; above, the prior plus a rank-`LOWRANK_RANK`
-    update (`LowRankWhitening`; the prior must be Gaussian, see `resolve`)."""
+    Dense (`Whitening`) up to `DENSE_MAX` unknowns; above, the prior plus a low-rank update
+    (`LowRankWhitening`; the prior must be Gaussian, see `resolve`) from ``pairs = (λ, V)``
+    when given (what `ji.sample` computes, see `LOWRANK_TOL`), else from `LOWRANK_RANK` pairs."""
     d = mode.shape[0]
-    if d > DENSE_MAX:  # fixed probes: the whitening is a function of the data alone
-        f = lowrank.factor(problem, y, mode, min(LOWRANK_RANK, d), jax.random.key(0))
-        return from_factor(f, ok)
+    if d > DENSE_MAX:
+        if pairs is None:  # fixed probes: the whitening is a function of the data alone
+            return from_factor(lowrank.factor(problem, y, mode, min(LOWRANK_RANK, d), jax.random.key(0)), ok)
+        lam, vecs = pairs
+        return from_factor(lowrank.LowRankFactor(mean=mode, eigvals=lam, eigvecs=vecs, prior=problem.prior), ok)
     vp = curvature.ggn_vp if curvature.has_ggn(problem) else curvature.hvp
     hess = curvature.dense(lambda v: vp(problem, y, mode, v, jacobian=True), d, mode.dtype)
     return from_precision(mode, hess, ok)

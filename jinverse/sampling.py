@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from . import _samplers
+from . import _samplers, lowrank
 from . import metric as metric_lib
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
@@ -73,8 +73,8 @@ def _whitening(problem, s: _Settings, y, mode) -> metric_lib.Whitening | None:
     """The lane's change of coordinates (`jinverse.metric`), or None for an adapted metric.
     ``mode``: ``(u_map, map_ok)`` for ``"laplace"`` (found by the driver), else None."""
     if s.metric == "laplace":
-        u_map, ok = mode
-        return metric_lib.laplace(problem, y, u_map, ok)
+        u_map, ok, *pairs = mode  # (λ, V) above metric.DENSE_MAX unknowns
+        return metric_lib.laplace(problem, y, u_map, ok, tuple(pairs) or None)
     if s.metric == "prior":
         return metric_lib.prior(problem)
     return None
@@ -296,7 +296,15 @@ def _modes(problem, y, batch, mesh, batch_axis):
         to_u = jax.vmap(to_u)
     u = to_u(res.theta)
     flat = jnp.concatenate([a.reshape(size, -1) for a in jax.tree.leaves(u)], axis=-1)
-    return flat, jnp.reshape(res.status != MAPStatus.NONFINITE, (size,))
+    ok = jnp.reshape(res.status != MAPStatus.NONFINITE, (size,))
+    if flat.shape[-1] <= metric_lib.DENSE_MAX:
+        return flat, ok
+    # the low-rank whitening's eigenpairs, as many as the data inform (metric.LOWRANK_TOL)
+    approx, pd = lowrank.laplace_lowrank(
+        problem, y.reshape(size, *y.shape[len(batch):]), flat, ok, (size,), rank="auto", key=jax.random.key(0),
+        oversampling=10, power_iters=1, block_size=None, mesh=mesh, axis=batch_axis, progress=None,
+        tol=metric_lib.LOWRANK_TOL)
+    return flat, ok & pd, approx.eigvals, approx.eigvecs
 
 
 def _check_options(method, options: dict) -> tuple[tuple[str, Any], ...]:
@@ -412,8 +420,8 @@ def sample(
             ``"laplace"``: whitened by the Laplace approximation N(m, H⁻¹) of each observation
             (``m`` its mode by `ji.solve_map` with Newton steps, ``H`` the Gauss-Newton or exact
             curvature there from `jinverse.curvature`, dense up to `metric.DENSE_MAX` unknowns;
-            above, a proper Gaussian prior's square root with a rank-`metric.LOWRANK_RANK`
-            data update from `jinverse.lowrank`):
+            above, a proper Gaussian prior's square root with a low-rank data update from
+            `jinverse.lowrank`, eigenpairs kept down to ``λ < metric.LOWRANK_TOL``):
             the method samples ``z`` with ``u = m + L z``, ``L Lᵀ = H⁻¹``, and its chains start
             at draws of that Gaussian (unless ``init`` is given); where it is exact the target
             is N(0, I) and NUTS needs a few leapfrog steps per draw. ``"prior"``: whitened by a
@@ -507,8 +515,8 @@ def sample(
         d = _flat(problem)[0]
         draws_bytes = num_chains * num_samples * (d * y.dtype.itemsize + 21)
         if metric in metric_lib.WHITENING:  # each lane's factor L: dense, or d x r low-rank
-            cols = d if d <= metric_lib.DENSE_MAX else 4 * (metric_lib.LOWRANK_RANK + 10)
-            draws_bytes += d * cols * y.dtype.itemsize
+            cols = d if d <= metric_lib.DENSE_MAX else (modes[-1].shape[-1] if modes is not None else 0) + 1
+            draws_bytes += 2 * d * cols * y.dtype.itemsize
         n_dev = 1 if mesh is None else mesh.shape[batch_axis]
         block_size = default_block_size(tree_bytes(jax.tree.map(lambda a: a[:1], lanes)) + draws_bytes,
                                         multiple * n_dev)

@@ -232,9 +232,21 @@ def test_lowrank_whitening_against_dense(linear, lowrank_limits, rank):
 
 
 def test_lowrank_laplace_metric_samples_the_exact_posterior(linear, lowrank_limits):
+    """ji.sample keeps eigenpairs down to metric.LOWRANK_TOL (rank doubling from 2 here), then
+    samples the exact posterior in those coordinates."""
     problem, ys, means, cov = linear
-    lowrank_limits.setattr(metric, "LOWRANK_RANK", 6)  # half the pairs: the rest at prior scale
+    from jinverse import lowrank
+
+    lowrank_limits.setattr(lowrank, "_AUTO_START", 2)
+    lam = np.linalg.eigvalsh(np.asarray(problem.forward.matrix).T @ np.asarray(problem.forward.matrix))[::-1] / SIGMA**2
+    tol = float(lam[5])  # the 6th eigenvalue: 2 and 4 pairs are not enough, 8 are
+    lowrank_limits.setattr(metric, "LOWRANK_TOL", tol)
+    ranks = []
+    factor = lowrank.laplace_lowrank
+    lowrank_limits.setattr(lowrank, "laplace_lowrank",
+                           lambda *a, **k: (ranks.append(factor(*a, **k)[0].rank), factor(*a, **k))[1])
     post = ji.sample(problem, ys[0], key=jax.random.key(3), num_warmup=WARMUP, num_samples=DRAWS)
+    assert ranks == [8]
     assert int(post.status) == Status.OK
     _check_exact(post, means[0], cov)
     # the prior whitening alone (no pairs) runs too; 50 pCN draws of a data-dominated posterior

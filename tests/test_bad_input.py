@@ -232,7 +232,7 @@ SAMPLE = [
     ("init NaN", dict(init=jnp.array([0.0, jnp.nan])), ValueError, r"init: got non-finite values, expected finite"),
     ("init list of wrong length", dict(init=[0.0, 1.0, 2.0]), ValueError, r"init: got shape \(3,\), expected \(2,\)$"),
     ("init ragged list", dict(init=[[0.0], [1.0, 2.0]]), TypeError, r"init: got a ragged list, expected an array"),
-    ("init unknown string", dict(init="mapp"), ValueError, r"init: got 'mapp', expected 'prior', 'map' or a θ"),
+    ("init unknown string", dict(init="mapp"), ValueError, r"init: got 'mapp', expected 'prior', 'map', 'modes', a ji.ModeMixture or a θ"),
     ("jitter<0", dict(jitter=-1.0), ValueError, r"jitter: got -1\.0, expected a finite number >= 0"),
     ("jitter NaN", dict(jitter=float("nan")), ValueError, r"jitter: got nan, expected a finite number >= 0"),
     ("unhashable option", dict(dense_mass=[True]), TypeError, r"options: got .*expected hashable values"),

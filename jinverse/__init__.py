@@ -26,6 +26,8 @@ from .map import solve_map as solve_map
 from .modes import ModeMixture as ModeMixture
 from .modes import find_modes as find_modes
 from .posterior import Posterior as Posterior
+from .predictive import PriorPredictive as PriorPredictive
+from .predictive import prior_predictive as prior_predictive
 from .problem import InverseProblem as InverseProblem
 from .problem import MatrixOperator as MatrixOperator
 from .problems import Benchmark as Benchmark

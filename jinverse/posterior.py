@@ -9,6 +9,7 @@ and `Posterior.diagnose` computes it afterwards, by the same `diagnose_draws` pa
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import math
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import predictive as pred
 from ._samplers import Stats
 
 RHAT_LIMIT = 1.01
@@ -510,21 +512,107 @@ class Posterior(eqx.Module):
                          f"draws {share[k]:.4f}, theta {np.array2string(loc[k], precision=4, threshold=6)}")
         return lines
 
-    def to_arviz(self):
-        """An `arviz.InferenceData` (needs the ``arviz`` extra); one observation at a time."""
+    # -- after sampling: predictive draws, derived quantities, ArviZ ---------------------------
+    def posterior_predictive(self, problem, key, n: int | None = None) -> Array:
+        """Draws y ~ p(y | θ) for the posterior's draws of θ, ``(*batch, chains, draws, *y)``.
+
+        Args:
+            problem: the `ji.InverseProblem` that was sampled (its forward model and likelihood).
+            key: a JAX key; every draw gets its own.
+            n: draws per chain to use, evenly spaced over each chain (all draws when None).
+        """
+        theta = self.samples
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= self.num_draws:
+                raise ValueError(f"n: got {n!r}, expected an integer in [1, {self.num_draws}] (draws per chain)")
+            idx = np.round(np.linspace(0, self.num_draws - 1, int(n))).astype(int)
+            theta = jax.tree.map(lambda a: jnp.take(a, idx, axis=len(self.batch_shape) + 1), theta)
+        return pred.simulate_draws(problem, key, theta, len(self.batch_shape) + 2)
+
+    def apply(self, fn) -> Posterior:
+        """A `Posterior` of ``fn(θ)`` for every draw (a derived quantity, e.g. ``θ = μ + τ θ̃``
+        from a non-centred parameterisation): ``fn`` maps one θ (a pytree, no batch axes) to a
+        pytree of arrays. The chain and draw axes are kept, so `mean`, `quantile`, `rhat`, `ess`,
+        `summary` and `to_arviz` describe the derived quantity; R-hat and ESS (and the status
+        flags that follow from them) are recomputed when this posterior was diagnosed.
+
+        Example: ``post.apply(lambda t: t["mu"] + t["tau"] * t["theta_tilde"]).summary()``.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn: got {type(fn).__name__}, expected a function of one draw of θ")
+        out = pred.map_draws(fn, self.samples, len(self.batch_shape) + 2)
+        derived = dataclasses.replace(self, samples=out, modes=None)  # modes live in θ's space
+        if self.smc is None and self.checked:
+            return derived.diagnose()
+        return derived
+
+    def to_arviz(self, problem=None, y=None, *, key=None, prior=None):
+        """An `arviz.InferenceData` (needs the ``arviz`` extra); one observation at a time
+        (``post[i].to_arviz(...)`` for a batch: its observed data and log-likelihood differ per
+        observation).
+
+        Groups: ``posterior`` (a `Joint` θ's leaves under their own names, ``theta`` for one
+        array) and ``sample_stats`` (``diverging``, ``acceptance_rate``, ``n_steps``,
+        ``step_size``, and ``energy`` where the sampler's statistics carry it). With ``problem``
+        and the observation ``y`` also ``observed_data`` (``y``), ``log_likelihood`` (``y``: the
+        log-likelihood of each entry of y per draw, for `arviz.loo` / `arviz.waic`; needs a
+        likelihood with independent entries) and ``sample_stats.lp`` (the log-density the
+        sampler targeted: the log-posterior in the prior's unconstrained space, with the
+        log-Jacobian, as Stan's ``lp__``). With ``key`` also ``posterior_predictive`` (``y``,
+        from `posterior_predictive`); with ``prior`` (from `ji.prior_predictive`) also
+        ``prior`` and ``prior_predictive``.
+        """
         if self.batch_shape:
             raise ValueError(f"to_arviz: this posterior has batch shape {self.batch_shape}; select "
                              "one observation first, e.g. post[0].to_arviz()")
+        if (y is not None or key is not None or prior is not None) and problem is None:
+            raise TypeError("problem: got None, expected the ji.InverseProblem that was sampled "
+                            "(needed for y, key and prior)")
         try:
             import arviz as az
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("to_arviz needs arviz: pip install 'jinverse[arviz]'") from exc
-        paths = jax.tree_util.tree_flatten_with_path(self.samples)[0]
-        post = {}
-        for path, leaf in paths:
-            name = "theta" + "".join(f"_{getattr(k, 'key', getattr(k, 'idx', k))}" for k in path)
-            post[name] = np.asarray(leaf)
+        groups = {"posterior": _named(self.samples)}
         st = self.stats
         stats = {"diverging": np.asarray(st.is_divergent), "acceptance_rate": np.asarray(st.acceptance_rate),
                  "n_steps": np.asarray(st.num_integration_steps), "step_size": np.asarray(st.step_size)}
-        return az.from_dict(posterior=post, sample_stats=stats, attrs={"sampler": self.method})
+        if getattr(st, "energy", None) is not None:
+            stats["energy"] = np.asarray(st.energy)
+        if y is not None:
+            y_obs, _ = problem.check_y(y)
+            lp = pred.map_draws(lambda t: problem.log_density(problem.to_unconstrained(t), y_obs), self.samples, 2)
+            stats["lp"] = np.asarray(lp)
+            groups["observed_data"] = {"y": np.asarray(y_obs)}
+            groups["log_likelihood"] = {"y": np.asarray(_pointwise(problem, self.samples, y_obs))}
+        groups["sample_stats"] = stats
+        if key is not None:
+            groups["posterior_predictive"] = {"y": np.asarray(self.posterior_predictive(problem, key))}
+        if prior is not None:
+            groups["prior"] = {k: v[None] for k, v in _named(prior.theta).items()}
+            groups["prior_predictive"] = {"y": np.asarray(prior.y)[None]}
+        return az.from_dict(**groups, attrs={"sampler": self.method})
+
+
+def _named(draws) -> dict[str, np.ndarray]:
+    """ArviZ variables from a θ pytree: a `Joint`'s leaves under their keys (``a``, ``b_0``),
+    one array as ``theta``."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(draws)[0]:
+        parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+        name = "_".join(parts) if parts else "theta"
+        out["theta_" + name if name[:1].isdigit() else name] = np.asarray(leaf)
+    return out
+
+
+def _pointwise(problem, samples, y) -> Float[Array, "chains draws *y"]:
+    """The pointwise log-likelihood of every draw, checked against the whole log-likelihood on
+    the first draw (a likelihood whose entries are not independent fails here, not in LOO)."""
+    ll = pred.map_draws(lambda t: pred.pointwise_log_likelihood(problem, t, y), samples, 2)
+    first = jax.tree.map(lambda a: a[0, 0], samples)
+    total = float(problem.log_likelihood(first, y))
+    parts = float(jnp.sum(ll[0, 0]))
+    if not np.isclose(parts, total, rtol=1e-6, atol=1e-6 * max(1.0, y.size)):
+        raise ValueError(f"log_likelihood: the entries' log-likelihoods sum to {parts:.6g}, not to the "
+                         f"likelihood's {total:.6g}; pointwise log-likelihood needs a likelihood with "
+                         "independent entries")
+    return ll

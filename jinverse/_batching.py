@@ -76,7 +76,9 @@ def stream(
             spans several processes (``jax.distributed``), ``lanes`` are this process's own
             lanes, every process must call with the same ``num_lanes``, and the outputs are
             this process's lanes (gather them with ``multihost_utils.process_allgather``).
-        progress: True for a progress line on stderr, or a callback ``(done, total)``.
+        progress: True for progress on stderr from the first block on (`reporter`: a bar on a
+            terminal, else log lines; one block is shown too), or a callback ``(done, total)``
+            after each block.
     """
     block_size = check_positive_int("block_size", block_size)
     multiprocess = mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
@@ -145,21 +147,45 @@ def _sharded(fn, mesh, axis):
     return run
 
 
-def reporter(progress, total, label):
+LOG_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal (a log file)
+
+
+def announce(progress, text: str) -> None:
+    """``text`` as one line on stderr when ``progress`` is True: the start of a phase (a
+    ``callback(done, total)`` gets counts only)."""
+    if progress and not callable(progress):
+        print(text, file=sys.stderr, flush=True)
+
+
+def reporter(progress, total: int, label: str) -> Callable[[int], None]:
+    """``report(done)`` for ``done`` of ``total`` units: calls ``progress(done, total)``, or, for
+    ``progress=True``, shows it on stderr from the start (``done = 0``): a bar on a terminal, else
+    a line (``label 400/1000 (40%), 12 s, eta 18 s``) at the start, at the end and at most every
+    `LOG_EVERY` seconds between, so that a log shows long work advancing."""
     if callable(progress):
         return lambda done: progress(done, total)
     if not progress:
         return lambda done: None
     t0 = time.perf_counter()
+    isatty = getattr(sys.stderr, "isatty", None)
+    tty = bool(isatty and isatty())
+    last = [-math.inf]  # when the last line was written
 
     def report(done):
-        frac = done / total
-        bar = "#" * int(30 * frac)
+        frac = done / total if total else 1.0
         elapsed = time.perf_counter() - t0
         eta = elapsed / frac - elapsed if frac > 0 else math.nan
-        sys.stderr.write(f"\r  {label}: [{bar:<30}] {done}/{total}  {elapsed:6.1f}s  eta {eta:6.1f}s")
-        if done >= total:
-            sys.stderr.write("\n")
+        if tty:
+            bar = "#" * int(30 * frac)
+            eta_txt = f"{eta:6.1f}s" if frac > 0 else "     ?"
+            sys.stderr.write(f"\r  {label} [{bar:<30}] {done}/{total}  {elapsed:6.1f}s  eta {eta_txt}")
+            if done >= total:
+                sys.stderr.write("\n")
+        elif done >= total or elapsed - last[0] >= LOG_EVERY:
+            last[0] = elapsed
+            eta_txt = f", eta {eta:.0f} s" if 0 < frac < 1 else ""
+            sys.stderr.write(f"{label} {done}/{total} ({100 * frac:.0f}%), {elapsed:.0f} s{eta_txt}\n")
         sys.stderr.flush()
 
+    report(0)
     return report

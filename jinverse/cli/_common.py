@@ -247,15 +247,16 @@ def load_benchmark(name: str, options: dict, *, seed: int, batch: int | None = N
 # -- progress ----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def phase(label: str):
-    """``label ... done (1.2 s)`` on stderr around a block (silent with --quiet)."""
+def phase(label: str, lines: bool = False):
+    """``label ... done (1.2 s)`` on stderr around a block (silent with --quiet); ``lines``: the
+    block prints progress lines of its own, so ``label ...`` and ``label: done (1.2 s)`` get one each."""
     quiet = settings().quiet
     if not quiet:
-        click.echo(f"{label} ...", err=True, nl=False)
+        click.echo(f"{label} ...", err=True, nl=lines)
     t0 = time.perf_counter()
     yield
     if not quiet:
-        click.echo(f" done ({time.perf_counter() - t0:.1f} s)", err=True)
+        click.echo(f"{label + ':' if lines else ''} done ({time.perf_counter() - t0:.1f} s)", err=True)
 
 
 class ChunkProgress:

@@ -64,8 +64,12 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
         raise click.UsageError(f"method {method!r} does not apply to {name!r}: {reason}")
     try:
         if batch is None or batch <= chunk:
-            with phase(f"running {method} on {batch or 1} observation{'s' if batch else ''} (compiling first)"):
-                run = run_chunked(bench, method, chunk=chunk, seed=seed, **kwargs)
+            # the solver's own progress (phases, draws, blocks) unless --quiet: long work is never silent
+            shown = not settings().quiet
+            solver = {**kwargs, "options": {**kwargs.get("options", {}), **({"progress": True} if shown else {})}}
+            with phase(f"running {method} on {batch or 1} observation{'s' if batch else ''} (compiling first)",
+                       lines=shown):
+                run = run_chunked(bench, method, chunk=chunk, seed=seed, **solver)
         else:
             progress = ChunkProgress(f"{method}: chunks of {chunk}", batch)
             try:

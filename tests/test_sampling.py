@@ -390,3 +390,17 @@ def test_mclmc_options_reach_its_tuning(linear):
                                         desired_energy_var=v).stats.step_size).mean())
              for v in (1e-2, 1e-5)]
     assert steps[0] > 2 * steps[1], steps
+
+
+@pytest.mark.slow  # two MCLMC compilations
+def test_mclmc_draws_once_per_decoherence_length(linear):
+    """By default a draw is ceil(L / ε) integration steps apart (one momentum decoherence
+    length); ``steps_per_draw=1`` keeps every step, as blackjax's loop does."""
+    problem, ys, means, cov = linear
+    kw = dict(key=jax.random.key(2), method="mclmc", num_warmup=300, num_samples=500)
+    auto = ji.sample(problem, ys[0], **kw)
+    every = ji.sample(problem, ys[0], steps_per_draw=1, **kw)
+    assert np.all(np.asarray(every.stats.num_integration_steps) == 1)
+    assert np.all(np.asarray(auto.stats.num_integration_steps) >= 1)
+    _check_exact(auto, means[0], cov, std_bias=0.03)
+    assert float(np.min(auto.ess())) > float(np.min(every.ess()))

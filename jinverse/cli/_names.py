@@ -15,7 +15,7 @@ SAMPLE_METHODS = {
     "hmc": "HMC, 16 leapfrog steps, window adaptation",
     "mala": "Metropolis-adjusted Langevin, dual-averaged step",
     "rwmh": "random-walk Metropolis, tuned diagonal proposal",
-    "mclmc": "microcanonical Langevin (unadjusted; >= 2 unknowns)",
+    "mclmc": "microcanonical Langevin (unadjusted; >= 2 unknowns; a draw per decoherence length)",
     "chees": "ChEES-adapted jittered HMC across chains",
     "smc": "adaptive tempered SMC from prior to posterior (weighs separate modes; log evidence)",
 }

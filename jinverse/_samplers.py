@@ -38,6 +38,9 @@ class Stats(NamedTuple):
     is_divergent: Bool[Array, ""]
     num_integration_steps: Int[Array, ""]
     step_size: Float[Array, ""]
+    #: the Hamiltonian (potential + kinetic) at the transition's end (HMC-family samplers;
+    #: NaN elsewhere): ArviZ's ``energy``, for the BFMI and energy plots
+    energy: Float[Array, ""]
 
 
 class Method(NamedTuple):
@@ -64,7 +67,8 @@ def _stats(info, step_size, default_steps: int) -> Stats:
     if proposal is not None:
         div = div | ~jnp.isfinite(proposal)
     steps = getattr(info, "num_integration_steps", default_steps)
-    return Stats(acc, div, jnp.asarray(steps, jnp.int32), jnp.asarray(step_size, f))
+    energy = jnp.asarray(getattr(info, "energy", jnp.nan), f)
+    return Stats(acc, div, jnp.asarray(steps, jnp.int32), jnp.asarray(step_size, f), energy)
 
 
 def _vmap_chains(fn, key, positions, *args):

@@ -116,7 +116,7 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     operand = (problem, s)
     meta = fingerprint(problem, s, lanes)
     num_lanes = run["num_lanes"]
-    draws_treedef = jax.tree.structure((problem.theta_shape_dtype(), _samplers.Stats(0, 0, 0, 0)))
+    draws_treedef = jax.tree.structure((problem.theta_shape_dtype(), _samplers.Stats(0, 0, 0, 0, 0)))
     draws = None
     if path.exists():
         arrays = _read(path, meta)  # refused here, before anything is traced, if settings differ

@@ -379,7 +379,9 @@ def _rebuild(kind: str, arrays: dict, meta: dict, problem=None):
         return MAPResult(theta=theta, **f)
     if kind == "posterior":
         samples = _unflatten_tree("samples", arrays, meta["theta_paths"])
-        stats = Stats(**{f: np.asarray(arrays[f"stats.{f}"]) for f in Stats._fields})
+        stats = {f: np.asarray(arrays[f"stats.{f}"]) for f in Stats._fields if f"stats.{f}" in arrays}
+        # files written before a field existed (energy) read it as NaN
+        stats = Stats(**{f: stats.get(f, np.full_like(stats["step_size"], np.nan)) for f in Stats._fields})
         return Posterior(samples=samples, stats=stats, max_rhat=np.asarray(arrays["max_rhat"]),
                          min_ess=np.asarray(arrays["min_ess"]),
                          num_divergent=np.asarray(arrays["num_divergent"]),

@@ -263,7 +263,8 @@ def sample_smc(problem: InverseProblem, y, *, key: PRNGKeyArray, num_chains: int
     samples = jax.tree.map(lambda a: shape(a, True), theta)
     acc, bad = shape(acc, True), shape(bad, True)
     stats = SMCStats(*(shape(a, False) for a in stats))
-    draw_stats = Stats(acc, bad, jnp.full(acc.shape, s.num_mcmc_steps, jnp.int32), jnp.full(acc.shape, jnp.nan, acc.dtype))
+    nan = jnp.full(acc.shape, jnp.nan, acc.dtype)
+    draw_stats = Stats(acc, bad, jnp.full(acc.shape, s.num_mcmc_steps, jnp.int32), nan, nan)
     finite = jnp.ones(batch, bool)
     for a in jax.tree.leaves(samples):
         finite &= jnp.all(jnp.isfinite(a.reshape(*batch, -1)), axis=-1)

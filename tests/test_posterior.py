@@ -23,7 +23,7 @@ def _posterior(draws, divergent=None):
     lead = draws.shape[: nb + 2]
     div = np.zeros(lead, bool) if divergent is None else divergent
     stats = Stats(jnp.full(lead, 0.8), jnp.asarray(div), jnp.full(lead, 7, jnp.int32),
-                  jnp.full(lead, 0.1))
+                  jnp.full(lead, 0.1), jnp.full(lead, jnp.nan))
     # the diagnostics ji.sample computes (blackjax's R-hat and bulk ESS)
     diag = _diagnostics(jnp.asarray(draws), jnp.asarray(div))
     status, msgs = status_and_warnings(diag, lead[nb])

@@ -32,7 +32,8 @@ def _posterior(draws):
     """A Posterior around given draws (chains, draws, *theta), as ji.sample builds one."""
     lead = jax.tree.leaves(draws)[0].shape[:2]
     div = jnp.zeros(lead, bool)
-    stats = Stats(jnp.full(lead, 0.8), div, jnp.full(lead, 7, jnp.int32), jnp.full(lead, 0.1))
+    stats = Stats(jnp.full(lead, 0.8), div, jnp.full(lead, 7, jnp.int32), jnp.full(lead, 0.1),
+                  jnp.full(lead, jnp.nan))
     flat = jnp.concatenate([a.reshape(*lead, -1) for a in jax.tree.leaves(draws)], -1)
     diag = _diagnostics(flat, div)
     status, msgs = status_and_warnings(diag, lead[0])

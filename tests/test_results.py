@@ -24,7 +24,8 @@ def _posterior(rng, batch=(), chains=2, draws=6, dim=3):
     stats = Stats(acceptance_rate=jnp.asarray(rng.uniform(size=shape)),
                   is_divergent=jnp.asarray(rng.uniform(size=shape) < 0.1),
                   num_integration_steps=jnp.asarray(rng.integers(1, 9, size=shape)),
-                  step_size=jnp.asarray(rng.uniform(size=shape)))
+                  step_size=jnp.asarray(rng.uniform(size=shape)),
+                  energy=jnp.asarray(rng.normal(size=shape)))
     return ji.Posterior(samples=jnp.asarray(rng.normal(size=(*shape, dim))), stats=stats,
                         max_rhat=jnp.full(batch, 1.003), min_ess=jnp.full(batch, 321.0),
                         num_divergent=jnp.zeros(batch, int), status=jnp.zeros(batch, int),

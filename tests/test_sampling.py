@@ -404,3 +404,15 @@ def test_mclmc_draws_once_per_decoherence_length(linear):
     assert np.all(np.asarray(auto.stats.num_integration_steps) >= 1)
     _check_exact(auto, means[0], cov, std_bias=0.03)
     assert float(np.min(auto.ess())) > float(np.min(every.ess()))
+
+
+def test_energy_recorded_for_hamiltonian_samplers(linear):
+    """NUTS records the Hamiltonian of each draw (ArviZ's BFMI and energy plot read it); a
+    random walk has none (NaN)."""
+    import arviz as az
+
+    nuts, rwmh = _posterior(linear, "nuts"), _posterior(linear, "rwmh")
+    assert np.all(np.isfinite(np.asarray(nuts.stats.energy)))
+    assert np.all(np.isnan(np.asarray(rwmh.stats.energy)))
+    bfmi = az.bfmi(nuts.to_arviz())
+    assert bfmi.shape == (4,) and np.all(bfmi > 0.3)  # a Gaussian target: no heavy energy tails

@@ -413,7 +413,9 @@ def table_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
         cells = []
         for key, _, fmt in COLUMNS:
             v = r.get(key)
-            cells.append("" if v is None else fmt.format(v))
+            # blank where it does not apply: None, or NaN (e.g. R-hat of SMC's particles)
+            blank = v is None or (isinstance(v, float) and math.isnan(v))
+            cells.append("" if blank else fmt.format(v))
         rows.append(cells)
     return header, rows
 

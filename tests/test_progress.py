@@ -37,7 +37,7 @@ def test_draws_in_chunks_equal_draws_at_once_and_lines_name_phase_and_counts(cap
     # the chunked draws (warmup, then 10 calls of 5 draws) are the one-program draws, bit for bit
     assert np.array_equal(quiet.samples, shown.samples)
     for a, b in zip(jax.tree.leaves(quiet.stats), jax.tree.leaves(shown.stats), strict=True):
-        assert np.array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # NaN where a sampler has no such statistic (energy)
     assert np.array_equal(quiet.status, shown.status) and np.array_equal(quiet.max_rhat, shown.max_rhat)
     err = capsys.readouterr().err
     phases = [line.split(",")[0] for line in err.splitlines() if not line.startswith(("MAP", "sampling: draws"))]

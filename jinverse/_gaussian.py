@@ -14,6 +14,15 @@ from ._checks import check_key, check_positive_int
 from .problem import InverseProblem
 
 
+def to_theta(problem: InverseProblem, u: Float[Array, "*lead d"]) -> PyTree:
+    """Flat unconstrained points ``(*lead, d)`` mapped to θ's own space, leaves ``(*lead, *θ)``."""
+    _, unravel = curvature.flatten(problem)
+    fn = lambda x: problem.from_unconstrained(unravel(x))  # noqa: E731
+    for _ in range(u.ndim - 1):
+        fn = jax.vmap(fn)
+    return fn(u)
+
+
 class AbstractGaussianApproximation(eqx.Module):
     """``u ~ N(mean, Γ)`` per observation, ``θ = problem.from_unconstrained(u)``; subclasses
     hold ``Γ`` (dense, or prior plus low rank) and say how to draw from it (`_draw`)."""
@@ -32,11 +41,7 @@ class AbstractGaussianApproximation(eqx.Module):
         return self._to_theta(self.mean)
 
     def _to_theta(self, u):
-        _, unravel = curvature.flatten(self.problem)
-        fn = lambda x: self.problem.from_unconstrained(unravel(x))  # noqa: E731
-        for _ in range(u.ndim - 1):
-            fn = jax.vmap(fn)
-        return fn(u)
+        return to_theta(self.problem, u)
 
     @abc.abstractmethod
     def _draw(self, z: Float[Array, "*batch n d"]) -> Float[Array, "*batch n d"]:

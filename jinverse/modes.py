@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from . import curvature, dense
+from . import dense
 from ._checks import check_key, check_positive_int
+from ._gaussian import to_theta
 from .evidence import log_evidence_at
 from .laplace import laplace
 from .map import MAPWarning, solve_map
@@ -74,11 +75,7 @@ class ModeMixture(eqx.Module):
         return jax.nn.logsumexp(self.log_evidence, axis=-1)
 
     def _to_theta(self, u):
-        _, unravel = curvature.flatten(self.problem)
-        fn = lambda x: self.problem.from_unconstrained(unravel(x))  # noqa: E731
-        for _ in range(u.ndim - 1):
-            fn = jax.vmap(fn)
-        return fn(u)
+        return to_theta(self.problem, u)
 
     def sample(self, key: PRNGKeyArray, n: int) -> PyTree:
         """``n`` draws of θ from the mixture per observation, each leaf ``(*batch, n, *theta)``:

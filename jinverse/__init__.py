@@ -1,5 +1,6 @@
 """jinverse: a JAX engine for inverse problems."""
 
+from . import amortized as amortized
 from . import assimilation as assimilation
 from . import bijectors as bijectors
 from . import diagnostics as diagnostics

@@ -303,7 +303,8 @@ def solve_map(
             unknowns: ``deconvolution1d`` converges in 5 Newton steps where L-BFGS stops
             unconverged after 500). Or any optax ``GradientTransformation``
             (``optax.lbfgs()``, ``optax.adam(1e-2)``...).
-        init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``; default the prior's
+        init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``, or a trained
+            `jinverse.amortized` estimator (its answer for each observation); default the prior's
             center (one start; where the log-density is not finite there, the best of 64 prior
             draws with a fixed key) or draws from the prior (``num_starts > 1``).
         max_steps: optimiser steps per start.
@@ -350,6 +351,8 @@ def solve_map(
     """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
+    if callable(getattr(init, "map_start", None)):  # a trained jinverse.amortized estimator: its θ for y
+        init = init.map_start(problem, y)
     is_traced = traced.is_traced(problem, y, init, key)
     y, batch_shape = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
     max_steps = check_positive_int("max_steps", max_steps)

@@ -1,6 +1,16 @@
-"""Data assimilation: cycled strong-constraint 4D-Var on any JAX model step (`cycled_4dvar`),
-with the user's truth and observations or a twin experiment (`twin_experiment`)."""
+"""Data assimilation on any JAX model step: cycled strong-constraint 4D-Var (`cycled_4dvar`),
+cycled ensemble filters (`cycled_filter` with `ETKF`, `EnKF`, `LETKF`, `ParticleFilter`), with
+the user's truth and observations or a twin experiment (`twin_experiment`)."""
 
+from .cycling import FilterResult as FilterResult
+from .cycling import cycled_filter as cycled_filter
+from .enkf import EnKF as EnKF
+from .enkf import ETKF as ETKF
+from .enkf import LETKF as LETKF
+from .enkf import AbstractFilter as AbstractFilter
+from .enkf import ObsModel as ObsModel
+from .enkf import ParticleFilter as ParticleFilter
+from .enkf import gaspari_cohn as gaspari_cohn
 from .fourdvar import CycledResult as CycledResult
 from .fourdvar import WindowForward as WindowForward
 from .fourdvar import background_prior as background_prior

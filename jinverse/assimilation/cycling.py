@@ -1,0 +1,229 @@
+"""Cycled ensemble filtering on any JAX model step: forecast every member (vmapped), analyse
+at each observation time, statistics there; the whole cycle one compiled ``lax.scan``, and a
+batch of experiments (seeds, truths) one ``vmap`` of it.
+
+Time runs in model steps as in `cycled_4dvar`: observation ``i`` observes the state at model
+step ``(i + 1) obs_every``; the first ensemble is at step 0 (not observed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._checks import check_positive_int
+from .enkf import FILTERS, LETKF, AbstractFilter, ObsModel
+from .fourdvar import observation_operator
+
+
+class FilterResult(NamedTuple):
+    """Per observation time (axis after any batch axes) output of `cycled_filter`.
+
+    ``forecast`` / ``analysis``: ensemble means ``(k, n)`` before and after each analysis
+    (weighted for the particle filter); ``spread_forecast`` / ``spread_analysis``: the ensemble
+    spread ``sqrt(mean_i var_i)`` (unbiased variance, DAPPER's definition); ``rmse_forecast`` /
+    ``rmse_analysis``: RMSE of the means against the truth (NaN without a truth);
+    ``mean_rmse`` / ``mean_spread``: time means of the analysis RMSE and spread over the times
+    after ``burn_in`` (floats, or arrays over the batch); ``rank_histogram``: ``(N + 1,)``
+    counts of the truth's rank among the analysis members, over components and times after
+    ``burn_in`` (flat for a reliable ensemble); ``ensemble``: the last analysis ensemble;
+    ``obs_steps``: ``(k,)`` model steps of the observation times; ``truth``: the true states
+    there (NaN without one).
+    """
+
+    forecast: Array
+    analysis: Array
+    spread_forecast: Array
+    spread_analysis: Array
+    rmse_forecast: Array
+    rmse_analysis: Array
+    mean_rmse: Array | float
+    mean_spread: Array | float
+    rank_histogram: Array
+    ensemble: Array
+    obs_steps: np.ndarray
+    truth: Array
+
+
+def _as_module(fn):
+    """A function as a pytree without leaves (so it passes through jit), a Module as it is."""
+    return fn if isinstance(fn, eqx.Module) else jax.tree_util.Partial(fn)
+
+
+def _stats(E, w):
+    mean = w @ E
+    var = (w @ (E - mean) ** 2) / (1.0 - jnp.sum(w**2))  # unbiased; (N-1) for equal weights
+    return mean, jnp.sqrt(jnp.mean(var))
+
+
+def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
+    """The cycle loop of one experiment: forecast all members ``obs_every`` model steps, then
+    the filter's analysis with the observation of that time."""
+    keys = jax.random.split(key, ys.shape[0])
+    uniform = jnp.full(E0.shape[:1], 1.0 / E0.shape[0], E0.dtype)
+
+    def cycle(E, inputs):
+        y, x_true, k = inputs
+        E = jax.vmap(lambda x: jax.lax.fori_loop(0, obs_every, lambda _, z: step(z), x))(E)
+        mf, sf = _stats(E, uniform)
+        E, E_stat, w = flt.analyse(E, y, obs, k)
+        ma, sa = _stats(E_stat, w)
+        rank = jnp.sum(E < x_true, axis=0)  # (n,) the truth's rank among the members
+        counts = jnp.sum(jax.nn.one_hot(rank, E.shape[0] + 1, dtype=E.dtype), axis=0)
+        return E, (mf, ma, sf, sa, counts)
+
+    E, out = jax.lax.scan(cycle, E0, (ys, xt, keys))
+    return E, out
+
+
+@eqx.filter_jit
+def _run(step, flt, obs, obs_every, batched, E0, ys, xt, key):
+    if not any(batched):
+        return _one_run(step, flt, obs, obs_every, E0, ys, xt, key)
+    axes = tuple(0 if b else None for b in batched) + (0,)
+    n_batch = next(a.shape[0] for a, b in zip((E0, ys, xt), batched) if b)
+    keys = jax.random.split(key, n_batch)
+    return jax.vmap(lambda e, y, x, k: _one_run(step, flt, obs, obs_every, e, y, x, k), in_axes=axes)(
+        E0, ys, xt, keys)
+
+
+def _filter(method) -> AbstractFilter:
+    if isinstance(method, AbstractFilter):
+        return method
+    if isinstance(method, str) and method.lower() in FILTERS and method.lower() != "letkf":
+        return FILTERS[method.lower()]()
+    raise ValueError(f"method: got {method!r}, expected one of 'etkf', 'enkf', 'pf' or a filter such as "
+                     "ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(jitter=0.1) "
+                     "(LETKF needs its radius)")
+
+
+def _check_filter(flt):
+    for name in ("inflation", "radius", "jitter"):
+        v = getattr(flt, name, None)
+        if v is None:
+            continue
+        ok = np.ndim(v) == 0 and np.isfinite(v) and (v >= 0 if name == "jitter" else v > 0)
+        if not ok:
+            raise ValueError(f"{type(flt).__name__}.{name}: got {v!r}, expected a finite number "
+                             + (">= 0" if name == "jitter" else "> 0"))
+
+
+def _locations(obs_operator, obs_locations, n, m, flt):
+    if obs_locations is not None:
+        loc = np.asarray(obs_locations, dtype=float)
+        if loc.shape != (m,) or not np.all(np.isfinite(loc)):
+            raise ValueError(f"obs_locations: got shape {loc.shape}, expected ({m},) finite positions on the "
+                             f"state grid 0..{n - 1}")
+        return loc
+    if obs_operator is None:
+        return np.arange(n, dtype=float)
+    a = np.asarray(obs_operator) if not callable(obs_operator) else None
+    if a is not None and a.ndim == 1 and np.issubdtype(a.dtype, np.integer):
+        return a.astype(float)
+    if isinstance(flt, LETKF):
+        raise ValueError("obs_locations: got None, expected each observation's position on the state grid "
+                         "(m,): LETKF localises, and the observation operator is not a set of components")
+    return np.zeros(m)
+
+
+def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observations: Float[Array, "*batch k m"],
+                  *, key: PRNGKeyArray, method="etkf", obs_every: int = 1, obs_operator=None, obs_std=1.0,
+                  obs_locations=None, period: float | None = None,
+                  truth: Float[Array, "*batch T n"] | None = None, burn_in: int = 0) -> FilterResult:
+    """Cycled ensemble filtering of ``observations`` with the model ``step``.
+
+    Args:
+        step: one model time step ``x ↦ x'`` on a state ``(n,)`` (a JAX function or an equinox
+            Module); vmapped over the members.
+        ensemble: the first ensemble at model step 0, ``(N, n)``, ``N >= 2`` members in rows
+            (e.g. ``x_b + σ_b ε``); a leading batch axis ``(B, N, n)`` runs B experiments.
+        observations: ``(k, m)``, row ``i`` observing the state at model step ``(i + 1)
+            obs_every``; ``(B, k, m)`` for a batch of experiments.
+        key: a PRNG key (perturbed observations, resampling; split over a batch).
+        method: ``'etkf'``, ``'enkf'`` (perturbed observations), ``'pf'`` or a filter with its
+            settings: ``ETKF(inflation=...)``, ``EnKF(inflation=...)``, ``LETKF(radius=...,
+            inflation=...)``, ``ParticleFilter(jitter=...)`` (`jinverse.assimilation.enkf`).
+        obs_every: model steps between observation times.
+        obs_operator: ``None`` (every component), component indices, a matrix ``(m, n)`` or a
+            function of the state.
+        obs_std: observation-error std (R = diag(std²)): a scalar or one per component.
+        obs_locations: each observation's position ``(m,)`` on the state grid (component ``i`` at
+            ``i``), for LETKF's localisation; the indices themselves by default.
+        period: the domain's period for localisation distances; the state size ``n`` by default
+            (a periodic 1-D domain such as Lorenz-96); ``float('inf')`` for none.
+        truth: optionally the true states at every model step ``0..T`` (``T = k obs_every``),
+            ``(T + 1, n)`` or ``(B, T + 1, n)``; the RMSE fields are NaN without it.
+        burn_in: observation times left out of the time means and the rank histogram.
+
+    Returns:
+        A `FilterResult` (with the leading batch axis where any input had one).
+
+    Example (ETKF on Lorenz-96, twin experiment)::
+
+        truth, ys = ji.assimilation.twin_experiment(step, x0, n_steps=1000, key=k1)
+        E0 = x0 + jax.random.normal(k2, (20, 40))
+        res = ji.assimilation.cycled_filter(step, E0, ys, truth=truth, key=k3,
+                                            method=ETKF(inflation=1.02), burn_in=100)
+    """
+    flt = _filter(method)
+    _check_filter(flt)
+    E0 = jnp.asarray(ensemble, dtype=float)
+    if E0.ndim not in (2, 3) or E0.shape[-2] < 2:
+        raise ValueError(f"ensemble: got shape {tuple(E0.shape)}, expected (N, n) or (B, N, n) with N >= 2 members")
+    N, n = E0.shape[-2:]
+    ys = jnp.asarray(observations, dtype=float)
+    if ys.ndim not in (2, 3) or ys.shape[-2] == 0:
+        raise ValueError(f"observations: got shape {tuple(ys.shape)}, expected (k, m) or (B, k, m), one row per "
+                         "observation time")
+    k, m = ys.shape[-2:]
+    obs_every = check_positive_int("obs_every", obs_every)
+    burn_in = check_positive_int("burn_in", burn_in, minimum=0)
+    if burn_in >= k:
+        raise ValueError(f"burn_in: got {burn_in}, expected fewer than the {k} observation times")
+    H = observation_operator(obs_operator, n)
+    m_shape = jax.eval_shape(H, E0[(0,) * (E0.ndim - 1)]).shape
+    if m_shape != (m,):
+        raise ValueError(f"observations: got {m} per time, expected {m_shape} (what obs_operator returns "
+                         "for one state)")
+    std = np.broadcast_to(np.asarray(obs_std, dtype=float), (m,)) if np.ndim(obs_std) <= 1 else None
+    if std is None or std.shape != (m,) or not np.all(np.isfinite(std) & (std > 0)):
+        raise ValueError(f"obs_std: got {obs_std!r}, expected a std > 0, scalar or one per observed component ({m})")
+    period = float(n) if period is None else float(period)
+    if not period > 0:
+        raise ValueError(f"period: got {period!r}, expected a domain period > 0 (or inf)")
+    obs = ObsModel(H, jnp.asarray(std), jnp.asarray(_locations(obs_operator, obs_locations, n, m, flt)), period)
+
+    T = k * obs_every
+    if truth is None:
+        xt = jnp.full((k, n), jnp.nan)
+    else:
+        truth = jnp.asarray(truth, dtype=float)
+        if truth.ndim not in (2, 3) or truth.shape[-2:] != (T + 1, n):
+            raise ValueError(f"truth: got shape {tuple(truth.shape)}, expected the states at every model step, "
+                             f"({T + 1}, {n}) or (B, {T + 1}, {n})")
+        xt = truth[..., obs_every::obs_every, :]
+    batched = (E0.ndim == 3, ys.ndim == 3, xt.ndim == 3)
+    sizes = {a.shape[0] for a, b in zip((E0, ys, xt), batched) if b}
+    if len(sizes) > 1:
+        raise ValueError(f"ensemble, observations, truth: got batch sizes {sorted(sizes)}, expected one batch size")
+
+    E, (mf, ma, sf, sa, counts) = _run(_as_module(step), flt, obs, obs_every, batched, E0, ys, xt, key)
+
+    def rmse(a):
+        return jnp.sqrt(jnp.mean((a - xt) ** 2, axis=-1))
+
+    r_f, r_a = rmse(mf), rmse(ma)
+    mean_rmse, mean_spread = jnp.mean(r_a[..., burn_in:], -1), jnp.mean(sa[..., burn_in:], -1)
+    if not any(batched):
+        mean_rmse, mean_spread = float(mean_rmse), float(mean_spread)
+    hist = jnp.sum(counts[..., burn_in:, :], axis=-2)
+    if truth is None:
+        hist = jnp.full_like(hist, jnp.nan)
+    return FilterResult(mf, ma, sf, sa, r_f, r_a, mean_rmse, mean_spread, hist, E,
+                        obs_every * np.arange(1, k + 1), xt)

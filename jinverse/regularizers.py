@@ -24,7 +24,7 @@ from jaxtyping import Array, Float
 from . import bijectors as bij
 from ._checks import as_float_array, check_finite, check_positive, check_positive_int
 from .linear.operators import difference_matrix
-from .priors import AbstractPrior
+from .priors.base import AbstractPrior
 from .proximal import prox_analysis_l1
 
 _LOG_2PI = math.log(2 * math.pi)

@@ -12,8 +12,7 @@ import jinverse
 ROOT = pathlib.Path(jinverse.__file__).parent
 APPLICATIONS = ("jinverse.cli", "jinverse.bench", "jinverse.plots", "jinverse.demo")
 
-KNOWN_CYCLES = {frozenset({"jinverse.priors", "jinverse.regularizers"}),
-                frozenset({"jinverse.checkpoint", "jinverse.sampling"})}
+KNOWN_CYCLES = {frozenset({"jinverse.checkpoint", "jinverse.sampling"})}
 KNOWN_PRIVATE = {("jinverse.bench", "jinverse.posterior._regroup"),
                  ("jinverse.checkpoint", "jinverse.sampling._draw_lanes"),
                  ("jinverse.checkpoint", "jinverse.sampling._warmup_lanes")}

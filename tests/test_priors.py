@@ -198,3 +198,30 @@ def test_improper_prior_errors_and_messages(key):
         P.HalfCauchy(-1.0)
     with pytest.raises(ValueError, match="low < high"):
         P.TruncatedNormal(0.0, 1.0, low=2.0, high=1.0)
+
+
+PUBLIC = ["AbstractPrior", "AbstractLocationScale", "Gaussian", "Laplace", "Uniform", "LogNormal", "HalfNormal",
+          "Flat", "Cauchy", "HalfCauchy", "StudentT", "Exponential", "InverseGamma", "Beta", "TruncatedNormal",
+          "Joint", "Interval", "GMRF", "Gamma", "SparseL1", "TotalVariation"]
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_names_importable_from_the_package(name):
+    """The split of priors.py into a package kept every name where it was (``jinverse.priors.X``)."""
+    import importlib
+    mod = importlib.import_module("jinverse.priors")
+    assert getattr(mod, name) is getattr(ji.priors, name)
+    exec(f"from jinverse.priors import {name}", {})
+
+
+def test_location_scale_priors_share_the_base_class():
+    """Laplace, Cauchy and StudentT are `AbstractLocationScale`: θ = loc + scale·z, centred at loc."""
+    for p in (P.Laplace(jnp.array([0.5, -1.0]), 2.0), P.Cauchy(jnp.array([0.5, -1.0]), 2.0),
+              P.StudentT(4.0, jnp.array([0.5, -1.0]), 2.0)):
+        assert isinstance(p, P.AbstractLocationScale) and p.event_shape == (2,)
+        assert np.array_equal(p.center(), [0.5, -1.0])
+        k = jax.random.key(7)
+        assert np.array_equal(p.sample(k, (3,)), p.loc + p.scale * p.standard_sample(k, (3, 2)))
+        x = jnp.array([0.1, 0.2])
+        assert np.isclose(p.log_prob(x), jnp.sum(p.log_prob_entries(x)))
+    assert P.Interval is bijectors.Interval

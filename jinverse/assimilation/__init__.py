@@ -11,6 +11,9 @@ from .enkf import AbstractFilter as AbstractFilter
 from .enkf import ObsModel as ObsModel
 from .enkf import ParticleFilter as ParticleFilter
 from .enkf import gaspari_cohn as gaspari_cohn
+from .eki import KalmanInversionResult as KalmanInversionResult
+from .eki import eki as eki
+from .eki import uki as uki
 from .fourdvar import CycledResult as CycledResult
 from .fourdvar import WindowForward as WindowForward
 from .fourdvar import background_prior as background_prior

@@ -67,7 +67,7 @@ def _whitened_obs(E, y, obs: ObsModel):
     return S, (y - ym) / obs.std, Y
 
 
-def _transform(S, d):
+def ensemble_transform(S, d):
     """ETKF in ensemble space: mean weights ``w = (I + Ŝ Ŝᵀ)⁻¹ Ŝ d`` (to multiply the normalised
     anomalies) and the symmetric square root ``T = (I + Ŝ Ŝᵀ)^{-1/2}`` (mean-preserving)."""
     s, V = jnp.linalg.eigh(S @ S.T)
@@ -98,7 +98,7 @@ class ETKF(AbstractFilter):
     def analyse(self, E, y, obs, key):
         mean, A = _anomalies(E, self.inflation)
         S, d, _ = _whitened_obs(mean + A, y, obs)
-        w, T = _transform(S, d)
+        w, T = ensemble_transform(S, d)
         Ea = mean + (w / jnp.sqrt(E.shape[0] - 1.0)) @ A + T @ A
         return Ea, Ea, _uniform(E)
 
@@ -148,7 +148,7 @@ class LETKF(AbstractFilter):
         taper = jnp.sqrt(gaspari_cohn(gap, self.radius * GC_SCALE))
 
         def local(t):
-            return _transform(S * t, d * t)
+            return ensemble_transform(S * t, d * t)
 
         w, T = jax.vmap(local)(taper)  # (n, N), (n, N, N)
         Ea = mean + jnp.einsum("ik,ki->i", w, A) / jnp.sqrt(E.shape[0] - 1.0) + jnp.einsum("ijk,ki->ji", T, A)

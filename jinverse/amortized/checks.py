@@ -140,7 +140,7 @@ class MAPReport(eqx.Module):
 @eqx.filter_jit
 def _objective(problem, theta, flat_y):
     event = problem.data_shape()
-    return apply_batched(lambda t, yf: problem.log_posterior(t, yf.reshape(event)), flat_y, theta)
+    return apply_batched(lambda yf, t: problem.log_posterior(t, yf.reshape(event)), flat_y, theta)
 
 
 def map_report(estimator: PointEstimator | MixtureDensity, y, *, result: MAPResult | None = None,

@@ -189,8 +189,7 @@ class PointEstimator(eqx.Module):
     def __call__(self, y) -> PyTree:
         """θ estimates shaped ``(*batch, *theta_shape)`` for observations ``(*batch, *event)``."""
         y, batch = check_y(self.problem, y)
-        flat = y.reshape(math.prod(batch), -1)
-        theta = apply_batched(lambda yf: theta_of(self.problem, self.predict_u(yf)), flat)
+        theta = _point_theta(self, y.reshape(math.prod(batch), -1))
         return jax.tree.map(lambda a: a.reshape(*batch, *a.shape[1:]), theta)
 
     def map_start(self, problem: InverseProblem, y) -> PyTree:
@@ -254,9 +253,7 @@ class MixtureDensity(eqx.Module):
         y, batch = check_y(self.problem, y)
         num = check_positive_int("num", num)
         flat = y.reshape(math.prod(batch), -1)
-        keys = jax.random.split(key, flat.shape[0])
-        theta = apply_batched(lambda yf, k: jax.vmap(lambda u: theta_of(self.problem, u))(
-            self.sample_u(k, yf, num)[0]), flat, keys)
+        theta = _sample_theta(self, flat, jax.random.split(key, flat.shape[0]), num)
         return jax.tree.map(lambda a: a.reshape(*batch, *a.shape[1:]), theta)
 
     def mode_start(self, y_flat):
@@ -272,7 +269,22 @@ class MixtureDensity(eqx.Module):
         the mixture component where the exact log-posterior is highest (checks ``problem``)."""
         check_problem(self, problem)
         y, batch = check_y(self.problem, y)
-        flat = y.reshape(math.prod(batch), -1)
-        theta = apply_batched(lambda yf: theta_of(self.problem, self.mode_start(yf)), flat)
+        theta = _mode_theta(self, y.reshape(math.prod(batch), -1))
         return jax.tree.map(lambda a: a.reshape(*batch, *a.shape[1:]), theta)
 
+
+
+@eqx.filter_jit
+def _point_theta(est: PointEstimator, flat_y):
+    return apply_batched(lambda yf: theta_of(est.problem, est.predict_u(yf)), flat_y)
+
+
+@eqx.filter_jit
+def _mode_theta(q: MixtureDensity, flat_y):
+    return apply_batched(lambda yf: theta_of(q.problem, q.mode_start(yf)), flat_y)
+
+
+@eqx.filter_jit
+def _sample_theta(q: MixtureDensity, flat_y, keys, num: int):
+    return apply_batched(lambda yf, k: jax.vmap(lambda u: theta_of(q.problem, u))(q.sample_u(k, yf, num)[0]),
+                         flat_y, keys)

@@ -3,8 +3,9 @@
 Parallel-beam X-ray tomography of the Shepp-Logan phantom (`ji.problems.load("tomography")`)
 with few angles: the plain least-squares image is swamped by streaks, so the prior decides.
 We compare the MAP under three priors — white Gaussian (Tikhonov), a GMRF smoothness prior, and
-total variation (piecewise-constant images) — with the same matrix-free projector, whose adjoint
-JAX derives by autodiff.
+total variation (piecewise-constant images) — with the same projector (assembled into its
+sparse/dense matrix by default; ``assemble="none"`` keeps it matrix-free, its adjoint derived by
+autodiff).
 
 Run:  python examples/tomography.py        (quick:  JINVERSE_QUICK=1 or --quick)
 """

@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import check_positive_int
+from . import _matrix
 from ._noise import apply, check_choice, gaussian_benchmark
 from ._registry import Benchmark, register
 
@@ -259,7 +260,7 @@ class ParallelBeamProjector(eqx.Module):
 
 @register("tomography", "2-D parallel-beam X-ray CT of the modified Shepp-Logan phantom", _FAMILY)
 def tomography(*, n=64, n_angles=60, n_detectors=None, angle_range=180.0, detector_width=None,
-               samples_per_pixel=2, noise=0.01, seed=0, batch=None, prior=None):
+               samples_per_pixel=2, noise=0.01, seed=0, batch=None, prior=None, assemble="auto"):
     """Sinogram ``y = R θ + e`` of an ``n x n`` image on ``[-1, 1]²`` (``R``: `ParallelBeamProjector`).
 
     ``n_angles`` equispaced angles in ``[0, angle_range)`` degrees (limited-angle CT with
@@ -267,7 +268,16 @@ def tomography(*, n=64, n_angles=60, n_detectors=None, angle_range=180.0, detect
     detector_width`` (default: ``ceil(sqrt(2) n)`` bins one pixel wide, covering the diagonal).
     ``theta_true`` is the modified Shepp-Logan phantom; ``reference["sinogram"]`` its exact
     (continuous) X-ray transform, for checking discretisation error.
+
+    ``assemble``: how the forward model is applied. ``"none"``: matrix-free (the projector
+    itself, memory ``O(views · detectors · samples)``); ``"dense"`` / ``"sparse"``: its matrix,
+    assembled once from the same interpolation weights (`_matrix.projector_matrix`, equal to
+    rounding) and applied as a dense or BCOO product; ``"auto"`` (default): dense up to 256 MiB,
+    else sparse. At the default 64² the dense matrix makes a vmapped gradient ~40x cheaper than
+    matrix-free, which is what lets batched Newton-CG MAP and sampling run in seconds.
+    ``info["projector"]`` is always the matrix-free `ParallelBeamProjector`.
     """
+    check_choice("assemble", assemble, ("auto", "dense", "sparse", "none"))
     n = check_positive_int("n", n, minimum=4)
     n_angles = check_positive_int("n_angles", n_angles)
     samples_per_pixel = check_positive_int("samples_per_pixel", samples_per_pixel)
@@ -286,14 +296,19 @@ def tomography(*, n=64, n_angles=60, n_detectors=None, angle_range=180.0, detect
     samples = math.ceil(2 * math.sqrt(2) * n / 2 * samples_per_pixel)
     per_view = n_detectors * samples
     chunk = None if n_angles * per_view <= _MAX_POINTS else max(1, _MAX_POINTS // per_view)
-    op = ParallelBeamProjector(jnp.asarray(angles), jnp.asarray(dets), n, samples_per_pixel,
-                               chunk)
+    projector = ParallelBeamProjector(jnp.asarray(angles), jnp.asarray(dets), n, samples_per_pixel,
+                                      chunk)
+    op = projector
+    if assemble != "none":
+        a = _matrix.projector_matrix(angles, dets, n, samples_per_pixel)
+        op = _matrix.assemble(a, (n, n), (n_angles, n_detectors), assemble)
     x = shepp_logan(n)
     bm = _image_benchmark("tomography", op, x, None, noise=noise, seed=seed, batch=batch,
                           prior=prior,
                           options={"n": n, "n_angles": n_angles, "n_detectors": n_detectors,
                                    "angle_range": angle_range, "detector_width": detector_width,
-                                   "samples_per_pixel": samples_per_pixel},
-                          info={"angles": jnp.asarray(angles), "detectors": jnp.asarray(dets)})
+                                   "samples_per_pixel": samples_per_pixel, "assemble": assemble},
+                          info={"angles": jnp.asarray(angles), "detectors": jnp.asarray(dets),
+                                "projector": projector})
     ref = {**bm.reference, "sinogram": jnp.asarray(shepp_logan_sinogram(angles, dets))}
     return Benchmark(bm.name, bm.problem, bm.y, bm.theta_true, ref, bm.metric, bm.options, bm.info)

@@ -188,3 +188,23 @@ def test_tomography_benchmark(ct):
     lp, g = jax.jit(lambda t, y: jax.value_and_grad(ct.problem.log_posterior)(t, y))(
         ct.theta_true, ct.y)
     assert np.isfinite(float(lp)) and g.shape == (48, 48) and bool(jnp.all(jnp.isfinite(g)))
+
+
+@pytest.mark.parametrize("how", ["dense", "sparse"])
+def test_tomography_assembled_matrix_equals_projector(how):
+    # The assembled matrix applies the projector's own weights: equal to rounding, and so is
+    # its transpose (against the matrix-free back-projection by linear_transpose).
+    bm = ji.problems.load("tomography", n=24, n_angles=9, assemble=how)
+    op, proj = bm.problem.forward, bm.info["projector"]
+    assert isinstance(op, ji.problems._matrix.AssembledOperator) and op.sparse == (how == "sparse")
+    x = jax.random.normal(jax.random.key(5), (24, 24))
+    y = jax.random.normal(jax.random.key(6), bm.y.shape)
+    np.testing.assert_allclose(fwd(op, x), fwd(proj, x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(adj(op, y), adj(proj, y), rtol=1e-12, atol=1e-13)
+    # same data as the matrix-free benchmark
+    free = ji.problems.load("tomography", n=24, n_angles=9, assemble="none")
+    np.testing.assert_allclose(bm.y, free.y, rtol=1e-12, atol=1e-13)
+    # float32 in, float32 out
+    assert op(x.astype(jnp.float32)).dtype == jnp.float32
+    with pytest.raises(ValueError, match="assemble"):
+        ji.problems.load("tomography", n=24, assemble="csr")

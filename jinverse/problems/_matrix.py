@@ -1,0 +1,90 @@
+"""A matrix-free linear forward model assembled into its matrix (dense, or sparse BCOO), and the assembly of the
+tomography projector's matrix from its interpolation weights.
+
+A matrix-free operator that is evaluated millions of times (every Newton-CG curvature product,
+every leapfrog step) is often cheaper as the matrix it applies: `ParallelBeamProjector` at its
+default size (64², 60 views) costs ~60 ms per call matrix-free, ~4 ms as a sparse matrix and,
+vmapped over 16 lanes with gradients, 1.3 s matrix-free against 0.05 s as a dense matrix; a batch of 16 default MAP solves (Newton-CG, ~820 curvature products each) went from over 600 s to 260 s on the loaded machine
+(measured on the 2-core CPU; see `tomography`'s ``assemble`` option).
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sps
+from jax.experimental import sparse as jsparse
+from jaxtyping import Array
+
+#: ``assemble="auto"`` stores the matrix dense up to this many bytes (float64), else sparse.
+DENSE_BYTES = 2**28
+
+
+class AssembledOperator(eqx.Module):
+    """``f(θ) = (A @ θ.ravel()).reshape(out_shape)`` with ``A`` dense or `jax.experimental.sparse.BCOO`.
+
+    Linear and differentiable (the transpose of a dense or BCOO product is JAX's own); the output
+    has the input's dtype. `adjoint` is the transpose.
+    """
+
+    matrix: Array | jsparse.BCOO
+    in_shape: tuple[int, ...] = eqx.field(static=True)
+    out_shape: tuple[int, ...] = eqx.field(static=True)
+
+    def __call__(self, x):
+        return (self.matrix @ x.reshape(-1)).reshape(self.out_shape).astype(x.dtype)
+
+    def adjoint(self, y):
+        """The transpose: ``Aᵀ y`` shaped like the input."""
+        return (y.reshape(-1) @ self.matrix).reshape(self.in_shape).astype(y.dtype)
+
+    @property
+    def sparse(self) -> bool:
+        return isinstance(self.matrix, jsparse.BCOO)
+
+
+def projector_matrix(angles, detectors, n: int, samples_per_pixel: int) -> sps.csr_matrix:
+    """The ``(views·detectors) x n²`` matrix of `imaging.ParallelBeamProjector`: the same
+    midpoint rule and bilinear weights (``map_coordinates(order=1, mode="constant")``), summed
+    per ray and pixel; built one view at a time, so memory is that of the result."""
+    angles, detectors = np.asarray(angles, np.float64), np.asarray(detectors, np.float64)
+    pix = 2.0 / n
+    half = math.sqrt(2.0)
+    m = math.ceil(2 * half / pix * samples_per_pixel)
+    dt = 2 * half / m
+    t = -half + (np.arange(m) + 0.5) * dt
+    n_det = detectors.size
+    blocks = []
+    for k, a in enumerate(angles):
+        c, s = math.cos(a), math.sin(a)
+        ix = (detectors[:, None] * c - t * s + 1) / pix - 0.5
+        iy = (detectors[:, None] * s + t * c + 1) / pix - 0.5
+        x0, y0 = np.floor(ix), np.floor(iy)
+        fx, fy = ix - x0, iy - y0
+        rays = np.broadcast_to(np.arange(n_det)[:, None], ix.shape)
+        rows, cols, vals = [], [], []
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                yy, xx = y0 + dy, x0 + dx
+                inside = (yy >= 0) & (yy < n) & (xx >= 0) & (xx < n)
+                rows.append(rays[inside])
+                cols.append((yy * n + xx)[inside].astype(np.int64))
+                vals.append((wy * wx)[inside] * dt)
+        block = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(n_det, n * n)).tocsr()
+        block.sum_duplicates()
+        block.eliminate_zeros()
+        blocks.append(block)
+    return sps.vstack(blocks, format="csr")
+
+
+def assemble(a: sps.csr_matrix, in_shape, out_shape, how: str) -> AssembledOperator:
+    """``a`` as an `AssembledOperator`: ``how`` is ``"dense"``, ``"sparse"`` or ``"auto"`` (dense
+    up to `DENSE_BYTES` in float64)."""
+    if how == "auto":
+        how = "dense" if a.shape[0] * a.shape[1] * 8 <= DENSE_BYTES else "sparse"
+    matrix = jnp.asarray(a.toarray()) if how == "dense" else jsparse.BCOO.from_scipy_sparse(a)
+    return AssembledOperator(matrix, tuple(in_shape), tuple(out_shape))

@@ -68,17 +68,18 @@ def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
     keys = jax.random.split(key, ys.shape[0])
     uniform = jnp.full(E0.shape[:1], 1.0 / E0.shape[0], E0.dtype)
 
-    def cycle(E, inputs):
+    def cycle(carry, inputs):
+        E, w = carry
         y, x_true, k = inputs
         E = jax.vmap(lambda x: jax.lax.fori_loop(0, obs_every, lambda _, z: step(z), x))(E)
-        mf, sf = _stats(E, uniform)
-        E, E_stat, w = flt.analyse(E, y, obs, k)
-        ma, sa = _stats(E_stat, w)
+        mf, sf = _stats(E, w)
+        E, w, E_stat, w_stat = flt.analyse(E, w, y, obs, k)
+        ma, sa = _stats(E_stat, w_stat)
         rank = jnp.sum(E < x_true, axis=0)  # (n,) the truth's rank among the members
         counts = jnp.sum(jax.nn.one_hot(rank, E.shape[0] + 1, dtype=E.dtype), axis=0)
-        return E, (mf, ma, sf, sa, counts)
+        return (E, w), (mf, ma, sf, sa, counts)
 
-    E, out = jax.lax.scan(cycle, E0, (ys, xt, keys))
+    (E, _), out = jax.lax.scan(cycle, (E0, uniform), (ys, xt, keys))
     return E, out
 
 
@@ -99,19 +100,20 @@ def _filter(method) -> AbstractFilter:
     if isinstance(method, str) and method.lower() in FILTERS and method.lower() != "letkf":
         return FILTERS[method.lower()]()
     raise ValueError(f"method: got {method!r}, expected one of 'etkf', 'enkf', 'pf' or a filter such as "
-                     "ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(jitter=0.1) "
+                     "ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(reg=0.9) "
                      "(LETKF needs its radius)")
 
 
 def _check_filter(flt):
-    for name in ("inflation", "radius", "jitter"):
+    for name in ("inflation", "radius", "jitter", "reg", "threshold"):
         v = getattr(flt, name, None)
         if v is None:
             continue
-        ok = np.ndim(v) == 0 and np.isfinite(v) and (v >= 0 if name == "jitter" else v > 0)
+        zero_ok = name in ("jitter", "reg", "threshold")
+        ok = np.ndim(v) == 0 and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)
         if not ok:
             raise ValueError(f"{type(flt).__name__}.{name}: got {v!r}, expected a finite number "
-                             + (">= 0" if name == "jitter" else "> 0"))
+                             + (">= 0" if zero_ok else "> 0"))
 
 
 def _locations(obs_operator, obs_locations, n, m, flt):

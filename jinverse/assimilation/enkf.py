@@ -1,13 +1,14 @@
 """Ensemble analysis steps: stochastic EnKF, ETKF, LETKF and a bootstrap particle filter.
 
 Each filter is an `equinox.Module` holding its settings, with one pure method
-``analyse(E, y, obs, key) -> (E_next, E_stat, weights)``: ``E`` is the forecast ensemble
-``(N, n)`` (members in rows), ``y`` one observation ``(m,)`` and ``obs`` an `ObsModel` (the
-observation operator, the observation-error std per component, and the observation positions
-for localisation). ``E_next`` is the analysis ensemble that is forecast next; ``E_stat`` and
-``weights`` (summing to one) give the analysis mean and spread (the weighted particles before
-resampling for the particle filter, ``E_next`` with equal weights otherwise). No host work:
-safe under ``jit``/``vmap``/``lax.scan``.
+``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat, w_stat)``: ``E`` is the forecast
+ensemble ``(N, n)`` (members in rows) with weights ``w`` (summing to one; equal except in the
+particle filter), ``y`` one observation ``(m,)`` and ``obs`` an `ObsModel` (the observation
+operator, the observation-error std per component, and the observation positions for
+localisation). ``(E_next, w_next)`` is the analysis ensemble that is forecast next;
+``(E_stat, w_stat)`` give the analysis mean and spread (the weighted particles before
+resampling for the particle filter, the analysis ensemble otherwise). No host work: safe under
+``jit``/``vmap``/``lax.scan``.
 
 Conventions (Hunt, Kostelich and Szunyogh 2007; Sakov and Oke 2008): anomalies
 ``A = E - mean`` are multiplied by ``inflation`` before each analysis (multiplicative prior
@@ -77,14 +78,11 @@ def ensemble_transform(S, d):
     return w, T
 
 
-def _uniform(E):
-    return jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype)
-
-
 class AbstractFilter(eqx.Module):
-    """An ensemble analysis step: ``analyse(E, y, obs, key) -> (E_next, E_stat, weights)``."""
+    """An ensemble analysis step: ``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat,
+    w_stat)``."""
 
-    def analyse(self, E, y, obs: ObsModel, key: PRNGKeyArray):
+    def analyse(self, E, w, y, obs: ObsModel, key: PRNGKeyArray):
         raise NotImplementedError
 
 
@@ -95,12 +93,12 @@ class ETKF(AbstractFilter):
 
     inflation: float = 1.0
 
-    def analyse(self, E, y, obs, key):
+    def analyse(self, E, w, y, obs, key):
         mean, A = _anomalies(E, self.inflation)
         S, d, _ = _whitened_obs(mean + A, y, obs)
-        w, T = ensemble_transform(S, d)
-        Ea = mean + (w / jnp.sqrt(E.shape[0] - 1.0)) @ A + T @ A
-        return Ea, Ea, _uniform(E)
+        wm, T = ensemble_transform(S, d)
+        Ea = mean + (wm / jnp.sqrt(E.shape[0] - 1.0)) @ A + T @ A
+        return Ea, w, Ea, w
 
 
 class EnKF(AbstractFilter):
@@ -110,7 +108,7 @@ class EnKF(AbstractFilter):
 
     inflation: float = 1.0
 
-    def analyse(self, E, y, obs, key):
+    def analyse(self, E, w, y, obs, key):
         mean, A = _anomalies(E, self.inflation)
         Ef = mean + A
         S, _, Y = _whitened_obs(Ef, y, obs)
@@ -124,7 +122,7 @@ class EnKF(AbstractFilter):
         else:  # the same, Ŝ (I + Ŝᵀ Ŝ)⁻¹, an m × m solve
             C = jnp.eye(m, dtype=E.dtype) + S.T @ S
             Ea = Ef + jnp.linalg.solve(C, D.T).T @ (S.T @ A) / jnp.sqrt(N - 1.0)
-        return Ea, Ea, _uniform(E)
+        return Ea, w, Ea, w
 
 
 class LETKF(AbstractFilter):
@@ -138,7 +136,7 @@ class LETKF(AbstractFilter):
     radius: float
     inflation: float = 1.0
 
-    def analyse(self, E, y, obs, key):
+    def analyse(self, E, w, y, obs, key):
         mean, A = _anomalies(E, self.inflation)
         S, d, _ = _whitened_obs(mean + A, y, obs)
         grid = jnp.arange(E.shape[1], dtype=E.dtype)
@@ -150,30 +148,41 @@ class LETKF(AbstractFilter):
         def local(t):
             return ensemble_transform(S * t, d * t)
 
-        w, T = jax.vmap(local)(taper)  # (n, N), (n, N, N)
-        Ea = mean + jnp.einsum("ik,ki->i", w, A) / jnp.sqrt(E.shape[0] - 1.0) + jnp.einsum("ijk,ki->ji", T, A)
-        return Ea, Ea, _uniform(E)
+        wm, T = jax.vmap(local)(taper)  # (n, N), (n, N, N)
+        Ea = mean + jnp.einsum("ik,ki->i", wm, A) / jnp.sqrt(E.shape[0] - 1.0) + jnp.einsum("ijk,ki->ji", T, A)
+        return Ea, w, Ea, w
 
 
 class ParticleFilter(AbstractFilter):
-    """Bootstrap particle filter (sequential importance resampling, Gordon et al. 1993):
-    weights from the Gaussian likelihood, systematic resampling every analysis, then
-    ``jitter`` Gaussian noise added to each particle (regularisation: without it a deterministic
-    model keeps only copies of one particle). The analysis mean/spread are the weighted
-    particles' before resampling."""
+    """Bootstrap particle filter (sequential importance resampling, Gordon et al. 1993; DAPPER's
+    ``PartFilt``): the weights are multiplied by the Gaussian likelihood; when the effective
+    sample size ``1 / Σ w²`` falls to ``threshold · N`` or below, systematic resampling, then
+    the duplicated particles are jittered (regularisation: without it a deterministic model
+    keeps copies of a few particles) with ``N(0, (reg · N^{-1/(n+4)})² C_w + jitter² I)``,
+    ``C_w`` the weighted ensemble covariance and ``N^{-1/(n+4)}`` Scott's bandwidth. The
+    analysis mean/spread are the weighted particles' before resampling."""
 
+    reg: float = 0.0
     jitter: float = 0.0
+    threshold: float = 1.0
 
-    def analyse(self, E, y, obs, key):
+    def analyse(self, E, w, y, obs, key):
         r = (y - jax.vmap(obs.operator)(E)) / obs.std
-        logw = -0.5 * jnp.sum(r**2, axis=-1)
-        w = jax.nn.softmax(logw)
+        w = jax.nn.softmax(jnp.log(w) - 0.5 * jnp.sum(r**2, axis=-1))
         k1, k2 = jax.random.split(key)
-        N = E.shape[0]
+        N, n = E.shape
         positions = (jax.random.uniform(k1, (), E.dtype) + jnp.arange(N, dtype=E.dtype)) / N
-        idx = jnp.clip(jnp.searchsorted(jnp.cumsum(w), positions), 0, N - 1)
-        Ea = E[idx] + self.jitter * jax.random.normal(k2, E.shape, E.dtype)
-        return Ea, E, w
+        idx = jnp.clip(jnp.searchsorted(jnp.cumsum(w), positions), 0, N - 1)  # sorted
+        dups = (idx == jnp.roll(idx, 1)) | (idx == jnp.roll(idx, -1))
+        mean = w @ E
+        C12 = jnp.sqrt(w / (1.0 - jnp.sum(w**2)))[:, None] * (E - mean)
+        s, V = jnp.linalg.eigh(C12.T @ C12)  # C_w, n × n
+        z1, z2 = jax.random.normal(k2, (2, N, n), E.dtype)
+        noise = self.reg * N ** (-1.0 / (n + 4)) * (z1 @ (V * jnp.sqrt(jnp.maximum(s, 0.0))).T) + self.jitter * z2
+        Er = E[idx] + jnp.where(dups[:, None], noise, 0.0)
+        resample = 1.0 / jnp.sum(w**2) <= self.threshold * N
+        uniform = jnp.full_like(w, 1.0 / N)
+        return jnp.where(resample, Er, E), jnp.where(resample, uniform, w), E, w
 
 
 FILTERS = {"etkf": ETKF, "enkf": EnKF, "letkf": LETKF, "pf": ParticleFilter}

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import _arviz as arviz_export
 from . import predictive as pred
 from ._samplers import Stats
 
@@ -546,10 +547,8 @@ class Posterior(eqx.Module):
             return derived.diagnose()
         return derived
 
-    def to_arviz(self, problem=None, y=None, *, key=None, prior=None):
-        """An `arviz.InferenceData` (needs the ``arviz`` extra); one observation at a time
-        (``post[i].to_arviz(...)`` for a batch: its observed data and log-likelihood differ per
-        observation).
+    def to_arviz(self, problem=None, y=None, *, key=None, prior=None, index=None):
+        """An `arviz.InferenceData` (needs the ``arviz`` extra).
 
         Groups: ``posterior`` (a `Joint` θ's leaves under their own names, ``theta`` for one
         array) and ``sample_stats`` (``diverging``, ``acceptance_rate``, ``n_steps``,
@@ -561,58 +560,13 @@ class Posterior(eqx.Module):
         log-Jacobian, as Stan's ``lp__``). With ``key`` also ``posterior_predictive`` (``y``,
         from `posterior_predictive`); with ``prior`` (from `ji.prior_predictive`) also
         ``prior`` and ``prior_predictive``.
+
+        A batched posterior gives one InferenceData per observation (their data, log-likelihood
+        and predictive draws differ): ``index=i`` (an integer, or a tuple for several batch
+        axes) gives observation ``i``'s, with ``y`` the whole batch as given to ``ji.sample``;
+        ``index="all"`` a list of all of them, in the batch's C order. Observation ``i``'s
+        ``posterior_predictive`` equals ``posterior_predictive(problem, key)[i]``.
+
+        Example: ``az.loo(post.to_arviz(problem, y, index=3))``.
         """
-        if self.batch_shape:
-            raise ValueError(f"to_arviz: this posterior has batch shape {self.batch_shape}; select "
-                             "one observation first, e.g. post[0].to_arviz()")
-        if (y is not None or key is not None or prior is not None) and problem is None:
-            raise TypeError("problem: got None, expected the ji.InverseProblem that was sampled "
-                            "(needed for y, key and prior)")
-        try:
-            import arviz as az
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("to_arviz needs arviz: pip install 'jinverse[arviz]'") from exc
-        groups = {"posterior": _named(self.samples)}
-        st = self.stats
-        stats = {"diverging": np.asarray(st.is_divergent), "acceptance_rate": np.asarray(st.acceptance_rate),
-                 "n_steps": np.asarray(st.num_integration_steps), "step_size": np.asarray(st.step_size)}
-        if getattr(st, "energy", None) is not None:
-            stats["energy"] = np.asarray(st.energy)
-        if y is not None:
-            y_obs, _ = problem.check_y(y)
-            lp = pred.map_draws(lambda t: problem.log_density(problem.to_unconstrained(t), y_obs), self.samples, 2)
-            stats["lp"] = np.asarray(lp)
-            groups["observed_data"] = {"y": np.asarray(y_obs)}
-            groups["log_likelihood"] = {"y": np.asarray(_pointwise(problem, self.samples, y_obs))}
-        groups["sample_stats"] = stats
-        if key is not None:
-            groups["posterior_predictive"] = {"y": np.asarray(self.posterior_predictive(problem, key))}
-        if prior is not None:
-            groups["prior"] = {k: v[None] for k, v in _named(prior.theta).items()}
-            groups["prior_predictive"] = {"y": np.asarray(prior.y)[None]}
-        return az.from_dict(**groups, attrs={"sampler": self.method})
-
-
-def _named(draws) -> dict[str, np.ndarray]:
-    """ArviZ variables from a θ pytree: a `Joint`'s leaves under their keys (``a``, ``b_0``),
-    one array as ``theta``."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(draws)[0]:
-        parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-        name = "_".join(parts) if parts else "theta"
-        out["theta_" + name if name[:1].isdigit() else name] = np.asarray(leaf)
-    return out
-
-
-def _pointwise(problem, samples, y) -> Float[Array, "chains draws *y"]:
-    """The pointwise log-likelihood of every draw, checked against the whole log-likelihood on
-    the first draw (a likelihood whose entries are not independent fails here, not in LOO)."""
-    ll = pred.map_draws(lambda t: pred.pointwise_log_likelihood(problem, t, y), samples, 2)
-    first = jax.tree.map(lambda a: a[0, 0], samples)
-    total = float(problem.log_likelihood(first, y))
-    parts = float(jnp.sum(ll[0, 0]))
-    if not np.isclose(parts, total, rtol=1e-6, atol=1e-6 * max(1.0, y.size)):
-        raise ValueError(f"log_likelihood: the entries' log-likelihoods sum to {parts:.6g}, not to the "
-                         f"likelihood's {total:.6g}; pointwise log-likelihood needs a likelihood with "
-                         "independent entries")
-    return ll
+        return arviz_export.to_arviz(self, problem, y, key=key, prior=prior, index=index)

@@ -45,12 +45,22 @@ def math_prod(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
 
 
+def draw_keys(key: PRNGKeyArray, lead: tuple[int, ...]) -> PRNGKeyArray:
+    """One key per draw, shaped ``lead``: the keys `simulate_draws` uses, so that a slice of them
+    (one observation of a batch) simulates exactly that slice of the batch's draws."""
+    check_key("key", key)
+    return jnp.reshape(jax.random.split(key, math_prod(lead)), lead)
+
+
+def simulate_with_keys(problem: InverseProblem, keys: PRNGKeyArray, draws: PyTree, num_lead: int) -> Array:
+    """One y ~ p(y | θ) for every draw of ``draws`` (leading axes kept), draw i with ``keys[i]``."""
+    return map_draws(lambda kt: problem.simulate(kt[0], kt[1]), (keys, draws), num_lead)
+
+
 def simulate_draws(problem: InverseProblem, key: PRNGKeyArray, draws: PyTree, num_lead: int) -> Array:
     """One y ~ p(y | θ) for every draw of ``draws`` (leading axes kept), each with its own key."""
-    check_key("key", key)
     lead = tuple(np.shape(jax.tree.leaves(draws)[0])[:num_lead])
-    keys = jnp.reshape(jax.random.split(key, math_prod(lead)), lead)
-    return map_draws(lambda kt: problem.simulate(kt[0], kt[1]), (keys, draws), num_lead)
+    return simulate_with_keys(problem, draw_keys(key, lead), draws, num_lead)
 
 
 def prior_predictive(problem: InverseProblem, key: PRNGKeyArray, n: int) -> PriorPredictive:

@@ -164,3 +164,69 @@ def test_to_arviz_refusals(exact):
         exact.to_arviz(cov_problem, Y)
     with pytest.raises(TypeError, match="problem: got None"):
         exact.to_arviz(y=Y)
+
+
+@pytest.fixture(scope="module")
+def batched():
+    """A posterior of two observations, (2, chains, draws, 2): exact draws of each, as ji.sample
+    would return them for the batch."""
+    y = jnp.stack([Y, Y + jnp.array([0.3, -0.5, 0.2])])
+    a, rng = np.asarray(A), np.random.default_rng(3)
+    cov = np.linalg.inv(a.T @ a / SIGMA**2 + np.eye(2))
+    draws = np.stack([rng.multivariate_normal(cov @ a.T @ np.asarray(yi) / SIGMA**2, cov, size=(2, 300))
+                      for yi in y])
+    lead = draws.shape[:3]
+    div = jnp.zeros(lead, bool)
+    stats = Stats(jnp.full(lead, 0.8), div, jnp.full(lead, 7, jnp.int32), jnp.full(lead, 0.1),
+                  jnp.full(lead, jnp.nan))
+    diag = _diagnostics(jnp.asarray(draws), div)
+    status, msgs = status_and_warnings(diag, 2)
+    post = Posterior(jnp.asarray(draws), stats, diag["max_rhat"], diag["min_ess"],
+                     jnp.asarray(diag["num_divergent"]), jnp.asarray(status), tuple(msgs), "test", 10)
+    assert post.batch_shape == (2,)
+    return post, y
+
+
+def test_to_arviz_batched_one_per_observation(batched):
+    az = pytest.importorskip("arviz")
+    post, y = batched
+    problem, k = _linear(), jax.random.key(8)
+    whole = post.posterior_predictive(problem, k)
+    each = post.to_arviz(problem, y, key=k, index="all")
+    assert isinstance(each, list) and len(each) == 2
+    for i, idata in enumerate(each):
+        np.testing.assert_array_equal(idata.posterior["theta"].values, post.samples[i])
+        np.testing.assert_array_equal(idata.observed_data["y"].values, y[i])
+        # the same InferenceData as the observation's own posterior with its own y ...
+        alone = post[i].to_arviz(problem, y[i])
+        np.testing.assert_array_equal(idata.log_likelihood["y"].values, alone.log_likelihood["y"].values)
+        np.testing.assert_array_equal(idata.sample_stats["lp"].values, alone.sample_stats["lp"].values)
+        # ... and its predictive draws are the batch's posterior_predictive, sliced
+        np.testing.assert_array_equal(idata.posterior_predictive["y"].values, whole[i])
+        assert idata.attrs["observation"] == str(i)
+        assert np.isfinite(az.loo(idata).elpd_loo)
+    one = post.to_arviz(problem, y, key=k, index=-1)
+    np.testing.assert_array_equal(one.posterior_predictive["y"].values, whole[1])
+    np.testing.assert_array_equal(post.to_arviz(index=np.int64(0)).posterior["theta"].values, post.samples[0])
+
+
+def test_to_arviz_batched_refusals(batched, exact):
+    pytest.importorskip("arviz")
+    post, y = batched
+    problem = _linear()
+    with pytest.raises(ValueError, match="batch shape \\(2,\\); pass index="):
+        post.to_arviz(problem, y)
+    with pytest.raises(IndexError, match="index: got 2"):
+        post.to_arviz(problem, y, index=2)
+    with pytest.raises(ValueError, match="index: got \\(0, 0\\)"):
+        post.to_arviz(index=(0, 0))
+    with pytest.raises(ValueError, match="index: got 'first'"):
+        post.to_arviz(index="first")
+    with pytest.raises(ValueError, match="index: got 0.5"):
+        post.to_arviz(index=0.5)
+    with pytest.raises(ValueError, match="y: got batch shape \\(\\)"):
+        post.to_arviz(problem, Y, index=0)  # one observation where the batch was sampled
+    with pytest.raises(ValueError, match="index: got 0, but this posterior has no batch axes"):
+        exact.to_arviz(index=0)
+    with pytest.raises(ValueError, match="y: got batch shape \\(2,\\)"):
+        exact.to_arviz(problem, y)

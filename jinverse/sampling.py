@@ -411,7 +411,8 @@ def sample(
             pass its `ji.ModeMixture`: every mode found gets a chain, the others are shared by
             the modes' Laplace weights, each jittered; the posterior's ``modes`` and
             ``summary()`` report them) or a θ shaped like the prior's event or
-            ``(*batch, *event)`` (jittered).
+            ``(*batch, *event)`` (jittered), or one θ per chain, ``(num_chains, *event)`` or
+            ``(*batch, num_chains, *event)`` (used exactly as given, not jittered).
         jitter: standard deviation of the Gaussian perturbation, in the unconstrained space,
             that spreads chains started from one point (``init="map"`` or a given θ).
         chunk_size: observations vmapped together; chunks run one after another
@@ -524,6 +525,8 @@ def sample(
 
     y, batch = problem.check_y(y)
     mode, init_u, start_modes = _start(problem, y, batch, init, float(jitter), num_chains, key)
+    if start_modes is None and init_u is not None and init_u.ndim == len(batch) + 2:
+        jitter = 0.0  # the user's starts, one per chain (init shaped (num_chains, *event)): used as given
     if init is None and metric in metric_lib.WHITENING:
         mode = "metric"
     if method == "mclmc" and _flat(problem)[0] < 2:

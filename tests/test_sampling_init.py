@@ -31,3 +31,16 @@ def test_one_start_per_chain(problem):
     assert np.all(np.abs(np.asarray(post.samples) - np.asarray(per_obs)[:, :, None, :]) < 10)
     with pytest.raises(ValueError, match="num_chains=3"):
         ji.sample(problem, jnp.zeros(D), key=jax.random.key(0), init=jnp.zeros((4, D)), num_chains=CHAINS)
+
+
+def test_per_chain_starts_are_used_as_given(problem):
+    # starts given per chain are not jittered: any jitter gives the same bits as jitter=0, while
+    # one start shared by the chains is still spread by the jitter
+    opts = dict(num_chains=CHAINS, method="rwmh", num_warmup=1, num_samples=4, diagnose=False)
+    starts, y, key = jnp.array([[-4.0, 0.0], [0.0, 4.0], [4.0, -4.0]]), jnp.zeros(D), jax.random.key(1)
+    exact = ji.sample(problem, y, key=key, init=starts, jitter=0.0, **opts)
+    for jitter in (0.1, 2.0):  # 0.1: the default
+        post = ji.sample(problem, y, key=key, init=starts, jitter=jitter, **opts)
+        np.testing.assert_array_equal(post.samples, exact.samples)
+    one = [ji.sample(problem, y, key=key, init=starts[0], jitter=j, **opts).samples for j in (0.0, 0.1)]
+    assert not np.array_equal(one[0], one[1])

@@ -62,7 +62,7 @@ class ImportanceResult(eqx.Module):
         batch = self.log_weights.shape[:-1]
         lw = self.log_weights.reshape(-1, self.log_weights.shape[-1])
         keys = jax.random.split(key, lw.shape[0])
-        idx = jax.vmap(lambda k, l: jax.random.categorical(k, l, shape=(num,)))(keys, lw)
+        idx = jax.vmap(lambda k, lw_: jax.random.categorical(k, lw_, shape=(num,)))(keys, lw)
         idx = idx.reshape(*batch, num)
         return jax.tree.map(lambda a: jnp.take_along_axis(
             a, idx.reshape(*idx.shape, *([1] * (a.ndim - idx.ndim))), axis=len(batch)), self.theta)

@@ -90,10 +90,10 @@ def apply_batched(fn, y_flat, *rest):
 class Normaliser(eqx.Module):
     """Per-coordinate location and scale of the flat observation and of the flat unconstrained θ."""
 
-    y_loc: Float[Array, "m"]
-    y_scale: Float[Array, "m"]
-    u_loc: Float[Array, "d"]
-    u_scale: Float[Array, "d"]
+    y_loc: Float[Array, " m"]
+    y_scale: Float[Array, " m"]
+    u_loc: Float[Array, " d"]
+    u_scale: Float[Array, " d"]
 
 
 class Regressor(eqx.Module):
@@ -175,13 +175,13 @@ class PointEstimator(eqx.Module):
     problem: InverseProblem
     net: Regressor
     norm: Normaliser
-    losses: Float[Array, "steps"]  # the training loss at each step
+    losses: Float[Array, " steps"]  # the training loss at each step
     fingerprint: str = eqx.field(static=True)
     # (("width", 128), ("depth", 2), ...): the settings that rebuild the network on load, and the
     # training cost ("num_simulations", "train_seconds")
     config: tuple = eqx.field(static=True)
 
-    def predict_u(self, y_flat) -> Float[Array, "d"]:
+    def predict_u(self, y_flat) -> Float[Array, " d"]:
         """One flat observation -> flat unconstrained estimate."""
         n = self.norm
         return n.u_loc + n.u_scale * self.net((y_flat - n.y_loc) / n.y_scale)
@@ -213,7 +213,7 @@ class MixtureDensity(eqx.Module):
     problem: InverseProblem
     net: MixtureNet
     norm: Normaliser
-    losses: Float[Array, "steps"]  # the training loss at each step
+    losses: Float[Array, " steps"]  # the training loss at each step
     fingerprint: str = eqx.field(static=True)
     config: tuple = eqx.field(static=True)
 

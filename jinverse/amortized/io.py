@@ -18,8 +18,15 @@ import jax
 import jax.numpy as jnp
 
 from ..problem import InverseProblem
-from .estimators import (MixtureDensity, MixtureNet, Normaliser, PointEstimator, Regressor, fingerprint,
-                         unconstrained_ravel)
+from .estimators import (
+    MixtureDensity,
+    MixtureNet,
+    Normaliser,
+    PointEstimator,
+    Regressor,
+    fingerprint,
+    unconstrained_ravel,
+)
 
 MAGIC = b"jinverse-amortized 1\n"
 

@@ -23,8 +23,16 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 from .._batching import announce, reporter
 from .._checks import check_key, check_positive_int
 from ..problem import InverseProblem
-from .estimators import (MixtureDensity, MixtureNet, Normaliser, PointEstimator, Regressor, fingerprint,
-                         flatten_u, unconstrained_ravel)
+from .estimators import (
+    MixtureDensity,
+    MixtureNet,
+    Normaliser,
+    PointEstimator,
+    Regressor,
+    fingerprint,
+    flatten_u,
+    unconstrained_ravel,
+)
 
 PILOT_SIZE = 4096  # simulations that set the standardisation of y and u
 PROGRESS_CHUNKS = 10  # with progress on, training runs in this many compiled chunks

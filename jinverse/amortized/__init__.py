@@ -13,6 +13,9 @@ objective gap of the point estimate) and `importance_sample` (the effective samp
 weighted by the exact density, and the self-normalised importance posterior as a cheap corrected
 answer). `save` / `load` keep a trained network with its problem's `fingerprint`.
 
+Learned priors: `train_decoder` fits a variational autoencoder to example θs; `latent_problem`
+rewrites a problem over the decoder's code z ~ N(0, I) (θ = g(z)), so every solver runs there.
+
 Example::
 
     import jax, jinverse as ji
@@ -31,6 +34,10 @@ from .estimators import PointEstimator as PointEstimator
 from .estimators import fingerprint as fingerprint
 from .io import load as load
 from .io import save as save
+from .latent import Decoder as Decoder
+from .latent import decode as decode
+from .latent import latent_problem as latent_problem
+from .latent import train_decoder as train_decoder
 from .training import simulate_pairs as simulate_pairs
 from .training import train_mixture_density as train_mixture_density
 from .training import train_point_estimator as train_point_estimator

@@ -1,5 +1,6 @@
 """Data assimilation on any JAX model step: cycled strong-constraint 4D-Var (`cycled_4dvar`),
-cycled ensemble filters (`cycled_filter` with `ETKF`, `EnKF`, `LETKF`, `ParticleFilter`), with
+cycled ensemble filters and smoothers (`cycled_filter` with `ETKF`, `EnKF`, `LETKF`,
+`ParticleFilter`, `IEnKS`), derivative-free inversion (`eki`, `uki`), with
 the user's truth and observations or a twin experiment (`twin_experiment`)."""
 
 from .cycling import FilterResult as FilterResult
@@ -15,6 +16,7 @@ from .eki import KalmanInversionResult as KalmanInversionResult
 from .eki import eki as eki
 from .eki import uki as uki
 from .fourdvar import CycledResult as CycledResult
+from .ienks import IEnKS as IEnKS
 from .fourdvar import WindowForward as WindowForward
 from .fourdvar import background_prior as background_prior
 from .fourdvar import cycled_4dvar as cycled_4dvar

@@ -20,6 +20,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._checks import check_positive_int
 from .enkf import FILTERS, LETKF, AbstractFilter, ObsModel
 from .fourdvar import observation_operator
+from .ienks import IEnKS
+
+METHODS = {**FILTERS, "ienks": IEnKS}
 
 
 class FilterResult(NamedTuple):
@@ -63,23 +66,20 @@ def _stats(E, w):
 
 
 def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
-    """The cycle loop of one experiment: forecast all members ``obs_every`` model steps, then
-    the filter's analysis with the observation of that time."""
+    """The cycle loop of one experiment: the method's cycle per observation time (for a filter:
+    forecast all members ``obs_every`` model steps, then the analysis with that observation)."""
     keys = jax.random.split(key, ys.shape[0])
-    uniform = jnp.full(E0.shape[:1], 1.0 / E0.shape[0], E0.dtype)
 
     def cycle(carry, inputs):
-        E, w = carry
+        state, _ = carry
         y, x_true, k = inputs
-        E = jax.vmap(lambda x: jax.lax.fori_loop(0, obs_every, lambda _, z: step(z), x))(E)
-        mf, sf = _stats(E, w)
-        E, w, E_stat, w_stat = flt.analyse(E, w, y, obs, k)
-        ma, sa = _stats(E_stat, w_stat)
+        state, (Ef, wf), (Ea, wa), E = flt.cycle(step, obs_every, state, y, obs, k)
+        (mf, sf), (ma, sa) = _stats(Ef, wf), _stats(Ea, wa)
         rank = jnp.sum(E < x_true, axis=0)  # (n,) the truth's rank among the members
         counts = jnp.sum(jax.nn.one_hot(rank, E.shape[0] + 1, dtype=E.dtype), axis=0)
-        return (E, w), (mf, ma, sf, sa, counts)
+        return (state, E), (mf, ma, sf, sa, counts)
 
-    (E, _), out = jax.lax.scan(cycle, (E0, uniform), (ys, xt, keys))
+    (_, E), out = jax.lax.scan(cycle, (flt.init(E0), E0), (ys, xt, keys))
     return E, out
 
 
@@ -97,19 +97,23 @@ def _run(step, flt, obs, obs_every, batched, E0, ys, xt, key):
 def _filter(method) -> AbstractFilter:
     if isinstance(method, AbstractFilter):
         return method
-    if isinstance(method, str) and method.lower() in FILTERS and method.lower() != "letkf":
-        return FILTERS[method.lower()]()
-    raise ValueError(f"method: got {method!r}, expected one of 'etkf', 'enkf', 'pf' or a filter such as "
-                     "ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(reg=0.9) "
-                     "(LETKF needs its radius)")
+    if isinstance(method, str) and method.lower() in METHODS and method.lower() != "letkf":
+        return METHODS[method.lower()]()
+    raise ValueError(f"method: got {method!r}, expected one of 'etkf', 'enkf', 'pf', 'ienks' or a method "
+                     "such as ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(reg=0.9), "
+                     "IEnKS(lag=5) (LETKF needs its radius)")
 
 
 def _check_filter(flt):
-    for name in ("inflation", "radius", "jitter", "reg", "threshold"):
+    for name in ("lag", "n_iter"):
+        v = getattr(flt, name, None)
+        if v is not None and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"{type(flt).__name__}.{name}: got {v!r}, expected an integer >= 1")
+    for name in ("inflation", "radius", "jitter", "reg", "threshold", "tol"):
         v = getattr(flt, name, None)
         if v is None:
             continue
-        zero_ok = name in ("jitter", "reg", "threshold")
+        zero_ok = name in ("jitter", "reg", "threshold", "tol")
         ok = np.ndim(v) == 0 and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)
         if not ok:
             raise ValueError(f"{type(flt).__name__}.{name}: got {v!r}, expected a finite number "

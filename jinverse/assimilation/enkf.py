@@ -78,9 +78,27 @@ def ensemble_transform(S, d):
     return w, T
 
 
+def forecast(step, E: Float[Array, "N n"], steps) -> Float[Array, "N n"]:
+    """Every member ``steps`` model steps on (members vmapped; ``steps`` may be traced)."""
+    return jax.vmap(lambda x: jax.lax.fori_loop(0, steps, lambda _, z: step(z), x))(E)
+
+
 class AbstractFilter(eqx.Module):
-    """An ensemble analysis step: ``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat,
-    w_stat)``."""
+    """A cycled ensemble method. ``init(E0) -> state``; ``cycle(step, obs_every, state, y, obs,
+    key) -> (state, (E_f, w_f), (E_a, w_a), E_next)``: one observation time, with the forecast
+    and analysis (weighted) ensembles there for the statistics and the analysis ensemble that
+    carries on. Filters only write ``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat,
+    w_stat)``, called after ``obs_every`` model steps of every member; smoothers override
+    ``cycle``."""
+
+    def init(self, E):
+        return E, jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype)
+
+    def cycle(self, step, obs_every: int, state, y, obs: ObsModel, key: PRNGKeyArray):
+        E, w = state
+        E = forecast(step, E, obs_every)
+        En, wn, Es, ws = self.analyse(E, w, y, obs, key)
+        return (En, wn), (E, w), (Es, ws), En
 
     def analyse(self, E, w, y, obs: ObsModel, key: PRNGKeyArray):
         raise NotImplementedError

@@ -2,10 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_enkf import _kalman, _l96_data, _linear_system
 
 from jinverse.assimilation import ETKF, IEnKS, cycled_filter
-
-from test_enkf import _kalman, _l96_data, _linear_system
 
 
 @pytest.mark.parametrize("lag", [1, 3])

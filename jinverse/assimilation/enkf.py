@@ -44,7 +44,7 @@ class ObsModel(eqx.Module):
 GC_SCALE = (10.0 / 3.0) ** 0.5  # GC half-width over the radius where the taper is ~exp(-1/2)
 
 
-def gaspari_cohn(distance: Float[Array, ...], radius) -> Float[Array, ...]:
+def gaspari_cohn(distance: Float[Array, "*shape"], radius) -> Float[Array, "*shape"]:
     """Gaspari and Cohn's (1999, eq. 4.10) compactly supported 5th-order taper: 1 at distance
     0, zero from ``2 radius`` on (``radius`` is the half-width ``c``)."""
     r = jnp.abs(distance) / radius

@@ -34,8 +34,9 @@ from .positive import Exponential as Exponential
 from .positive import HalfCauchy as HalfCauchy
 from .positive import InverseGamma as InverseGamma
 
-# Last: the regularising priors build on `base`, and `jinverse.regularizers` imports it.
-from ..regularizers import GMRF as GMRF  # noqa: E402
-from ..regularizers import Gamma as Gamma  # noqa: E402
-from ..regularizers import SparseL1 as SparseL1  # noqa: E402
-from ..regularizers import TotalVariation as TotalVariation  # noqa: E402
+# Last: `jinverse.regularizers` imports `base`, and imports `jinverse.linear`, which needs `Gaussian` above.
+# isort: split
+from ..regularizers import GMRF as GMRF
+from ..regularizers import Gamma as Gamma
+from ..regularizers import SparseL1 as SparseL1
+from ..regularizers import TotalVariation as TotalVariation

@@ -61,7 +61,7 @@ def run_one(name: str, batch: int, sample_obs: int, seed: int) -> dict:
 
     jax.config.update("jax_enable_x64", True)
     import jinverse as ji
-    from jinverse.sampling import _flat
+    from jinverse.lanes import flatten as _flat
 
     bench = ji.problems.load(name)
     problem = bench.problem

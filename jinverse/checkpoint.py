@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _samplers
 from ._batching import reporter, stream
+from .lanes import draw_lanes, metric_ok, warmup_lanes
 
 FORMAT = 1
 
@@ -38,7 +39,7 @@ def _digest(*arrays) -> str:
 
 
 def fingerprint(problem, s, lanes) -> dict[str, str]:
-    """What a checkpoint must agree on to be resumed (``s`` is sampling's ``_Settings``)."""
+    """What a checkpoint must agree on to be resumed (``s`` is `jinverse.lanes.Settings`)."""
     y, kd, init_u = lanes[:3]  # (then the "laplace" metric's modes: found again from y)
     structure = str(jax.tree.structure(problem)) + type(problem.forward).__qualname__
     method = s.method if isinstance(s.method, str) else getattr(s.method, "__qualname__", "custom")
@@ -110,8 +111,6 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     ``path`` when it holds a checkpoint of the same settings. Returns ``((draws, stats), ok)``
     with a leading lane axis, like the uninterrupted program (``ok``: per lane, whether its
     whitening metric is the one asked for, read off the saved parameters)."""
-    from .sampling import _draw_lanes, _warmup_lanes, metric_ok
-
     path = pathlib.Path(path)
     operand = (problem, s)
     meta = fingerprint(problem, s, lanes)
@@ -121,10 +120,10 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     if path.exists():
         arrays = _read(path, meta)  # refused here, before anything is traced, if settings differ
         one = jax.tree.map(lambda a: a[:1], lanes)
-        template = jax.eval_shape(lambda: _warmup_lanes(operand, one))
+        template = jax.eval_shape(lambda: warmup_lanes(operand, one))
         done, states, draws = _load(path, arrays, template, draws_treedef, num_lanes)
     else:
-        states = jax.tree.map(np.asarray, stream(_warmup_lanes, operand, lanes, **run))
+        states = jax.tree.map(np.asarray, stream(warmup_lanes, operand, lanes, **run))
         done = 0
         _save(path, meta, done, states, None)
     report = reporter(progress, s.num_samples, "draws")
@@ -134,7 +133,7 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     while done < s.num_samples:
         chain_states, params, keys = states
         start = jnp.full((num_lanes,), done, jnp.int32)
-        chain_states, new, stats = stream(_draw_lanes, operand, (y, chain_states, params, keys, start), **run)
+        chain_states, new, stats = stream(draw_lanes, operand, (y, chain_states, params, keys, start), **run)
         n = min(s.draws_per_call, s.num_samples - done)
         chunk = jax.tree.map(lambda a: np.asarray(a[:, :, :n]), (new, stats))
         draws = chunk if draws is None else jax.tree.map(lambda a, b: np.concatenate([a, b], axis=2), draws, chunk)

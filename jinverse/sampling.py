@@ -3,7 +3,7 @@
 The sampler target is always ``problem.log_density(u, y)`` (unconstrained space, Jacobian
 included) on the flattened ``u``; draws are mapped back with ``problem.from_unconstrained``.
 The per-method kernels and warmups live in `jinverse._samplers`. One *lane* is one observation
-with its chains: `_warmup_one` adapts them, `_draw_one` is the sampling loop. Lanes stream
+with its chains: the per-lane core (warmup, the draw loop) is `jinverse.lanes`. Lanes stream
 through one compiled program in blocks (`jinverse._batching.stream`), optionally sharded over
 the devices of a mesh; `jinverse.checkpoint` runs the draws in chunks saved to disk.
 """
@@ -20,7 +20,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
@@ -28,184 +27,18 @@ from . import _samplers, lowrank
 from . import metric as metric_lib
 from ._batching import announce, check_mesh, default_block_size, reporter, stream, tree_bytes
 from ._checks import check_key, check_positive_int
+from .lanes import TRACES as _TRACES  # noqa: F401  (tests count retraces with it)
+from .lanes import Settings as _Settings
+from .lanes import draw_lanes as _draw_lanes
+from .lanes import flatten as _flat
+from .lanes import metric_ok
+from .lanes import sample_lanes as _sample_lanes
+from .lanes import warmup_lanes as _warmup_lanes
 from .posterior import ChainModes, Posterior, diagnose_draws, warn
 from .problem import InverseProblem
 from .smc import sample_smc
 
-# Incremented each time a compiled sampling program is traced (tests count retraces with it).
-_TRACES = {"count": 0}
 PROGRESS_CHUNKS = 10  # with progress=True on one block, the draws run in this many chunks
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    """Everything static about a call: a new value compiles a new program."""
-
-    method: str | Callable
-    num_chains: int
-    num_warmup: int
-    num_samples: int
-    init: str  # "prior", "given" or "metric" (the whitening Gaussian's draws)
-    jitter: float
-    options: tuple[tuple[str, Any], ...]
-    chunk_size: int | None = None
-    key_impl: str | None = None  # lanes carry key data of this impl (None: raw uint32 keys)
-    draws_per_call: int = 0  # draws per call of the chunked draw program (checkpoints)
-    metric: str = "diagonal"  # resolved: "diagonal", "dense", "laplace" or "prior"
-
-
-def _flat(problem: InverseProblem):
-    """``(d, unravel)``: the size of the flat unconstrained vector and its inverse."""
-    ref = problem.theta_shape_dtype()
-    zeros = jax.tree.map(lambda r: jnp.zeros(r.shape, r.dtype), ref)
-    flat, unravel = ravel_pytree(zeros)
-    return flat.shape[0], unravel
-
-
-def _method(s: _Settings) -> _samplers.Method:
-    return _samplers.custom(s.method) if callable(s.method) else _samplers.METHODS[s.method]
-
-
-def _logdensity(problem, y):
-    _, unravel = _flat(problem)
-    return lambda x: problem.log_density(unravel(x), y)
-
-
-def _whitening(problem, s: _Settings, y, mode) -> metric_lib.Whitening | None:
-    """The lane's change of coordinates (`jinverse.metric`), or None for an adapted metric.
-    ``mode``: ``(u_map, map_ok)`` for ``"laplace"`` (found by the driver), else None."""
-    if s.metric == "laplace":
-        u_map, ok, *pairs = mode  # (λ, V) above metric.DENSE_MAX unknowns
-        return metric_lib.laplace(problem, y, u_map, ok, tuple(pairs) or None)
-    if s.metric == "prior":
-        return metric_lib.prior(problem)
-    return None
-
-
-def _target(problem, y, white):
-    """The sampler's log-density: of ``u``, or of ``z`` when whitened (``u = m + L z``)."""
-    ld = _logdensity(problem, y)
-    return ld if white is None else white.logdensity(ld)
-
-
-def _warmup_one(problem: InverseProblem, s: _Settings, y, key, init_u, mode=None):
-    """Start and adapt ``s.num_chains`` chains for one observation: ``(states, params, k_draw)``.
-
-    With a whitening metric ``params`` is ``(method params, Whitening)`` and the states live in
-    the whitened coordinates ``z``: a checkpoint saves the (m, L) with the states they belong to.
-    """
-    k_init, k_warm, k_draw = jax.random.split(key, 3)
-    white = _whitening(problem, s, y, mode)
-    if s.init in ("prior", "metric"):
-        theta0 = problem.sample_prior(k_init, (s.num_chains,))
-        positions = jax.vmap(lambda t: ravel_pytree(problem.to_unconstrained(t))[0])(theta0)
-    else:  # a given start (MAP or user's), jittered so the chains differ
-        noise = jax.random.normal(k_init, (s.num_chains, init_u.shape[-1]), init_u.dtype)
-        positions = init_u + s.jitter * noise
-    if white is not None:
-        positions = jax.vmap(white.to_z)(positions)
-    if s.init == "metric":  # draws of the whitening Gaussian, N(0, I) in z; prior draws where it fell back
-        z0 = jax.random.normal(jax.random.fold_in(k_init, 1), positions.shape, positions.dtype)
-        positions = jnp.where(white.ok, z0, positions)
-    states, params = _method(s).warmup(k_warm, _target(problem, y, white), positions, s.num_warmup,
-                                       s.num_samples, dict(s.options))
-    return states, (params if white is None else (params, white)), k_draw
-
-
-def _draw_one(problem: InverseProblem, s: _Settings, y, states, params, k_draw, start, count: int):
-    """Draws ``start .. start + count - 1`` of one observation's chains: ``(states, draws, stats)``.
-
-    Draw ``i`` uses ``jax.random.split(k_draw, num_samples)[i]`` whatever the chunking, so draws
-    made in chunks equal draws made at once. Indices past the end repeat the last draw's key (a
-    padded last chunk; the caller drops them).
-    """
-    _, unravel = _flat(problem)
-    white = None
-    if s.metric in metric_lib.WHITENING:
-        params, white = params
-    to_u = (lambda x: x) if white is None else white.to_u
-    step = _method(s).step(_target(problem, y, white), s.num_warmup, s.num_samples, dict(s.options))
-    index = jnp.minimum(start + jnp.arange(count), s.num_samples - 1)
-    keys = jax.random.split(k_draw, s.num_samples)[index]
-
-    # The sampling loop: one draw moves every chain one transition of the tuned kernel and
-    # records its position (mapped back to θ) and the transition's statistics. A transition that
-    # ends where the log-density is not finite (NaN/inf from the model) is a fault: flagged as
-    # divergent, so the observation's status says so.
-    def one_draw(states, k):
-        states, stats = jax.vmap(step)(jax.random.split(k, s.num_chains), states, params)
-        lp = getattr(states, "logdensity", None)
-        if lp is not None:
-            stats = stats._replace(is_divergent=stats.is_divergent | ~jnp.isfinite(lp))
-        theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(to_u(x))))(states.position)
-        return states, (theta, stats)
-
-    states, (draws, stats) = jax.lax.scan(one_draw, states, keys)
-    # (draws, chains, ...) -> (chains, draws, ...)
-    draws, stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
-    return states, draws, stats
-
-
-def _wrap(kd, s: _Settings):
-    return kd if s.key_impl is None else jax.random.wrap_key_data(kd, impl=s.key_impl)
-
-
-def _unwrap(key, s: _Settings):
-    return key if s.key_impl is None else jax.random.key_data(key)
-
-
-def _map_lanes(fn, lanes, chunk_size):
-    """``fn`` over the lanes of a block: one vmap, or ``chunk_size`` lanes at a time."""
-    if jax.tree.leaves(lanes)[0].shape[0] == 1:
-        # one lane (one observation): not vmapped, so that its rounding matches the long-standing
-        # unbatched program (XLA lowers a batch of one differently from a larger batch)
-        return jax.tree.map(lambda a: a[None], fn(jax.tree.map(lambda a: a[0], lanes)))
-    if chunk_size is None:  # every chain of every observation in lockstep
-        return jax.vmap(fn)(lanes)
-    # chunks one after another: less lockstep waste (a vmapped NUTS step lasts as long as the
-    # longest trajectory among its lanes)
-    return jax.lax.map(fn, lanes, batch_size=chunk_size)
-
-
-def _sample_lanes(operand, lanes, draw: bool = True):
-    """Warmup and all draws of every lane (observation) of one block; ``draw=False``: warmup
-    only (checkpointed runs), giving ``(states, params, draw key data)`` per lane."""
-    problem, s = operand
-    _TRACES["count"] += 1
-
-    def one(lane):
-        y, kd, init_u, mode = lane
-        states, params, k_draw = _warmup_one(problem, s, y, _wrap(kd, s), init_u, mode)
-        if not draw:
-            return states, params, _unwrap(k_draw, s)
-        _, draws, stats = _draw_one(problem, s, y, states, params, k_draw, 0, s.num_samples)
-        return draws, stats, metric_ok(s, params)
-
-    return _map_lanes(one, lanes, s.chunk_size)
-
-
-def metric_ok(s: _Settings, params) -> Array:
-    """Whether a lane's whitening is the one asked for (True for an adapted metric): read off
-    the tuned parameters of `_warmup_one` (what a checkpoint saves)."""
-    if s.metric in metric_lib.WHITENING:
-        return params[1].ok
-    return jnp.ones((), bool)
-
-
-def _warmup_lanes(operand, lanes):
-    return _sample_lanes(operand, lanes, draw=False)
-
-
-def _draw_lanes(operand, lanes):
-    """``s.draws_per_call`` draws from given states (checkpointed runs), per lane."""
-    problem, s = operand
-    _TRACES["count"] += 1
-
-    def one(lane):
-        y, states, params, kd, start = lane
-        return _draw_one(problem, s, y, states, params, _wrap(kd, s), start, s.draws_per_call)
-
-    return _map_lanes(one, lanes, s.chunk_size)
 
 
 def _start(problem, y, batch, init, jitter, num_chains=1, key=None):

@@ -58,7 +58,7 @@ def projector_matrix(angles, detectors, n: int, samples_per_pixel: int) -> sps.c
     t = -half + (np.arange(m) + 0.5) * dt
     n_det = detectors.size
     blocks = []
-    for k, a in enumerate(angles):
+    for a in angles:
         c, s = math.cos(a), math.sin(a)
         ix = (detectors[:, None] * c - t * s + 1) / pix - 0.5
         iy = (detectors[:, None] * s + t * c + 1) / pix - 0.5

@@ -15,7 +15,6 @@ import math
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sps
 from jax.experimental import sparse as jsparse
 from jaxtyping import Array
 
@@ -46,10 +45,11 @@ class AssembledOperator(eqx.Module):
         return isinstance(self.matrix, jsparse.BCOO)
 
 
-def projector_matrix(angles, detectors, n: int, samples_per_pixel: int) -> sps.csr_matrix:
-    """The ``(views·detectors) x n²`` matrix of `imaging.ParallelBeamProjector`: the same
-    midpoint rule and bilinear weights (``map_coordinates(order=1, mode="constant")``), summed
-    per ray and pixel; built one view at a time, so memory is that of the result."""
+def projector_matrix(angles, detectors, n: int, samples_per_pixel: int):
+    """The ``(views·detectors) x n²`` matrix of `imaging.ParallelBeamProjector` in coordinate
+    form ``(rows, cols, values, shape)``, sorted by row then column: the same midpoint rule and
+    bilinear weights (``map_coordinates(order=1, mode="constant")``), summed per ray and pixel;
+    built one view at a time, so memory is that of the result (NumPy only)."""
     angles, detectors = np.asarray(angles, np.float64), np.asarray(detectors, np.float64)
     pix = 2.0 / n
     half = math.sqrt(2.0)
@@ -57,34 +57,44 @@ def projector_matrix(angles, detectors, n: int, samples_per_pixel: int) -> sps.c
     dt = 2 * half / m
     t = -half + (np.arange(m) + 0.5) * dt
     n_det = detectors.size
-    blocks = []
-    for a in angles:
+    rows_all, cols_all, vals_all = [], [], []
+    for k, a in enumerate(angles):
         c, s = math.cos(a), math.sin(a)
         ix = (detectors[:, None] * c - t * s + 1) / pix - 0.5
         iy = (detectors[:, None] * s + t * c + 1) / pix - 0.5
         x0, y0 = np.floor(ix), np.floor(iy)
         fx, fy = ix - x0, iy - y0
         rays = np.broadcast_to(np.arange(n_det)[:, None], ix.shape)
-        rows, cols, vals = [], [], []
+        keys, vals = [], []
         for dy, wy in ((0, 1 - fy), (1, fy)):
             for dx, wx in ((0, 1 - fx), (1, fx)):
                 yy, xx = y0 + dy, x0 + dx
                 inside = (yy >= 0) & (yy < n) & (xx >= 0) & (xx < n)
-                rows.append(rays[inside])
-                cols.append((yy * n + xx)[inside].astype(np.int64))
+                keys.append(rays[inside] * (n * n) + (yy * n + xx)[inside].astype(np.int64))
                 vals.append((wy * wx)[inside] * dt)
-        block = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(n_det, n * n)).tocsr()
-        block.sum_duplicates()
-        block.eliminate_zeros()
-        blocks.append(block)
-    return sps.vstack(blocks, format="csr")
+        # duplicates (a pixel met by several samples of a ray) summed; sorted by (ray, pixel)
+        unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+        summed = np.bincount(inverse, weights=np.concatenate(vals), minlength=unique.size)
+        keep = summed != 0
+        rows_all.append(k * n_det + unique[keep] // (n * n))
+        cols_all.append(unique[keep] % (n * n))
+        vals_all.append(summed[keep])
+    shape = (angles.size * n_det, n * n)
+    return np.concatenate(rows_all), np.concatenate(cols_all), np.concatenate(vals_all), shape
 
 
-def assemble(a: sps.csr_matrix, in_shape, out_shape, how: str) -> AssembledOperator:
-    """``a`` as an `AssembledOperator`: ``how`` is ``"dense"``, ``"sparse"`` or ``"auto"`` (dense
-    up to `DENSE_BYTES` in float64)."""
+def assemble(coo, in_shape, out_shape, how: str) -> AssembledOperator:
+    """``coo = (rows, cols, values, shape)`` as an `AssembledOperator`: ``how`` is ``"dense"``,
+    ``"sparse"`` or ``"auto"`` (dense up to `DENSE_BYTES` in float64)."""
+    rows, cols, vals, shape = coo
     if how == "auto":
-        how = "dense" if a.shape[0] * a.shape[1] * 8 <= DENSE_BYTES else "sparse"
-    matrix = jnp.asarray(a.toarray()) if how == "dense" else jsparse.BCOO.from_scipy_sparse(a)
+        how = "dense" if shape[0] * shape[1] * 8 <= DENSE_BYTES else "sparse"
+    if how == "dense":
+        dense = np.zeros(shape)
+        dense[rows, cols] = vals  # (rows, cols) are unique
+        matrix = jnp.asarray(dense)
+    else:
+        indices = jnp.asarray(np.stack([rows, cols], axis=1).astype(np.int32))
+        matrix = jsparse.BCOO((jnp.asarray(vals), indices), shape=shape, indices_sorted=True,
+                              unique_indices=True)
     return AssembledOperator(matrix, tuple(in_shape), tuple(out_shape))

@@ -85,13 +85,17 @@ def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
 
 @eqx.filter_jit
 def _run(step, flt, obs, obs_every, batched, E0, ys, xt, key):
-    if not any(batched):
+    """One experiment, or a batch of them (``batched``: which of the filter's settings, the
+    first ensemble, the observations and the truth carry a leading batch axis), vmapped."""
+    flt_axes, *data_batched = batched
+    if flt_axes is None and not any(data_batched):
         return _one_run(step, flt, obs, obs_every, E0, ys, xt, key)
-    axes = tuple(0 if b else None for b in batched) + (0,)
-    n_batch = next(a.shape[0] for a, b in zip((E0, ys, xt), batched) if b)
-    keys = jax.random.split(key, n_batch)
-    return jax.vmap(lambda e, y, x, k: _one_run(step, flt, obs, obs_every, e, y, x, k), in_axes=axes)(
-        E0, ys, xt, keys)
+    sizes = [a.shape[0] for a, b in zip((E0, ys, xt), data_batched) if b]
+    sizes += [x.shape[0] for x, a in zip(jax.tree.leaves(flt), jax.tree.leaves(flt_axes)) if a == 0]
+    axes = (flt_axes, *(0 if b else None for b in data_batched), 0)
+    keys = jax.random.split(key, sizes[0])
+    return jax.vmap(lambda f, e, y, x, k: _one_run(step, f, obs, obs_every, e, y, x, k), in_axes=axes)(
+        flt, E0, ys, xt, keys)
 
 
 def _filter(method) -> AbstractFilter:
@@ -104,20 +108,38 @@ def _filter(method) -> AbstractFilter:
                      "IEnKS(lag=5) (LETKF needs its radius)")
 
 
+SETTINGS = ("inflation", "radius", "jitter", "reg", "threshold", "tol")
+
+
 def _check_filter(flt):
+    """Checked settings; a 1-D array of settings (e.g. ``ETKF(inflation=[1.01, 1.02])``) runs
+    one experiment per entry. Returns the filter (such settings as arrays) and its vmap axes
+    (None when no setting is batched)."""
     for name in ("lag", "n_iter"):
         v = getattr(flt, name, None)
         if v is not None and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
             raise ValueError(f"{type(flt).__name__}.{name}: got {v!r}, expected an integer >= 1")
-    for name in ("inflation", "radius", "jitter", "reg", "threshold", "tol"):
+    batched = []
+    for name in SETTINGS:
         v = getattr(flt, name, None)
         if v is None:
             continue
         zero_ok = name in ("jitter", "reg", "threshold", "tol")
-        ok = np.ndim(v) == 0 and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)
-        if not ok:
+        a = np.asarray(v, dtype=float) if np.ndim(v) <= 1 else None
+        ok = a is not None and a.size > 0 and np.all(np.isfinite(a)) and np.all(a >= 0 if zero_ok else a > 0)
+        if not ok or (a.ndim == 1 and name == "tol"):
             raise ValueError(f"{type(flt).__name__}.{name}: got {v!r}, expected a finite number "
-                             + (">= 0" if zero_ok else "> 0"))
+                             + (">= 0" if zero_ok else "> 0")
+                             + ("" if name == "tol" else ", or a 1-D array of them (one experiment each)"))
+        if a.ndim == 1:
+            flt = eqx.tree_at(lambda f, n=name: getattr(f, n), flt, jnp.asarray(a))
+            batched.append(name)
+    if not batched:
+        return flt, None
+    axes = jax.tree.map(lambda _: None, flt)
+    for name in batched:
+        axes = eqx.tree_at(lambda f, n=name: getattr(f, n), axes, 0, is_leaf=lambda x: x is None)
+    return flt, axes
 
 
 def _locations(obs_operator, obs_locations, n, m, flt):
@@ -148,7 +170,9 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         step: one model time step ``x ↦ x'`` on a state ``(n,)`` (a JAX function or an equinox
             Module); vmapped over the members.
         ensemble: the first ensemble at model step 0, ``(N, n)``, ``N >= 2`` members in rows
-            (e.g. ``x_b + σ_b ε``); a leading batch axis ``(B, N, n)`` runs B experiments.
+            (e.g. ``x_b + σ_b ε``); a leading batch axis ``(B, N, n)`` runs B experiments (so
+            does a 1-D array of a method's setting, e.g. ``ETKF(inflation=[1.01, 1.02, 1.04])``:
+            one compiled program for a tuning sweep).
         observations: ``(k, m)``, row ``i`` observing the state at model step ``(i + 1)
             obs_every``; ``(B, k, m)`` for a batch of experiments.
         key: a PRNG key (perturbed observations, resampling; split over a batch).
@@ -177,8 +201,7 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         res = ji.assimilation.cycled_filter(step, E0, ys, truth=truth, key=k3,
                                             method=ETKF(inflation=1.02), burn_in=100)
     """
-    flt = _filter(method)
-    _check_filter(flt)
+    flt, flt_axes = _check_filter(_filter(method))
     E0 = jnp.asarray(ensemble, dtype=float)
     if E0.ndim not in (2, 3) or E0.shape[-2] < 2:
         raise ValueError(f"ensemble: got shape {tuple(E0.shape)}, expected (N, n) or (B, N, n) with N >= 2 members")
@@ -215,18 +238,21 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
                              f"({T + 1}, {n}) or (B, {T + 1}, {n})")
         xt = truth[..., obs_every::obs_every, :]
     batched = (E0.ndim == 3, ys.ndim == 3, xt.ndim == 3)
-    sizes = {a.shape[0] for a, b in zip((E0, ys, xt), batched) if b}
-    if len(sizes) > 1:
-        raise ValueError(f"ensemble, observations, truth: got batch sizes {sorted(sizes)}, expected one batch size")
-
-    E, (mf, ma, sf, sa, counts) = _run(_as_module(step), flt, obs, obs_every, batched, E0, ys, xt, key)
+    sizes = {f"{name} {a.shape[0]}" for name, a, b in zip(("ensemble", "observations", "truth"), (E0, ys, xt), batched)
+             if b}
+    if flt_axes is not None:
+        sizes |= {f"{name} {np.size(getattr(flt, name))}" for name in SETTINGS if np.ndim(getattr(flt, name, 0)) == 1}
+    if len({s.split()[-1] for s in sizes}) > 1:
+        raise ValueError(f"batch sizes: got {', '.join(sorted(sizes))}, expected one batch size")
+    out = _run(_as_module(step), flt, obs, obs_every, (flt_axes, *batched), E0, ys, xt, key)
+    E, (mf, ma, sf, sa, counts) = out
 
     def rmse(a):
         return jnp.sqrt(jnp.mean((a - xt) ** 2, axis=-1))
 
     r_f, r_a = rmse(mf), rmse(ma)
     mean_rmse, mean_spread = jnp.mean(r_a[..., burn_in:], -1), jnp.mean(sa[..., burn_in:], -1)
-    if not any(batched):
+    if flt_axes is None and not any(batched):
         mean_rmse, mean_spread = float(mean_rmse), float(mean_spread)
     hist = jnp.sum(counts[..., burn_in:, :], axis=-2)
     if truth is None:

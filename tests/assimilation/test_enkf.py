@@ -172,6 +172,19 @@ def test_batched_experiments_equal_sequential_runs():
         np.testing.assert_allclose(batch.mean_rmse[b], one.mean_rmse, atol=1e-9)
 
 
+def test_a_sweep_of_settings_is_one_batched_run():
+    step, truth, ys, E0 = _l96_data(20)
+    key = jax.random.key(2)
+    sweep = cycled_filter(step, E0, ys, key=key, method=LETKF(radius=[2.0, 5.0], inflation=1.03), truth=truth)
+    assert sweep.analysis.shape == (2, 20, 40) and sweep.mean_rmse.shape == (2,)
+    keys = jax.random.split(key, 2)
+    for b, radius in enumerate((2.0, 5.0)):
+        one = cycled_filter(step, E0, ys, key=keys[b], method=LETKF(radius=radius, inflation=1.03), truth=truth)
+        np.testing.assert_allclose(sweep.analysis[b], one.analysis, atol=1e-9)
+    with pytest.raises(ValueError, match="batch sizes: got ensemble 2, inflation 3"):
+        cycled_filter(step, jnp.stack([E0, E0]), ys, key=key, method=ETKF(inflation=[1.0, 1.1, 1.2]))
+
+
 def test_new_data_same_shapes_does_not_retrace():
     traces = []
 
@@ -198,7 +211,9 @@ def test_new_data_same_shapes_does_not_retrace():
     (dict(obs_operator=lambda x: x[:2], observations=np.zeros((4, 2)), method=LETKF(radius=1.0)),
      "obs_locations: got None"),
     (dict(obs_locations=np.zeros(2)), "obs_locations: got shape"),
-    (dict(ensemble=np.zeros((2, 5, 3)), observations=np.zeros((3, 4, 3))), "batch sizes"),
+    (dict(ensemble=np.zeros((2, 5, 3)), observations=np.zeros((3, 4, 3))), "batch sizes: got ensemble 2, "
+                                                                            "observations 3"),
+    (dict(method=ETKF(inflation=np.ones((2, 2)))), "ETKF.inflation: got"),
     (dict(obs_every=0), "obs_every"),
 ])
 def test_bad_input(kwargs, match):

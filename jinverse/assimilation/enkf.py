@@ -134,12 +134,16 @@ class EnKF(AbstractFilter):
         eps = eps - jnp.mean(eps, axis=0)
         D = (y + obs.std * eps - Y) / obs.std  # whitened perturbed innovations (N, m)
         N, m = S.shape
-        if N <= m:  # gain in ensemble space: (I + Ŝ Ŝᵀ)⁻¹ Ŝ, an N × N solve
-            G = jnp.linalg.solve(jnp.eye(N, dtype=E.dtype) + S @ S.T, S @ D.T)  # (N, N)
+        # symmetric eigendecompositions, not LU solves: with XLA's CPU LU a 2000-cycle Lorenz-96 run
+        # (N = m = 40) took 2-11 s instead of 0.3 s on the shared 2-core machine
+        if N <= m:  # gain in ensemble space: (I + Ŝ Ŝᵀ)⁻¹ Ŝ, N × N
+            s, V = jnp.linalg.eigh(S @ S.T)
+            G = V @ ((V.T @ (S @ D.T)) / (1.0 + jnp.maximum(s, 0.0))[:, None])  # (N, N)
             Ea = Ef + G.T @ A / jnp.sqrt(N - 1.0)
-        else:  # the same, Ŝ (I + Ŝᵀ Ŝ)⁻¹, an m × m solve
-            C = jnp.eye(m, dtype=E.dtype) + S.T @ S
-            Ea = Ef + jnp.linalg.solve(C, D.T).T @ (S.T @ A) / jnp.sqrt(N - 1.0)
+        else:  # the same, Ŝ (I + Ŝᵀ Ŝ)⁻¹, m × m
+            s, V = jnp.linalg.eigh(S.T @ S)
+            X = V @ ((V.T @ D.T) / (1.0 + jnp.maximum(s, 0.0))[:, None])  # (m, N)
+            Ea = Ef + X.T @ (S.T @ A) / jnp.sqrt(N - 1.0)
         return Ea, w, Ea, w
 
 

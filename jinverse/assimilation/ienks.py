@@ -25,9 +25,9 @@ from .enkf import AbstractFilter, forecast
 
 
 def _sym_powers(H):
-    """``H^{-1/2}`` and ``H^{1/2}`` of a symmetric positive definite matrix."""
+    """``H^{-1}``, ``H^{-1/2}`` and ``H^{1/2}`` of a symmetric positive definite matrix."""
     s, V = jnp.linalg.eigh(H)
-    return (V / jnp.sqrt(s)) @ V.T, (V * jnp.sqrt(s)) @ V.T
+    return (V / s) @ V.T, (V / jnp.sqrt(s)) @ V.T, (V * jnp.sqrt(s)) @ V.T
 
 
 class IEnKS(AbstractFilter):
@@ -62,9 +62,8 @@ class IEnKS(AbstractFilter):
             ym = jnp.mean(Y, axis=0)
             S = Tinv @ (Y - ym) / (obs.std * root)  # (N, m): d obs / d w
             grad = w - S @ ((y - ym) / obs.std)
-            hess = eye + S @ S.T
-            dw = jnp.linalg.solve(hess, grad)
-            T, Tinv = _sym_powers(hess)
+            inv, T, Tinv = _sym_powers(eye + S @ S.T)  # the Gauss-Newton Hessian's powers
+            dw = inv @ grad
             return w - dw, T, Tinv, jnp.linalg.norm(dw)
 
         Ef = forecast(step, members(jnp.zeros(N, E0.dtype), eye), n_steps)

@@ -89,6 +89,7 @@ def assemble(coo, in_shape, out_shape, how: str) -> AssembledOperator:
     rows, cols, vals, shape = coo
     if how == "auto":
         how = "dense" if shape[0] * shape[1] * 8 <= DENSE_BYTES else "sparse"
+    matrix: Array | jsparse.BCOO
     if how == "dense":
         dense = np.zeros(shape)
         dense[rows, cols] = vals  # (rows, cols) are unique

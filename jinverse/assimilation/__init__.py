@@ -1,6 +1,6 @@
 """Data assimilation on any JAX model step: cycled strong-constraint 4D-Var (`cycled_4dvar`),
 cycled ensemble filters and smoothers (`cycled_filter` with `ETKF`, `EnKF`, `LETKF`,
-`ParticleFilter`, `IEnKS`), derivative-free inversion (`eki`, `uki`), with
+`ParticleFilter`, `IEnKS`), derivative-free inversion (`eki`, `uki`, `eks`), with
 the user's truth and observations or a twin experiment (`twin_experiment`)."""
 
 from .cycling import FilterResult as FilterResult
@@ -8,6 +8,7 @@ from .cycling import cycled_filter as cycled_filter
 from .eki import KalmanInversionResult as KalmanInversionResult
 from .eki import eki as eki
 from .eki import uki as uki
+from .eks import eks as eks
 from .enkf import ETKF as ETKF
 from .enkf import LETKF as LETKF
 from .enkf import AbstractFilter as AbstractFilter

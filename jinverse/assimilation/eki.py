@@ -56,8 +56,9 @@ class KalmanInversionResult(NamedTuple):
     num_forward: int
 
 
-class _Whitened(eqx.Module):
-    """``u ↦ G̃(u)`` and the map back to θ."""
+class WhitenedProblem(eqx.Module):
+    """The problem as whitened least squares in the prior's whitened variable: ``u ↦ G̃(u)``
+    (``__call__``), the data ``ỹ`` (``target``) and ``θ(u)`` (``theta``)."""
 
     problem: InverseProblem
 
@@ -73,7 +74,8 @@ class _Whitened(eqx.Module):
         return jnp.concatenate([jnp.ravel(self.problem.likelihood.whiten(y)), jnp.zeros(self.problem.prior.mean.size)])
 
 
-def _check(problem, y):
+def check_gaussian(problem, y):
+    """Refuse a problem that is not Gaussian-Gaussian; return ``problem.check_y(y)``."""
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
     if not isinstance(problem.prior, GaussianPrior):
@@ -141,7 +143,7 @@ def eki(problem: InverseProblem, y, *, key: PRNGKeyArray, n_members: int | None 
     Returns:
         A `KalmanInversionResult`; ``num_forward = n_iter (J + 1)``.
     """
-    ys, batch = _check(problem, y)
+    ys, batch = check_gaussian(problem, y)
     if method not in ("stochastic", "deterministic"):
         raise ValueError(f"method: got {method!r}, expected 'stochastic' or 'deterministic'")
     n_iter = check_positive_int("n_iter", n_iter)
@@ -167,7 +169,7 @@ def eki(problem: InverseProblem, y, *, key: PRNGKeyArray, n_members: int | None 
         U0 = jax.vmap(lambda t: jnp.ravel(problem.prior.whiten(t)))(init)
     keys = jax.random.split(k1, n_lanes)
     flat = ys.reshape((n_lanes, *ys.shape[len(batch):]))
-    out = _eki_lanes(_Whitened(problem), flat, U0, keys, steps, method == "deterministic")
+    out = _eki_lanes(WhitenedProblem(problem), flat, U0, keys, steps, method == "deterministic")
     theta, cov, ens, obj = jax.tree.map(lambda a: a.reshape((*batch, *a.shape[1:])), out)
     return KalmanInversionResult(theta, cov, ens, obj, n_iter * (J + 1))
 
@@ -216,11 +218,11 @@ def uki(problem: InverseProblem, y, *, n_iter: int = 30) -> KalmanInversionResul
     Returns:
         A `KalmanInversionResult` (``ensemble`` None); ``num_forward = n_iter (2 d + 1) + 1``.
     """
-    ys, batch = _check(problem, y)
+    ys, batch = check_gaussian(problem, y)
     n_iter = check_positive_int("n_iter", n_iter)
     d = problem.prior.mean.size
     n_lanes = int(np.prod(batch))
     flat = ys.reshape((n_lanes, *ys.shape[len(batch):]))
-    out = _uki_lanes(_Whitened(problem), flat, n_iter)
+    out = _uki_lanes(WhitenedProblem(problem), flat, n_iter)
     theta, cov, obj = jax.tree.map(lambda a: a.reshape((*batch, *a.shape[1:])), out)
     return KalmanInversionResult(theta, cov, None, obj, n_iter * (2 * d + 1) + 1)

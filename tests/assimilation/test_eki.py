@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jinverse as ji
-from jinverse.assimilation import eki, uki
+from jinverse.assimilation import eki, eks, uki
 
 
 def _linear_problem(seed=0, d=3, m=5):
@@ -67,6 +67,19 @@ def test_deterministic_eki_is_the_kalman_posterior_of_the_first_ensemble():
     assert res.num_forward == 3 * 7
 
 
+def test_eks_draws_the_linear_gaussian_posterior():
+    # ALDI's invariant law is the posterior for a linear model and J > d + 1: the ensemble
+    # mean is within Monte-Carlo error (sd / sqrt(J)) of the posterior mean, its sds within MC
+    # error (~1/sqrt(2J)) plus the time step's bias (a few % at step 0.2, measured 2-4%).
+    problem, y, mean, cov = _linear_problem()
+    J = 400
+    res = eks(problem, y, key=jax.random.key(3), n_members=J, n_iter=300, step=0.2)
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(np.asarray(res.theta) - mean) < 5 * sd / np.sqrt(J))
+    np.testing.assert_allclose(np.sqrt(np.diag(res.covariance)), sd, rtol=0.12)
+    assert res.ensemble.shape == (J, 3) and res.num_forward == 300 * (J + 1)
+
+
 def test_batched_observations_equal_one_at_a_time():
     problem, y, _, _ = _linear_problem(3)
     ys = np.stack([y, y + 0.3, y - 0.2])
@@ -79,14 +92,15 @@ def test_batched_observations_equal_one_at_a_time():
 
 
 def test_nonlinear_kalman_inversion_matches_map_and_laplace():
-    # lorenz63's 4D-Var window (3 unknowns, nonlinear, posterior sd ~0.05-0.1): EKI collapses
-    # onto the MAP; UKI's fixed point is a Gaussian fit over sigma points ~sd apart, so its mean
-    # sits a small nonlinear bias (here 0.4% of an sd) from the MAP and its covariance near the
-    # Laplace one.
+    # lorenz63's 4D-Var window (3 unknowns, nonlinear): EKI collapses onto the MAP; UKI's fixed
+    # point is a Gaussian fit over sigma points ~sd apart, so its mean sits a small nonlinear
+    # bias (here 0.4% of an sd) from the MAP and its covariance near the Laplace one.
     b = ji.problems.load("lorenz63")
-    m = np.asarray(ji.solve_map(b.problem, b.y).theta)
-    lap = np.asarray(ji.laplace(b.problem, b.y).covariance)
-    sd = np.sqrt(np.diag(lap))
+    p = b.problem
+    m = np.asarray(ji.solve_map(p, b.y).theta)
+    # Gauss-Newton (Laplace) covariance at the MAP: (Jᵀ J + Γ_prior⁻¹)⁻¹, J the whitened Jacobian
+    Jw = np.asarray(jax.jacfwd(lambda t: p.likelihood.whiten(p.forward(t)).ravel())(jnp.asarray(m)))
+    sd = np.sqrt(np.diag(np.linalg.inv(Jw.T @ Jw + np.linalg.inv(np.asarray(p.prior.covariance())))))
     u = uki(b.problem, b.y, n_iter=25)
     assert np.all(np.abs(np.asarray(u.theta) - m) < 0.02 * sd)
     np.testing.assert_allclose(np.sqrt(np.diag(u.covariance)), sd, rtol=0.05)
@@ -111,6 +125,8 @@ def test_bad_input():
         uki(problem, y, n_iter=0)
     with pytest.raises(ValueError, match="growth: got -2.0"):
         eki(problem, y, key=key, growth=-2.0)
+    with pytest.raises(ValueError, match="n_members"):
+        eks(problem, y, key=key, n_members=3)
     with pytest.raises(ValueError, match="init: got shape"):
         eki(problem, y, key=key, init=np.zeros((5, 2)))
     with pytest.raises(ValueError, match="y: got shape"):

@@ -1,6 +1,8 @@
 """Cycled ensemble filtering on any JAX model step: forecast every member (vmapped), analyse
 at each observation time, statistics there; the whole cycle one compiled ``lax.scan``, and a
-batch of experiments (seeds, truths) one ``vmap`` of it.
+batch of experiments (first ensembles, observations, truths, or a method's settings) one
+``vmap`` of it. The methods (`jinverse.assimilation.enkf`: ETKF, EnKF, LETKF, particle filter;
+`jinverse.assimilation.ienks`: the iEnKS) each own one cycle.
 
 Time runs in model steps as in `cycled_4dvar`: observation ``i`` observes the state at model
 step ``(i + 1) obs_every``; the first ensemble is at step 0 (not observed).

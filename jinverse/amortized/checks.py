@@ -84,7 +84,7 @@ def _importance(q: MixtureDensity, flat_y, keys, num: int):
         theta = jax.vmap(lambda v: problem.from_unconstrained(unravel(v)))(u)
         return theta, lw - total, ess, total - math.log(num)
 
-    return apply_batched(one, flat_y, keys)
+    return apply_batched(one, flat_y, keys, draws=num)
 
 
 def importance_sample(q: MixtureDensity, y, key: PRNGKeyArray, *, num: int = 1000) -> ImportanceResult:

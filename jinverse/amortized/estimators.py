@@ -25,6 +25,7 @@ from ..traced import check_y, is_traced
 
 LOG_SCALE_BOUND = 8.0  # component log-std (standardised units) kept in (-8, 8) by a soft tanh bound
 APPLY_BATCH = 8192  # observations per vmapped chunk when a network is applied to a large batch
+DRAWS_BATCH = 65536  # draws per vmapped chunk when each observation makes many (sampling, importance weights)
 
 
 def fingerprint(problem: InverseProblem) -> str:
@@ -82,9 +83,11 @@ def check_problem(est, problem, name: str = "problem") -> None:
                          "model, prior, likelihood or any of their numbers gives a different posterior)")
 
 
-def apply_batched(fn, y_flat, *rest):
-    """``vmap(fn)`` over the rows of ``y_flat`` (and ``rest``), in chunks of `APPLY_BATCH`."""
-    return jax.lax.map(lambda a: fn(*a), (y_flat, *rest), batch_size=APPLY_BATCH)
+def apply_batched(fn, y_flat, *rest, draws: int = 1):
+    """``vmap(fn)`` over the rows of ``y_flat`` (and ``rest``), in chunks of `APPLY_BATCH` rows, or
+    of about `DRAWS_BATCH` draws in all when each row makes ``draws`` draws (bounded memory)."""
+    size = APPLY_BATCH if draws == 1 else max(1, DRAWS_BATCH // draws)
+    return jax.lax.map(lambda a: fn(*a), (y_flat, *rest), batch_size=size)
 
 
 class Normaliser(eqx.Module):
@@ -162,6 +165,18 @@ def mixture_log_prob(logits, means, chols, z) -> Float[Array, ""]:
     logdet = jnp.sum(jnp.log(jnp.diagonal(chols, axis1=-2, axis2=-1)), axis=-1)
     comp = -0.5 * jnp.sum(white**2, axis=-1) - logdet - 0.5 * d * math.log(2 * math.pi)
     return jax.nn.logsumexp(jax.nn.log_softmax(logits) + comp)
+
+
+def mixture_log_prob_many(logits, means, chols, z) -> Float[Array, " n"]:
+    """`mixture_log_prob` at many points ``z`` (n, d) of one mixture: each component's Cholesky
+    factor inverted once, then one matrix product per point (no triangular solve per point)."""
+    d = z.shape[-1]
+    eye = jnp.eye(d, dtype=chols.dtype)
+    inv = jax.vmap(lambda L: jax.scipy.linalg.solve_triangular(L, eye, lower=True))(chols)
+    white = jnp.einsum("kij,nkj->nki", inv, z[:, None, :] - means[None])
+    logdet = jnp.sum(jnp.log(jnp.diagonal(chols, axis1=-2, axis2=-1)), axis=-1)
+    comp = -0.5 * jnp.sum(white**2, axis=-1) - logdet - 0.5 * d * math.log(2 * math.pi)
+    return jax.nn.logsumexp(jax.nn.log_softmax(logits) + comp, axis=-1)
 
 
 class PointEstimator(eqx.Module):
@@ -246,7 +261,7 @@ class MixtureDensity(eqx.Module):
         comp = jax.random.categorical(k1, logw, shape=(num,))
         eps = jax.random.normal(k2, (num, means.shape[-1]), means.dtype)
         u = means[comp] + jnp.einsum("nij,nj->ni", chols[comp], eps)
-        return u, jax.vmap(lambda v: mixture_log_prob(logw, means, chols, v))(u)
+        return u, mixture_log_prob_many(logw, means, chols, u)
 
     def sample(self, key: PRNGKeyArray, y, num: int) -> PyTree:
         """``num`` draws of θ from q(θ | y) per observation: ``(*batch, num, *theta_shape)``."""
@@ -287,4 +302,4 @@ def _mode_theta(q: MixtureDensity, flat_y):
 @eqx.filter_jit
 def _sample_theta(q: MixtureDensity, flat_y, keys, num: int):
     return apply_batched(lambda yf, k: jax.vmap(lambda u: theta_of(q.problem, u))(q.sample_u(k, yf, num)[0]),
-                         flat_y, keys)
+                         flat_y, keys, draws=num)

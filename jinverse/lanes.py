@@ -21,6 +21,7 @@ from jaxtyping import Array
 
 from . import _samplers
 from . import metric as metric_lib
+from . import tempering as tempering_lib
 from .problem import InverseProblem
 
 # Incremented each time a compiled sampling program is traced (tests count retraces with it).
@@ -42,6 +43,8 @@ class Settings:
     key_impl: str | None = None  # lanes carry key data of this impl (None: raw uint32 keys)
     draws_per_call: int = 0  # draws per call of the chunked draw program (checkpoints)
     metric: str = "diagonal"  # resolved: "diagonal", "dense", "laplace" or "prior"
+    betas: tuple[float, ...] | None = None  # replica exchange's ladder (`jinverse.tempering`)
+    swap_every: int = 1  # draws between two rounds of replica swaps
 
 
 def flatten(problem: InverseProblem):
@@ -78,6 +81,14 @@ def target(problem, y, white):
     return ld if white is None else white.logdensity(ld)
 
 
+def parts(problem, y, white):
+    """The tempered target's two terms (`jinverse.tempering.parts_of`), in the sampler's coordinates."""
+    _, unravel = flatten(problem)
+    if white is None:
+        return tempering_lib.parts_of(problem, y, unravel, lambda x: x)
+    return tempering_lib.parts_of(problem, y, unravel, white.to_u, white.log_det)
+
+
 def warmup_one(problem: InverseProblem, s: Settings, y, key, init_u, mode=None):
     """Start and adapt ``s.num_chains`` chains for one observation: ``(states, params, k_draw)``.
 
@@ -97,8 +108,12 @@ def warmup_one(problem: InverseProblem, s: Settings, y, key, init_u, mode=None):
     if s.init == "metric":  # draws of the whitening Gaussian, N(0, I) in z; prior draws where it fell back
         z0 = jax.random.normal(jax.random.fold_in(k_init, 1), positions.shape, positions.dtype)
         positions = jnp.where(white.ok, z0, positions)
-    states, params = method_of(s).warmup(k_warm, target(problem, y, white), positions, s.num_warmup,
-                                       s.num_samples, dict(s.options))
+    if s.betas is None:
+        states, params = method_of(s).warmup(k_warm, target(problem, y, white), positions, s.num_warmup,
+                                             s.num_samples, dict(s.options))
+    else:  # replica exchange: every replica's warmup on its own tempered target
+        states, params = tempering_lib.warmup(method_of(s).warmup, parts(problem, y, white), s.betas, k_warm,
+                                              positions, s.num_warmup, s.num_samples, dict(s.options))
     return states, (params if white is None else (params, white)), k_draw
 
 
@@ -114,7 +129,11 @@ def draw_one(problem: InverseProblem, s: Settings, y, states, params, k_draw, st
     if s.metric in metric_lib.WHITENING:
         params, white = params
     to_u = (lambda x: x) if white is None else white.to_u
-    step = method_of(s).step(target(problem, y, white), s.num_warmup, s.num_samples, dict(s.options))
+    if s.betas is None:
+        step = method_of(s).step(target(problem, y, white), s.num_warmup, s.num_samples, dict(s.options))
+    else:  # replica exchange: every replica moves, neighbours swap, β = 1's statistics
+        tempered = tempering_lib.make_step(method_of(s).step, parts(problem, y, white), s.betas, s.swap_every,
+                                           s.num_warmup, s.num_samples, dict(s.options))
     index = jnp.minimum(start + jnp.arange(count), s.num_samples - 1)
     keys = jax.random.split(k_draw, s.num_samples)[index]
 
@@ -123,14 +142,21 @@ def draw_one(problem: InverseProblem, s: Settings, y, states, params, k_draw, st
     # ends where the log-density is not finite (NaN/inf from the model) is a fault: flagged as
     # divergent, so the observation's status says so.
     def one_draw(states, k):
-        states, stats = jax.vmap(step)(jax.random.split(k, s.num_chains), states, params)
-        lp = getattr(states, "logdensity", None)
+        if s.betas is None:
+            states, stats = jax.vmap(step)(jax.random.split(k, s.num_chains), states, params)
+            now = states
+        else:
+            k, i = k
+            states, stats = jax.vmap(lambda kk, st, p: tempered(kk, st, p, i))(
+                jax.random.split(k, s.num_chains), states, params)
+            now = tempering_lib.cold(states)
+        lp = getattr(now, "logdensity", None)
         if lp is not None:
             stats = stats._replace(is_divergent=stats.is_divergent | ~jnp.isfinite(lp))
-        theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(to_u(x))))(states.position)
+        theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(to_u(x))))(now.position)
         return states, (theta, stats)
 
-    states, (draws, stats) = jax.lax.scan(one_draw, states, keys)
+    states, (draws, stats) = jax.lax.scan(one_draw, states, keys if s.betas is None else (keys, index))
     # (draws, chains, ...) -> (chains, draws, ...)
     draws, stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
     return states, draws, stats
@@ -168,8 +194,8 @@ def sample_lanes(operand, lanes, draw: bool = True):
         states, params, k_draw = warmup_one(problem, s, y, wrap_key(kd, s), init_u, mode)
         if not draw:
             return states, params, unwrap_key(k_draw, s)
-        _, draws, stats = draw_one(problem, s, y, states, params, k_draw, 0, s.num_samples)
-        return draws, stats, metric_ok(s, params)
+        final, draws, stats = draw_one(problem, s, y, states, params, k_draw, 0, s.num_samples)
+        return draws, stats, lane_report(s, params, final)
 
     return map_lanes(one, lanes, s.chunk_size)
 
@@ -180,6 +206,14 @@ def metric_ok(s: Settings, params) -> Array:
     if s.metric in metric_lib.WHITENING:
         return params[1].ok
     return jnp.ones((), bool)
+
+
+def lane_report(s: Settings, params, states):
+    """`metric_ok`, and with replica exchange also the lane's swap acceptance per pair
+    (`jinverse.tempering.swap_rates`), from its tuned parameters and final states."""
+    if s.betas is None:
+        return metric_ok(s, params)
+    return metric_ok(s, params), tempering_lib.swap_rates(states)
 
 
 def warmup_lanes(operand, lanes):

@@ -141,7 +141,7 @@ def _regroup(like: Posterior, fields) -> Posterior:
     """A `Posterior` of ``like``'s method from rearranged per-observation ``fields`` (a slice of
     the batch, or chunks joined): the flags found per observation stay found (or unchecked)
     and the messages are rewritten for the new batch."""
-    samples, stats, rhat, ess, div, st, smc, modes = fields
+    samples, stats, rhat, ess, div, st, smc, modes, tempering = fields
     st = np.asarray(st)
     if like.smc is not None:  # SMC: its own checks (no R-hat), found per observation
         status, msgs = smc_status_and_warnings(smc, (st & int(Status.NONFINITE)) == 0, div)
@@ -153,7 +153,7 @@ def _regroup(like: Posterior, fields) -> Posterior:
             "separate_modes": (st & int(Status.MULTIMODAL)) != 0}
     status, msgs = status_and_warnings(diag, like.num_chains)
     return Posterior(samples, stats, rhat, ess, div, jnp.asarray(status), tuple(msgs), like.method,
-                     like.num_warmup, modes=modes)
+                     like.num_warmup, modes=modes, tempering=tempering)
 
 
 class Posterior(eqx.Module):
@@ -177,6 +177,8 @@ class Posterior(eqx.Module):
             particles is not a diagnostic) and ``min_ess`` is the final weights' ESS.
         modes: ``init="modes"`` only: the `ChainModes` the chains started on (modes found,
             their weights, the mode of each chain); None otherwise.
+        tempering: ``tempering=...`` only: the `jinverse.tempering.TemperingStats` (the β
+            ladder and the swap acceptance between neighbours); None otherwise.
     """
 
     samples: PyTree[Float[Array, "*batch chains draws ..."]]
@@ -191,6 +193,7 @@ class Posterior(eqx.Module):
     log_evidence: Float[Array, "*batch"] | None = None
     smc: PyTree | None = None
     modes: ChainModes | None = None
+    tempering: PyTree | None = None
 
     # -- shapes -------------------------------------------------------------------------
     @property
@@ -270,7 +273,7 @@ class Posterior(eqx.Module):
     def _per_observation(self):
         """The fields that carry the batch axes (what slicing and merging rearrange)."""
         return (self.samples, self.stats, self.max_rhat, self.min_ess, self.num_divergent, self.status,
-                self.smc, self.modes)
+                self.smc, self.modes, self.tempering)
 
     def diagnose(self) -> Posterior:
         """This posterior with its R-hat and bulk ESS computed (after ``ji.sample(...,
@@ -291,7 +294,7 @@ class Posterior(eqx.Module):
         return Posterior(samples=self.samples, stats=self.stats, max_rhat=diag["max_rhat"],
                          min_ess=diag["min_ess"], num_divergent=diag["num_divergent"], status=status,
                          warnings=tuple(messages), method=self.method, num_warmup=self.num_warmup,
-                         modes=self.modes)
+                         modes=self.modes, tempering=self.tempering)
 
     @property
     def checked(self) -> bool:
@@ -353,6 +356,11 @@ class Posterior(eqx.Module):
             lines.append(f"divergent transitions: {int(np.asarray(self.num_divergent))}, "
                          f"mean acceptance: {float(np.nanmean(np.asarray(self.stats.acceptance_rate))):.3f}")
         lines += self._mode_lines(max_rows)
+        if self.tempering is not None:  # replica exchange: the ladder and its swap rates
+            rates = np.nanmean(np.asarray(self.tempering.swap_acceptance).reshape(-1, self.tempering.betas.shape[-1] - 1), 0)
+            lines.append(f"replica exchange: {self.tempering.betas.shape[-1]} temperatures, β "
+                         + " ".join(f"{b:.3g}" for b in np.asarray(self.tempering.betas).reshape(-1, rates.size + 1)[0])
+                         + "; swap acceptance " + " ".join(f"{r:.2f}" for r in rates))
         lines += ["warnings:"] + [f"  - {w}" for w in self.warnings] if self.warnings else ["no warnings"]
         return "\n".join(lines)
 

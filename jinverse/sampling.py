@@ -14,7 +14,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -25,13 +25,14 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from . import _samplers, lowrank
 from . import metric as metric_lib
+from . import tempering as tempering_lib
 from ._batching import announce, check_mesh, default_block_size, reporter, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from .lanes import TRACES as _TRACES  # noqa: F401  (tests count retraces with it)
 from .lanes import Settings as _Settings
 from .lanes import draw_lanes as _draw_lanes
 from .lanes import flatten as _flat
-from .lanes import metric_ok
+from .lanes import lane_report, metric_ok
 from .lanes import sample_lanes as _sample_lanes
 from .lanes import warmup_lanes as _warmup_lanes
 from .posterior import ChainModes, Posterior, diagnose_draws, warn
@@ -131,6 +132,9 @@ def _sample_in_chunks(problem, s: _Settings, lanes, run: dict, progress):
         pieces.append(piece)
         report(min(done + s.draws_per_call, s.num_samples))
     draws, stats = jax.tree.map(lambda *a: jnp.concatenate(a, axis=2)[:, :, :s.num_samples], *pieces)
+    if s.betas is not None:  # replica exchange: the swap rates too, from the final states
+        ok, swaps = jax.vmap(lambda p, st: lane_report(s, p, st))(params, states)
+        return draws, stats, (jnp.broadcast_to(ok, (n,)), swaps)
     return draws, stats, jnp.broadcast_to(metric_ok(s, params), (n,))
 
 
@@ -204,6 +208,8 @@ def sample(
     checkpoint_every: int | None = None,
     diagnose: bool = True,
     metric: str = "auto",
+    tempering: int | Sequence[float] | None = None,
+    swap_every: int = 1,
     **options,
 ) -> Posterior:
     """Draw from p(θ | y) with a blackjax sampler, tuned by its own adaptation.
@@ -297,6 +303,16 @@ def sample(
             curvature is not positive definite is sampled with the identity whitening (the
             ``"diagonal"`` behaviour; above `metric.DENSE_MAX`, the prior's) and flagged
             `Status.METRIC_FALLBACK`. ``method="gpcn"`` is pCN with ``metric="laplace"``.
+        tempering: replica exchange (parallel tempering, `jinverse.tempering`) for ``"nuts"``,
+            ``"hmc"``, ``"mala"``, ``"rwmh"`` and ``"chees"``: each chain carries replicas of the
+            likelihood-tempered targets ``prior x likelihood^β``, one per β of the ladder, each
+            warmed up on its own target (its own step size and metric); neighbours swap states
+            every ``swap_every`` draws (even/odd pairs in turn); only the β = 1 replica's draws
+            are returned, and ``Posterior.tempering`` holds the ladder and the swap acceptance
+            per pair. An int ``K >= 2``: a geometric ladder from 1 down to
+            `jinverse.tempering.BETA_MIN`; or the βs, decreasing from 1 to some β ≥ 0 (0: the
+            prior). Costs K times the sampling; for posteriors with modes far apart.
+        swap_every: draws between two rounds of swaps (with ``tempering``).
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
             (hmc), ``learning_rate`` (chees). Must be hashable; an unknown name is refused.
 
@@ -315,7 +331,7 @@ def sample(
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
     check_key("key", key)
     if isinstance(method, str) and method == "smc":  # tempered SMC: its own driver
-        given = {"init": init is not None, "checkpoint": checkpoint is not None,
+        given = {"init": init is not None, "checkpoint": checkpoint is not None, "tempering": tempering is not None,
                  "chunk_size": chunk_size is not None, "metric": not (isinstance(metric, str) and metric == "auto")}
         for name in (n for n, g in given.items() if g):
             raise ValueError(f"{name}: given with method='smc', which starts from the prior and "
@@ -334,6 +350,12 @@ def sample(
             or jitter < 0:
         raise ValueError(f"jitter: got {jitter!r}, expected a finite number >= 0")
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
+    betas = tempering_lib.ladder(tempering)
+    swap_every = check_positive_int("swap_every", swap_every)
+    tempering_lib.check_method(metric_lib.ALIASES[method][0] if name in metric_lib.ALIASES else method, betas)
+    if betas is not None and checkpoint is not None:
+        raise ValueError("checkpoint: given with tempering, expected no checkpoint (replica exchange "
+                         "is not checkpointed yet)")
     _hashable(options)  # before metric resolution reads any option's value
     metric, options = metric_lib.resolve(problem, method, metric, options, _flat(problem)[0])
     method = metric_lib.ALIASES[method][0] if name in metric_lib.ALIASES else method
@@ -366,7 +388,7 @@ def sample(
         raise ValueError("method: 'mclmc' needs at least 2 unknowns; use 'nuts' for a scalar θ")
     impl = str(jax.random.key_impl(key)) if typed else None
     settings = _Settings(method, num_chains, num_warmup, num_samples, mode, float(jitter), opts,
-                         chunk_size, impl, checkpoint_every or 0, metric)
+                         chunk_size, impl, checkpoint_every or 0, metric, betas, swap_every)
 
     # One lane per observation: its data, its key and its start.
     size = math.prod(batch)
@@ -404,7 +426,12 @@ def sample(
     def unflatten(a):
         return a.reshape(*batch, *a.shape[1:])
 
-    draws, stats, ok = jax.tree.map(unflatten, (draws, stats, ok))
+    swaps = None
+    if betas is not None:
+        ok, swaps = ok
+        swaps = tempering_lib.TemperingStats(jnp.broadcast_to(jnp.asarray(betas, swaps.dtype), (size, len(betas))),
+                                             swaps)
+    draws, stats, ok, swaps = jax.tree.map(unflatten, (draws, stats, ok, swaps))
     if diagnose:
         announce(progress, "sampling: diagnostics (R-hat, bulk ESS)")
     diag, status, messages = diagnose_draws(draws, stats.is_divergent, num_chains, bool(diagnose),
@@ -412,4 +439,4 @@ def sample(
     warn(messages)
     return Posterior(samples=draws, stats=stats, max_rhat=diag["max_rhat"], min_ess=diag["min_ess"],
                      num_divergent=diag["num_divergent"], status=status, warnings=tuple(messages),
-                     method=name, num_warmup=num_warmup, modes=start_modes)
+                     method=name, num_warmup=num_warmup, modes=start_modes, tempering=swaps)

@@ -1,0 +1,184 @@
+"""Replica exchange (parallel tempering) for `ji.sample`'s gradient-based kernels.
+
+Each chain carries ``K`` replicas, replica ``k`` targeting the likelihood-tempered density
+
+    log π_β(u) = log p(θ(u)) + log|dθ/du| + β log p(y | θ(u)),       1 = β_0 > β_1 > ... ≥ 0,
+
+so that the hottest replicas see (nearly) the prior and cross between the modes the data
+separate. Every replica runs the method's own warmup on its own target (vmapped over β: each
+gets its own step size and metric), then the draw loop moves every replica one transition of
+its tuned kernel and proposes swaps between neighbours; only replica 0 (β = 1) is recorded.
+
+Swaps follow the deterministic even-odd scheme (non-reversible PT, Syed et al. 2021, JRSS B
+84(2)): at swap round ``r`` the pairs ``(k, k+1)`` with ``k ≡ r (mod 2)`` are proposed, each
+accepted with probability ``min(1, exp((β_k - β_{k+1}) (ℓ(x_{k+1}) - ℓ(x_k))))`` where ℓ is the
+log-likelihood; the pairs are disjoint, so they are decided at once. A swap exchanges the two
+replicas' whole states, then the log-density and its gradient are those of the new β.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+#: Methods whose states can be swapped (they carry ``position`` and ``logdensity``).
+METHODS = ("nuts", "hmc", "mala", "rwmh", "chees")
+#: The hottest β of a geometric ladder given by its size (``tempering=K``).
+BETA_MIN = 1e-3
+
+
+class Replicas(NamedTuple):
+    """One chain's replicas during the draws: the method's states stacked over β, and the
+    running sums of the swap acceptance probabilities and of the swaps proposed, per pair."""
+
+    states: Any
+    swap_sum: Float[Array, " pairs"]
+    swap_tries: Float[Array, " pairs"]
+
+
+class TemperingStats(NamedTuple):
+    """What `ji.sample(..., tempering=...)` reports per observation (``Posterior.tempering``).
+
+    Attributes:
+        betas: the ladder, ``(*batch, K)``, ``betas[..., 0] = 1``.
+        swap_acceptance: mean acceptance probability of the swaps proposed between replicas
+            ``k`` and ``k + 1``, over chains and draws, ``(*batch, K - 1)``. Values near 0 mean
+            the neighbours' targets do not overlap (put a β between them).
+    """
+
+    betas: Float[Array, "*batch K"]
+    swap_acceptance: Float[Array, "*batch pairs"]
+
+
+def ladder(tempering) -> tuple[float, ...] | None:
+    """The β ladder of ``tempering``: None (no tempering), an int ``K ≥ 2`` (geometric from 1
+    down to `BETA_MIN`), or a decreasing sequence of βs in [0, 1] starting at 1."""
+    if tempering is None:
+        return None
+    if isinstance(tempering, (bool, np.bool_)):
+        raise TypeError(f"tempering: got {tempering!r}, expected a number of temperatures (int >= 2) "
+                        "or a sequence of βs")
+    if isinstance(tempering, (int, np.integer)):
+        k = int(tempering)
+        if k < 2:
+            raise ValueError(f"tempering: got {k}, expected at least 2 temperatures (1 is plain sampling)")
+        return tuple(float(b) for b in np.geomspace(1.0, BETA_MIN, k))
+    if isinstance(tempering, (str, bytes)) or not isinstance(tempering, (Sequence, np.ndarray, jax.Array)):
+        raise TypeError(f"tempering: got {type(tempering).__name__}, expected an int >= 2 or a "
+                        "sequence of βs")
+    betas = np.asarray(tempering, dtype=float)
+    if betas.ndim != 1 or betas.size < 2:
+        raise ValueError(f"tempering: got βs of shape {betas.shape}, expected at least 2 in a 1-D sequence")
+    if not (np.all(np.isfinite(betas)) and betas[0] == 1.0 and np.all(np.diff(betas) < 0) and betas[-1] >= 0):
+        raise ValueError(f"tempering: got βs {betas.tolist()}, expected a strictly decreasing sequence "
+                         "in [0, 1] starting at 1")
+    return tuple(float(b) for b in betas)
+
+
+def check_method(method, betas) -> None:
+    if betas is not None and (callable(method) or method not in METHODS):
+        name = method if isinstance(method, str) else "a custom algorithm"
+        raise ValueError(f"tempering: given with method {name!r}, expected one of {list(METHODS)}")
+
+
+def parts_of(problem, y, unravel, to_u: Callable, log_det=0.0):
+    """``parts(x) -> (a, ℓ)`` with the sampler's ``log π_β(x) = a(x) + β ℓ(x)``: ``a`` the
+    prior density of the sampler coordinates ``x`` (``u = to_u(x)``, ``log_det`` its constant
+    Jacobian), ℓ the log-likelihood."""
+
+    def parts(x):
+        u = unravel(to_u(x))
+        theta = problem.from_unconstrained(u)
+        a = problem.log_prior(theta) + problem.prior.log_det_jacobian(u) + log_det
+        return a, problem.log_likelihood(theta, y)
+
+    return parts
+
+
+def tempered(parts: Callable, beta) -> Callable:
+    """The log-density ``a(x) + β ℓ(x)`` of one replica."""
+
+    def logdensity(x):
+        a, ell = parts(x)
+        return a + beta * ell
+
+    return logdensity
+
+
+def warmup(method_warmup: Callable, parts: Callable, betas, key, positions, num_warmup, num_samples, options):
+    """The method's warmup on every replica's target, vmapped over β: ``(Replicas, params)``,
+    each shaped per chain ``(chains, K, ...)``."""
+    b = jnp.asarray(betas, positions.dtype)
+    keys = jax.random.split(key, b.shape[0])
+
+    def one(k, beta):
+        return method_warmup(k, tempered(parts, beta), positions, num_warmup, num_samples, options)
+
+    states, params = jax.vmap(one)(keys, b)
+    states, params = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (states, params))  # (chains, K, ...)
+    chains, pairs = positions.shape[0], b.shape[0] - 1
+    zeros = jnp.zeros((chains, pairs), positions.dtype)
+    return Replicas(states, zeros, zeros), params
+
+
+def make_step(method_step: Callable, parts: Callable, betas, swap_every: int, num_warmup, num_samples, options):
+    """``step(key, replicas, params, i) -> (replicas, stats of β = 1)``: one chain's draw ``i``."""
+
+    def step(key, rep: Replicas, params, i):
+        b = jnp.asarray(betas, rep.swap_sum.dtype)
+        k_move, k_swap = jax.random.split(key)
+
+        def move(k, state, p, beta):
+            return method_step(tempered(parts, beta), num_warmup, num_samples, options)(k, state, p)
+
+        states, stats = jax.vmap(move)(jax.random.split(k_move, b.shape[0]), rep.states, params, b)
+        states, prob, tried = swap(k_swap, states, parts, b, i, swap_every)
+        rep = Replicas(states, rep.swap_sum + jnp.where(tried, prob, 0.0), rep.swap_tries + tried)
+        return rep, jax.tree.map(lambda a: a[0], stats)
+
+    return step
+
+
+def swap(key, states, parts: Callable, betas, i, every: int):
+    """Even-odd swaps between neighbouring replicas at draw ``i`` (a round every ``every``
+    draws): ``(states, acceptance probability per pair, whether each pair was proposed)``."""
+    k = betas.shape[0]
+    x = states.position
+    (a, ell), pullback = jax.vjp(jax.vmap(parts), x)
+    one, zero = jnp.ones_like(a), jnp.zeros_like(a)
+    (grad_a,) = pullback((one, zero))
+    (grad_ell,) = pullback((zero, one))
+    pair = jnp.arange(k - 1)
+    tried = (i % every == 0) & (pair % 2 == (i // every) % 2)
+    log_ratio = (betas[:-1] - betas[1:]) * (ell[1:] - ell[:-1])
+    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+    prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    accept = tried & (jnp.log(jax.random.uniform(key, (k - 1,), a.dtype)) < log_ratio)
+    no = jnp.zeros((1,), bool)
+    up, down = jnp.concatenate([accept, no]), jnp.concatenate([no, accept])  # j takes j+1 / j-1
+    perm = jnp.arange(k) + up.astype(int) - down.astype(int)
+    moved = perm != jnp.arange(k)
+    new = jax.tree.map(lambda s: s[perm], states)
+    # the log-density (and gradient) of the new β at the swapped-in position
+    fields = {"logdensity": jnp.where(moved, a[perm] + betas * ell[perm], new.logdensity)}
+    if hasattr(new, "logdensity_grad"):
+        g = grad_a[perm] + betas[:, None] * grad_ell[perm]
+        fields["logdensity_grad"] = jnp.where(moved[:, None], g, new.logdensity_grad)
+    return new._replace(**fields), prob, tried.astype(a.dtype)
+
+
+def cold(rep: Replicas):
+    """The β = 1 replica's states of a block of chains (``Replicas`` with a chain axis)."""
+    return jax.tree.map(lambda a: a[:, 0], rep.states)
+
+
+def swap_rates(rep: Replicas) -> Float[Array, " pairs"]:
+    """Mean swap acceptance probability per pair over the chains of one lane."""
+    tries = jnp.sum(rep.swap_tries, axis=-2)
+    return jnp.sum(rep.swap_sum, axis=-2) / jnp.where(tries > 0, tries, math.nan)

@@ -173,6 +173,7 @@ def test_warm_start_reduces_map_steps(point, data):
     np.testing.assert_allclose(np.asarray(rep.gap), want, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow  # trains its own network (~10 s of CPU)
 def test_mixture_start_cuts_map_steps_on_a_ring():
     """y = ||θ - c||² + noise: the posterior is a ring, its mean (what a point estimator learns)
     near its centre, no good start; the best component of a mixture density sits on the ring."""
@@ -273,6 +274,7 @@ def test_latent_problem_with_a_linear_decoder_is_the_closed_form():
         am.latent_problem(problem, 3, 2)
 
 
+@pytest.mark.slow  # trains its own network (~10 s of CPU)
 def test_train_decoder_learns_the_examples_subspace():
     """Examples on a 2-D plane in R^4: decoded N(0, I) codes stay on that plane and spread over it."""
     z = jax.random.normal(jax.random.key(0), (4000, 2))

@@ -4,6 +4,7 @@ cycled ensemble filters and smoothers (`cycled_filter` with `ETKF`, `EnKF`, `LET
 the user's truth and observations or a twin experiment (`twin_experiment`)."""
 
 from .cycling import FilterResult as FilterResult
+from .cycling import FilterWarning as FilterWarning
 from .cycling import cycled_filter as cycled_filter
 from .eki import KalmanInversionResult as KalmanInversionResult
 from .eki import eki as eki

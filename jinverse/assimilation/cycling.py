@@ -10,6 +10,7 @@ step ``(i + 1) obs_every``; the first ensemble is at step 0 (not observed).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -25,6 +26,10 @@ from .fourdvar import observation_operator
 from .ienks import IEnKS
 
 METHODS = {**FILTERS, "ienks": IEnKS}
+
+
+class FilterWarning(UserWarning):
+    """A cycled ensemble run diverged (non-finite analyses)."""
 
 
 class FilterResult(NamedTuple):
@@ -93,7 +98,8 @@ def _run(step, flt, obs, obs_every, batched, E0, ys, xt, key):
     if flt_axes is None and not any(data_batched):
         return _one_run(step, flt, obs, obs_every, E0, ys, xt, key)
     sizes = [a.shape[0] for a, b in zip((E0, ys, xt), data_batched) if b]
-    sizes += [x.shape[0] for x, a in zip(jax.tree.leaves(flt), jax.tree.leaves(flt_axes)) if a == 0]
+    axes_leaves = jax.tree.leaves(flt_axes, is_leaf=lambda x: x is None)  # aligned with flt's leaves
+    sizes += [x.shape[0] for x, a in zip(jax.tree.leaves(flt), axes_leaves) if a == 0]
     axes = (flt_axes, *(0 if b else None for b in data_batched), 0)
     keys = jax.random.split(key, sizes[0])
     return jax.vmap(lambda f, e, y, x, k: _one_run(step, f, obs, obs_every, e, y, x, k), in_axes=axes)(
@@ -248,6 +254,13 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         raise ValueError(f"batch sizes: got {', '.join(sorted(sizes))}, expected one batch size")
     out = _run(_as_module(step), flt, obs, obs_every, (flt_axes, *batched), E0, ys, xt, key)
     E, (mf, ma, sf, sa, counts) = out
+    bad = ~np.all(np.isfinite(np.asarray(ma)), axis=(-2, -1))
+    if np.any(bad):
+        first = np.argmax(~np.all(np.isfinite(np.asarray(ma)), axis=-1), axis=-1)
+        where = f"{int(bad.sum())} of {bad.size} experiments" if bad.ndim else "the run"
+        warnings.warn(f"cycled_filter: {where} diverged (non-finite analysis from observation time "
+                      f"{int(np.min(np.where(bad, first, np.iinfo(int).max)))} on); their statistics are NaN. "
+                      "More inflation, a shorter IEnKS lag or more members may help", FilterWarning, stacklevel=2)
 
     def rmse(a):
         return jnp.sqrt(jnp.mean((a - xt) ** 2, axis=-1))

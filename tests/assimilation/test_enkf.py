@@ -185,6 +185,14 @@ def test_a_sweep_of_settings_is_one_batched_run():
         cycled_filter(step, jnp.stack([E0, E0]), ys, key=key, method=ETKF(inflation=[1.0, 1.1, 1.2]))
 
 
+def test_a_diverged_run_is_flagged():
+    # an exploding model: the analyses overflow to inf/NaN; the caller is told, with when
+    with pytest.warns(da.FilterWarning, match="the run diverged .* from observation time"):
+        res = cycled_filter(lambda x: 1e200 * x, np.random.default_rng(0).standard_normal((5, 2)),
+                            np.zeros((4, 2)), key=jax.random.key(0), truth=np.zeros((5, 2)))
+    assert np.isnan(res.mean_rmse)
+
+
 def test_new_data_same_shapes_does_not_retrace():
     traces = []
 

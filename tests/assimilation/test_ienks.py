@@ -28,6 +28,17 @@ def test_ienks_filtering_analysis_is_the_kalman_filter_on_a_linear_model(lag):
     np.testing.assert_allclose(res.forecast[1:], means[:-1] @ M.T, atol=1e-8)
 
 
+def test_ienks_settings_sweep_in_one_call():
+    M, H, r_std = _linear_system(3)
+    rng = np.random.default_rng(4)
+    E0, ys = rng.standard_normal((7, 4)), rng.standard_normal((5, 3))
+    kw = dict(key=jax.random.key(0), obs_operator=H, obs_std=r_std)
+    sweep = cycled_filter(lambda x: jnp.asarray(M) @ x, E0, ys, method=IEnKS(lag=2, inflation=[1.0, 1.1]), **kw)
+    for b, infl in enumerate((1.0, 1.1)):
+        one = cycled_filter(lambda x: jnp.asarray(M) @ x, E0, ys, method=IEnKS(lag=2, inflation=infl), **kw)
+        np.testing.assert_allclose(sweep.analysis[b], one.analysis, atol=1e-9)
+
+
 def test_ienks_lag_beats_the_filter_on_lorenz96():
     # Sakov 2008 setup, 300 observation times: the iEnKS's filtering analysis with a window of
     # 8 intervals is more accurate than the ETKF's on the same data (Bocquet and Sakov 2014).

@@ -8,8 +8,8 @@
   (``mods.Lorenz63.sakov2012``; burn-in 16 time units): ETKF (N = 10) against ``EnKF('Sqrt')``,
   the bootstrap particle filter (N = 800) against ``PartFilt``.
 - The iterative ensemble Kalman smoother against DAPPER's ``iEnKS('Sqrt')``: its filtering
-  analysis (at the newest observation), lag 10 on Lorenz-96 (N = 20), lag 1 (the IEnKF) on
-  Lorenz-63 (N = 10).
+  analysis (at the newest observation), lag 10 on Lorenz-96 (N = 20), lags 1 (the IEnKF) and 2
+  on Lorenz-63 (N = 10).
 
 With ``--dapper`` the script creates a virtual environment for DAPPER under ``/tmp`` (DAPPER
 pins its own dependency versions; it needs Python >= 3.12, found with ``--dapper-python`` or on
@@ -80,6 +80,8 @@ def methods(config, infls):
             ("ETKF / EnKF('Sqrt'), infl 1.10", 10, da.ETKF(inflation=1.10), "EnKF('Sqrt',N=10,infl=1.10,rot=True)"),
             ("IEnKS / iEnKS('Sqrt'), lag 1 (IEnKF), infl 1.02", 10, da.IEnKS(lag=1, inflation=1.02),
              "iEnKS('Sqrt',N=10,Lag=1,infl=1.02,rot=True)"),
+            ("IEnKS / iEnKS('Sqrt'), lag 2, infl 1.02", 10, da.IEnKS(lag=2, inflation=1.02),
+             "iEnKS('Sqrt',N=10,Lag=2,infl=1.02,rot=True)"),
             ("particle filter / PartFilt, reg 0.9, NER 0.2", 800, da.ParticleFilter(reg=0.9, threshold=0.2),
              "PartFilt(N=800,reg=0.9,NER=0.2)")]
 

@@ -36,6 +36,7 @@ bench: $(VENV)/.bench-installed
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check jinverse tests benchmarks examples
+	$(BIN)/mypy jinverse
 
 clean:
 	rm -rf $(VENV) build *.egg-info

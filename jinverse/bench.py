@@ -158,9 +158,9 @@ _COMPILE_SECONDS = [0.0]
 _LISTENING = [False]
 
 
-def _on_event(event: str, duration: float, **kwargs) -> None:
+def _on_event(event: str, duration_secs: float, **kwargs: str | int) -> None:  # jax.monitoring's listener
     if event in _COMPILE_EVENTS:
-        _COMPILE_SECONDS[0] += duration
+        _COMPILE_SECONDS[0] += duration_secs
 
 
 def compile_seconds() -> float:
@@ -277,8 +277,8 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
             sd = jnp.sqrt(jnp.diagonal(result.covariance, axis1=-2, axis2=-1))
             if _identity_bijector(problem):  # the band is in θ's space only when u is θ
                 ref = problem.theta_shape_dtype()
-                sd = sd.reshape(*sd.shape[:-1], *ref.shape) if hasattr(ref, "shape") else None
-                if sd is not None:
+                if hasattr(ref, "shape"):
+                    sd = sd.reshape(*sd.shape[:-1], *ref.shape)
                     band = (estimate - 1.6448536269514722 * sd, estimate + 1.6448536269514722 * sd)
                     diag["coverage90"] = coverage(*band, benchmark.theta_true)
             diag["converged"] = float(np.mean(np.asarray(result.ok)))
@@ -436,28 +436,36 @@ def _concat(results: list):
     return jax.tree.map(lambda *a: jnp.concatenate(a), *results)
 
 
+def _gaussian_fields(approx) -> list[str]:
+    """The batched fields of a Laplace result (all but the problem), by name: the dataclass
+    order is not the order they are declared in (the abstract base's fields come first)."""
+    return [f.name for f in dataclasses.fields(approx) if f.name != "problem"]
+
+
 def _merge(kind_result: str, results: list):
     from .laplace import GaussianApproximation
+    from .lowrank import LowRankGaussianApproximation
     from .posterior import Posterior, _regroup
 
     first = results[0]
     if isinstance(first, Posterior):
         parts = [r._per_observation() for r in results]
         return _regroup(first, tuple(_concat(list(f)) for f in zip(*parts)))
-    if isinstance(first, GaussianApproximation):
-        return GaussianApproximation(*(_concat([getattr(r, f) for r in results]) for f in
-                                       ("mean", "covariance", "ok")), problem=first.problem)
+    if isinstance(first, (GaussianApproximation, LowRankGaussianApproximation)):
+        joined = {f: _concat([getattr(r, f) for r in results]) for f in _gaussian_fields(first)}
+        return dataclasses.replace(first, **joined)
     return _concat(results)
 
 
 def _take(obj, keep: int):
     """The first ``keep`` batch elements of a result (the problem inside Laplace left whole)."""
     from .laplace import GaussianApproximation
+    from .lowrank import LowRankGaussianApproximation
 
     if obj is None:
         return None
-    if isinstance(obj, GaussianApproximation):
-        return GaussianApproximation(obj.mean[:keep], obj.covariance[:keep], obj.ok[:keep], obj.problem)
+    if isinstance(obj, (GaussianApproximation, LowRankGaussianApproximation)):
+        return dataclasses.replace(obj, **{f: getattr(obj, f)[:keep] for f in _gaussian_fields(obj)})
     if getattr(obj, "starts", None) is not None:
         obj = eqx_drop_starts(obj)
     return jax.tree.map(lambda a: a[:keep], obj)
@@ -515,7 +523,7 @@ def run_chunked(benchmark, method: str, *, chunk: int, on_chunk: Callable | None
                    t_start)
 
 
-def _whole_batch_diagnostics(benchmark, result, band, seconds, first: dict) -> dict:
+def _whole_batch_diagnostics(benchmark, result, band: tuple[Any, Any] | None, seconds, first: dict) -> dict:
     diag: dict[str, Any] = {"seconds": seconds}
     if hasattr(result, "min_ess"):
         ess = np.asarray(result.min_ess)

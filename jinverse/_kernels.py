@@ -191,7 +191,7 @@ def _target(options: dict, default: float) -> float:
     return float(target)
 
 
-def _pooled(wf_final, wf):
+def _pooled(wf_final, wf) -> tuple[Array, Array]:
     """Covariance of the pooled draws of all chains (within-chain plus between-chain parts: an
     unconverged chain inflates it, never deflates it) and their number."""
     cov, n, mean = jax.vmap(wf_final)(wf)

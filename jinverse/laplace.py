@@ -17,7 +17,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from . import curvature, dense, traced
+from . import curvature, dense, lowrank, traced
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._gaussian import AbstractGaussianApproximation
 from .problem import InverseProblem
@@ -86,7 +86,7 @@ def laplace(
     batch_axis: str | None = None,
     progress: bool | Callable[[int, int], None] | None = None,
     warn: bool = True,
-) -> GaussianApproximation:
+) -> GaussianApproximation | lowrank.LowRankGaussianApproximation:
     """The Laplace approximation of p(θ | y): a Gaussian at the mode, covariance the inverse
     negative Hessian of ``problem.log_density``.
 
@@ -136,8 +136,6 @@ def laplace(
     y, batch = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
     axis = check_mesh(mesh, batch_axis)
     if rank is not None:  # fail before the mode search
-        from . import lowrank
-
         lowrank.check_args(problem, rank, key, oversampling, power_iters)
         if is_traced and rank == "auto":
             raise TypeError("rank: got 'auto' under a JAX transformation (traced inputs), expected an int: "
@@ -205,8 +203,6 @@ def _laplace_traced(problem, y, u0, found, batch, rank, key, oversampling, power
         cov, pd = _laplace_lanes(problem, (y, u0))
         return GaussianApproximation(mean=u0.reshape(*batch, -1), covariance=cov.reshape(*batch, *cov.shape[1:]),
                                      ok=(pd & found).reshape(batch), problem=problem)
-    from . import lowrank
-
     size, d = u0.shape
     keys = jax.random.split(jax.random.key(0) if key is None else key, size)
 

@@ -166,7 +166,8 @@ def from_precision(mean: Float[Array, " d"], precision: Float[Array, "d d"], ok=
                      pick(log_det, fallback.log_det), good)
 
 
-def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True, pairs=None):
+def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True,
+            pairs=None) -> Whitening | LowRankWhitening:
     """The Laplace whitening of one observation: N(mode, H⁻¹), ``H`` the curvature of
     ``-problem.log_density(·, y)`` (Jacobian included) at ``mode`` (a flat unconstrained point):
     `curvature.ggn_vp` for likelihoods convex in the prediction, `curvature.hvp` otherwise.
@@ -184,7 +185,7 @@ def laplace(problem: InverseProblem, y, mode: Float[Array, " d"], ok=True, pairs
     return from_precision(mode, hess, ok)
 
 
-def prior(problem: InverseProblem) -> Whitening:
+def prior(problem: InverseProblem) -> Whitening | LowRankWhitening:
     """The whitening by a Gaussian prior: N(mean, precision⁻¹), the precision being the
     (constant) Hessian of ``-problem.log_prior``. The prior must be Gaussian (`is_gaussian_prior`)."""
     d, unravel = curvature.flatten(problem)
@@ -255,7 +256,8 @@ def resolve(problem: InverseProblem, method, metric, options: dict, d: int) -> t
                              f"{ALIASES[name][0]!r} with metric={forced!r}; leave metric='auto'")
         metric = forced
     options = dict(options)
-    known = set() if callable(method) else set(_samplers.METHODS[ALIASES.get(name, (name,))[0]].options or ())
+    base = ALIASES[name][0] if name in ALIASES else name  # None: the user's own algorithm
+    known = set() if base is None else set(_samplers.METHODS[base].options or ())
     # the older spelling of metric="dense" (NUTS/HMC); elsewhere, or not a bool, it is left to
     # the options check (unknown name, unhashable value)
     if isinstance(options.get("dense_mass"), (bool, np.bool_)) and "dense_mass" in known:

@@ -107,17 +107,17 @@ def status_counts(result) -> dict[str, int]:
     for Laplace ``ok``/``failed``. ``{}`` for other kinds."""
     kind = _kind(result)
     if kind == "map":
-        from .map import Status
+        from .map import Status as MAPStatus
 
         codes = np.asarray(result.status).ravel()
-        return {Status(int(c)).name.lower(): int(np.count_nonzero(codes == c)) for c in np.unique(codes)}
+        return {MAPStatus(int(c)).name.lower(): int(np.count_nonzero(codes == c)) for c in np.unique(codes)}
     if kind == "posterior":
-        from .posterior import Status
+        from .posterior import Status as SamplingStatus
 
         codes = np.asarray(result.status).ravel()
         out = {"ok": int(np.count_nonzero(codes == 0))}
-        for flag in Status:
-            if flag and np.any(codes & flag):
+        for flag in SamplingStatus:
+            if flag and flag.name and np.any(codes & flag):  # (members are named; mypy reads str | None)
                 out[flag.name.lower()] = int(np.count_nonzero(codes & flag))
         return out
     if kind == "laplace":
@@ -263,7 +263,7 @@ def save_result(result, path, *, benchmark=None, metadata: dict | None = None, y
                              "use .npz")
         _save_netcdf(result, path, meta, data)
         return path
-    np.savez(path, **arrays, **data)
+    np.savez(path, **arrays, **data)  # type: ignore[arg-type]  # numpy's stub: a **dict might hold allow_pickle
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path
 
@@ -367,6 +367,13 @@ def _loaded(kind: str, arrays: dict, meta: dict, problem) -> LoadedResult:
     return LoadedResult(_rebuild(kind, rest, meta, problem), meta, y, truth)
 
 
+def _stored(a) -> Any:
+    """A loaded array as the NumPy array it is: a float64 file stays float64 without
+    ``jax_enable_x64``. It stands in for the ``jax.Array`` a result's fields are annotated with
+    (the same operations work on it), hence ``Any``."""
+    return np.asarray(a)
+
+
 def _rebuild(kind: str, arrays: dict, meta: dict, problem=None):
     from ._samplers import Stats
     from .linear import TikhonovResult
@@ -375,23 +382,23 @@ def _rebuild(kind: str, arrays: dict, meta: dict, problem=None):
 
     if kind == "map":
         theta = _unflatten_tree("theta", arrays, meta["theta_paths"])
-        f = {k: np.asarray(arrays[k]) for k in ("log_posterior", "grad_norm", "num_steps", "converged", "status")}
+        f = {k: _stored(arrays[k]) for k in ("log_posterior", "grad_norm", "num_steps", "converged", "status")}
         return MAPResult(theta=theta, **f)
     if kind == "posterior":
         samples = _unflatten_tree("samples", arrays, meta["theta_paths"])
-        stats = {f: np.asarray(arrays[f"stats.{f}"]) for f in Stats._fields if f"stats.{f}" in arrays}
+        found = {f: _stored(arrays[f"stats.{f}"]) for f in Stats._fields if f"stats.{f}" in arrays}
         # files written before a field existed (energy) read it as NaN
-        stats = Stats(**{f: stats.get(f, np.full_like(stats["step_size"], np.nan)) for f in Stats._fields})
-        return Posterior(samples=samples, stats=stats, max_rhat=np.asarray(arrays["max_rhat"]),
-                         min_ess=np.asarray(arrays["min_ess"]),
-                         num_divergent=np.asarray(arrays["num_divergent"]),
-                         status=np.asarray(arrays["status"]), warnings=tuple(meta["warnings"]),
+        stats = Stats(**{f: found.get(f, np.full_like(found["step_size"], np.nan)) for f in Stats._fields})
+        return Posterior(samples=samples, stats=stats, max_rhat=_stored(arrays["max_rhat"]),
+                         min_ess=_stored(arrays["min_ess"]),
+                         num_divergent=_stored(arrays["num_divergent"]),
+                         status=_stored(arrays["status"]), warnings=tuple(meta["warnings"]),
                          method=meta["method"], num_warmup=int(meta["num_warmup"]))
     if kind == "laplace":
         return _rebuild_laplace(arrays, meta, problem)
     if kind == "tikhonov":
-        return TikhonovResult(**{f: np.asarray(arrays[f]) for f in TikhonovResult._fields})
-    return {k: np.asarray(v) for k, v in arrays.items()}
+        return TikhonovResult(**{f: _stored(arrays[f]) for f in TikhonovResult._fields})
+    return {k: _stored(v) for k, v in arrays.items()}
 
 
 def _rebuild_laplace(arrays: dict, meta: dict, problem):
@@ -412,11 +419,11 @@ def _rebuild_laplace(arrays: dict, meta: dict, problem):
                          "the Gaussian back to θ")
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a ji.InverseProblem")
-    mean, ok = np.asarray(arrays["mean"]), np.asarray(arrays["ok"])
+    mean, ok = _stored(arrays["mean"]), _stored(arrays["ok"])
     if meta.get("form") == "lowrank":
-        return LowRankGaussianApproximation(mean=mean, eigvals=np.asarray(arrays["eigvals"]),
-                                            eigvecs=np.asarray(arrays["eigvecs"]), ok=ok, problem=problem)
-    return GaussianApproximation(mean=mean, covariance=np.asarray(arrays["covariance"]), ok=ok, problem=problem)
+        return LowRankGaussianApproximation(mean=mean, eigvals=_stored(arrays["eigvals"]),
+                                            eigvecs=_stored(arrays["eigvecs"]), ok=ok, problem=problem)
+    return GaussianApproximation(mean=mean, covariance=_stored(arrays["covariance"]), ok=ok, problem=problem)
 
 
 def _load_netcdf(path: pathlib.Path, problem=None) -> LoadedResult:

@@ -205,7 +205,8 @@ def test_non_gaussian_prior_and_bad_arguments():
             ji.laplace(good, jnp.zeros(3), rank=bad)
     with pytest.raises(ValueError, match=r"oversampling: got -1"):
         ji.laplace(good, jnp.zeros(3), rank=2, oversampling=-1)
-    huge = lowrank.LowRankGaussianApproximation(jnp.zeros((12000,)), jnp.zeros(1), jnp.zeros((12000, 1)),
-                                                jnp.asarray(True), good)
+    # by keyword: the dataclass order is (mean, ok, problem, eigvals, eigvecs), the base's fields first
+    huge = lowrank.LowRankGaussianApproximation(mean=jnp.zeros((12000,)), eigvals=jnp.zeros(1),
+                                                eigvecs=jnp.zeros((12000, 1)), ok=jnp.asarray(True), problem=good)
     with pytest.raises(ValueError, match=r"covariance: got d=12000.*covariance_matvec"):
         _ = huge.covariance

@@ -31,25 +31,31 @@ class LinearOperator(eqx.Module):
     def matvec(self, x: Float[Array, " n"]) -> Float[Array, " m"]:
         if self.matrix is not None:
             return self.matrix @ x
-        return self.fn(x)
+        return self._function()(x)
 
     def rmatvec(self, r: Float[Array, " m"]) -> Float[Array, " n"]:
         """The adjoint ``Aᵀ r`` (``jax.linear_transpose`` for a matrix-free operator)."""
         if self.matrix is not None:
             return self.matrix.T @ r
         x0 = jax.ShapeDtypeStruct((self.shape[1],), r.dtype)
-        (out,) = jax.linear_transpose(self.fn, x0)(r)
+        (out,) = jax.linear_transpose(self._function(), x0)(r)
         return out
 
     def to_dense(self) -> Float[Array, "m n"]:
         """The dense matrix (``jax.jacfwd`` of a matrix-free operator)."""
         if self.matrix is not None:
             return self.matrix
-        return jax.jacfwd(self.fn)(jnp.zeros((self.shape[1],), jnp.result_type(float)))
+        return jax.jacfwd(self._function())(jnp.zeros((self.shape[1],), jnp.result_type(float)))
 
     @property
     def is_dense(self) -> bool:
         return self.matrix is not None
+
+    def _function(self) -> Callable:
+        if self.fn is None:  # as_operator sets exactly one of matrix and fn
+            raise ValueError("LinearOperator: got matrix=None and fn=None, expected one of them (build it "
+                             "with ji.linear.as_operator)")
+        return self.fn
 
 
 def as_operator(A, n: int | None = None, *, name: str = "A") -> LinearOperator:

@@ -177,19 +177,20 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
     chosen = lam if isinstance(lam, str) else None
     if method not in ("auto", "dense", "cg", "krylov"):
         raise ValueError(f"method: got {method!r}, expected 'auto', 'dense', 'cg' or 'krylov'")
+    system: SpectralSystem | None  # the dense path's SVD (None: a matrix-free path, on op)
     if isinstance(A, SpectralSystem):
         if L is not None:
             raise ValueError("L: got a matrix with a prebuilt SpectralSystem, which already includes L")
         if method in ("cg", "krylov"):
             raise ValueError(f"method: got {method!r} with a SpectralSystem, expected 'dense' or 'auto'")
-        op, system = None, A
+        op, system, m = None, A, A.m
     else:
         op = as_operator(A, n)
         if method == "auto":
             method = ("dense" if op.is_dense or op.shape[1] <= 2048
                       else "krylov" if chosen in ("gcv", "lcurve") and L is None else "cg")
         system = spectral_system(op, L) if method == "dense" else None
-    m = system.m if system is not None else op.shape[0]
+        m = op.shape[0]
     Y, batch_shape = as_batch(y, m)
     Yf = Y.reshape(-1, m)
     B = Yf.shape[0]
@@ -203,18 +204,20 @@ def tikhonov(A, y, *, lam, L=None, noise_std=None, method: str = "auto", n: int 
         size = block_size or default_block_size(tree_bytes(Yf[:1]) * 4 + 8 * system.s.size, n_dev)
         out = stream(_dense_lanes, (system, chosen, tau), (Yf, lam_b, sig_b), num_lanes=B,
                      block_size=size, mesh=mesh, axis=axis, progress=progress, label="Tikhonov")
-    elif method == "krylov":
-        if L is not None:
-            raise ValueError("L: method='krylov' is for standard form; use 'dense' or 'cg' with L")
-        k = check_positive_int("krylov_dim", krylov_dim or min(*op.shape, 100))
-        out = krylov_batch(op, Yf, lam_b, sig, chosen, tau, min(k, *op.shape))
     else:
-        if chosen in ("gcv", "lcurve"):
-            raise ValueError(f"lam: got {chosen!r} with method='cg'; GCV and the L-curve need the "
-                             "spectrum: use method='krylov' or 'dense' (or a numeric lam / 'discrepancy')")
-        Lop = None if L is None else as_operator(L, op.shape[1], name="L")
-        maxiter = maxiter or 10 * op.shape[1]
-        out = _cg_batch(op, Lop, Yf, lam_b, sig, tau, tol, maxiter, chosen == "discrepancy")
+        assert op is not None  # only a SpectralSystem leaves op None, and it is the system
+        if method == "krylov":
+            if L is not None:
+                raise ValueError("L: method='krylov' is for standard form; use 'dense' or 'cg' with L")
+            k = check_positive_int("krylov_dim", krylov_dim or min(*op.shape, 100))
+            out = krylov_batch(op, Yf, lam_b, sig, chosen, tau, min(k, *op.shape))
+        else:
+            if chosen in ("gcv", "lcurve"):
+                raise ValueError(f"lam: got {chosen!r} with method='cg'; GCV and the L-curve need the "
+                                 "spectrum: use method='krylov' or 'dense' (or a numeric lam / 'discrepancy')")
+            Lop = None if L is None else as_operator(L, op.shape[1], name="L")
+            maxiter = maxiter or 10 * op.shape[1]
+            out = _cg_batch(op, Lop, Yf, lam_b, sig, tau, tol, maxiter, chosen == "discrepancy")
     x, lam_out, res, sol, edge = out
     return TikhonovResult(x.reshape(*batch_shape, -1), lam_out.reshape(batch_shape),
                           res.reshape(batch_shape), sol.reshape(batch_shape), edge.reshape(batch_shape))

@@ -93,6 +93,11 @@ class Gaussian(AbstractPrior):
             return self.chol.T @ r
         return jax.scipy.linalg.solve_triangular(self.chol, r, lower=True)
 
+    def _chol(self) -> Float[Array, "n n"]:
+        """The Cholesky factor, set whenever ``std`` is None (`__init__` sets exactly one)."""
+        assert self.chol is not None
+        return self.chol
+
     def cov_sqrt(self, z, *, transpose: bool = False):
         """``S z`` (or ``Sᵀ z``) for the square root ``S`` of the covariance, ``S Sᵀ = Γ``, that
         `whiten` inverts: ``whiten(mean + S z) = z``. ``S = diag(std)``, the Cholesky factor
@@ -100,32 +105,34 @@ class Gaussian(AbstractPrior):
         event shape."""
         if self.std is not None:
             return self.std * z
+        chol = self._chol()
         if self.is_precision:  # S = L^{-T}, S^T = L^{-1}
-            return jax.scipy.linalg.solve_triangular(self.chol, z, lower=True, trans=0 if transpose else 1)
-        return (self.chol.T if transpose else self.chol) @ z
+            return jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans=0 if transpose else 1)
+        return (chol.T if transpose else chol) @ z
 
     def variance(self) -> Float[Array, "*event"]:
         """The prior variances (the covariance's diagonal); ``O(n³)`` once for ``precision``."""
         if self.std is not None:
             return self.std**2
+        chol = self._chol()
         if self.is_precision:  # diag(L^{-T} L^{-1}): squared column norms of L^{-1}
-            inv = jax.scipy.linalg.solve_triangular(self.chol, jnp.eye(self.chol.shape[0], dtype=self.chol.dtype),
-                                                    lower=True)
+            inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(chol.shape[0], dtype=chol.dtype), lower=True)
             return jnp.sum(inv**2, axis=0)
-        return jnp.sum(self.chol**2, axis=1)
+        return jnp.sum(chol**2, axis=1)
 
     def log_det_cov(self) -> Float[Array, ""]:
         """``log det Γ`` of the flattened θ."""
         if self.std is not None:
             return 2 * jnp.sum(jnp.broadcast_to(jnp.log(self.std), self.mean.shape))
-        logdiag = 2 * jnp.sum(jnp.log(jnp.diagonal(self.chol)))
+        logdiag = 2 * jnp.sum(jnp.log(jnp.diagonal(self._chol())))
         return -logdiag if self.is_precision else logdiag
 
     def covariance(self) -> Float[Array, "n n"]:
         """The dense covariance matrix (of the flattened θ)."""
         if self.std is not None:
             return jnp.diag(self.std.reshape(-1) ** 2)
-        c = self.chol @ self.chol.T
+        chol = self._chol()
+        c = chol @ chol.T
         return jnp.linalg.inv(c) if self.is_precision else c
 
 

@@ -99,7 +99,7 @@ def stream(
         else:
             idx = np.minimum(np.arange(start, start + size), num_lanes - 1)
             block = jax.tree.map(lambda a: a[idx], lanes)
-        if multiprocess:
+        if mesh is not None and multiprocess:  # (multiprocess implies a mesh)
             sharding = NamedSharding(mesh, P(axis))
             block = jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), block)
             out = multihost_utils.global_array_to_host_local_array(run(operand, block), mesh, P(axis))

@@ -71,7 +71,7 @@ class Dense(NamedTuple):
     """BFGS: the inverse-Hessian approximation itself."""
 
     h: jax.Array  # (n, n)
-    count: jax.Array  # pairs taken in
+    pairs: jax.Array  # pairs taken in (not `count`: that would shadow tuple.count)
 
     @staticmethod
     def start(flat_g, memory_size=None):
@@ -81,13 +81,13 @@ class Dense(NamedTuple):
     def update(self, sk, yk, sy, store):
         # before the first update H0 = (sᵀy / yᵀy) I (Nocedal & Wright eq. 6.20)
         eye = jnp.eye(sk.size, dtype=sk.dtype)
-        h = jnp.where(self.count == 0, sy / jnp.dot(yk, yk) * eye, self.h)
+        h = jnp.where(self.pairs == 0, sy / jnp.dot(yk, yk) * eye, self.h)
         rho = 1.0 / jnp.where(store, sy, 1.0)
         hy = h @ yk
         # (I - rho s yᵀ) H (I - rho y sᵀ) + rho s sᵀ, expanded (H symmetric)
         new = (h - rho * (jnp.outer(sk, hy) + jnp.outer(hy, sk))
                + (rho * rho * jnp.dot(yk, hy) + rho) * jnp.outer(sk, sk))
-        return Dense(jnp.where(store, new, self.h), self.count + store)
+        return Dense(jnp.where(store, new, self.h), self.pairs + store)
 
     def direction(self, g):
         return -(self.h @ g)

@@ -68,7 +68,7 @@ def _save(path: pathlib.Path, meta: dict, done: int, states, draws) -> None:
         arrays.update({f"draws_{i:04d}": a for i, a in enumerate(jax.tree.leaves(draws))})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: a **dict might hold allow_pickle
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)  # atomic: a reader sees the old complete file or the new one
@@ -115,7 +115,8 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     operand = (problem, s)
     meta = fingerprint(problem, s, lanes)
     num_lanes = run["num_lanes"]
-    draws_treedef = jax.tree.structure((problem.theta_shape_dtype(), _samplers.Stats(0, 0, 0, 0, 0)))
+    leaf = jnp.zeros(())  # any leaf: only the structure is taken
+    draws_treedef = jax.tree.structure((problem.theta_shape_dtype(), _samplers.Stats(leaf, leaf, leaf, leaf, leaf)))
     draws = None
     if path.exists():
         arrays = _read(path, meta)  # refused here, before anything is traced, if settings differ

@@ -351,8 +351,9 @@ def solve_map(
     """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
-    if callable(getattr(init, "map_start", None)):  # a trained jinverse.amortized estimator: its θ for y
-        init = init.map_start(problem, y)
+    map_start = getattr(init, "map_start", None)
+    if callable(map_start):  # a trained jinverse.amortized estimator: its θ for y
+        init = map_start(problem, y)
     is_traced = traced.is_traced(problem, y, init, key)
     y, batch_shape = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
     max_steps = check_positive_int("max_steps", max_steps)

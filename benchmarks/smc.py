@@ -1,12 +1,16 @@
-"""Tempered SMC against NUTS on multimodal sbi benchmarks: C2ST against the reference draws.
+"""Tempered SMC and replica exchange against NUTS on multimodal benchmarks: C2ST against the
+reference draws.
 
 One observation of each problem (``ji.problems.load(name)``, seed 0), the same number of draws
-for both methods: NUTS with ``--chains`` chains x ``--draws`` draws after ``--warmup``; SMC
-with ``--chains`` x ``--draws`` particles. Each method runs twice in the same process: the first
-call's extra time over the second is reported as compile time, the second (new key) as warm
-wall time. C2ST (`jinverse.problems.evaluate`, 0.5 = indistinguishable) on the second run.
+for every method: NUTS with ``--chains`` chains x ``--draws`` draws after ``--warmup``; SMC
+with ``--chains`` x ``--draws`` particles; ``pt``: NUTS with replica exchange
+(``tempering=--temperatures``, the default ladder), same chains, warmup and draws. Each method
+runs twice in the same process: the first call's extra time over the second is reported as
+compile time, the second (new key) as warm wall time. C2ST (`jinverse.problems.evaluate`,
+0.5 = indistinguishable) on the second run.
 
-    .venv/bin/python benchmarks/smc.py [--problems two_moons slcp] [--out benchmarks/RESULTS.md]
+    .venv/bin/python benchmarks/smc.py [--problems two_moons slcp] [--methods nuts smc pt]
+        [--out benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from _common import machine_info, record  # noqa: E402
 
 def run(bench, method, key, args):
     kw = dict(num_chains=args.chains, num_samples=args.draws)
-    if method == "nuts":
+    if method in ("nuts", "pt"):
         kw["num_warmup"] = args.warmup
+    if method == "pt":
+        method, kw["tempering"] = "nuts", args.temperatures
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t = time.perf_counter()
@@ -42,7 +48,10 @@ def run(bench, method, key, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--problems", nargs="+", default=["two_moons", "slcp"])
+    ap.add_argument("--problems", nargs="+", default=["two_moons", "slcp", "gaussian_mixture",
+                                                      "inverse_kinematics", "trained_classifier"])
+    ap.add_argument("--methods", nargs="+", default=["nuts", "smc", "pt"], choices=["nuts", "smc", "pt"])
+    ap.add_argument("--temperatures", type=int, default=8)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=1000)
@@ -51,7 +60,7 @@ def main():
     rows = ["| problem | method | C2ST | compile s | warm wall s | notes |", "|---|---|---|---|---|---|"]
     for name in args.problems:
         bench = ji.problems.load(name)
-        for method in ("nuts", "smc"):
+        for method in args.methods:
             _, first, _ = run(bench, method, jax.random.key(1), args)
             post, wall, caught = run(bench, method, jax.random.key(2), args)
             score = float(ji.problems.evaluate(bench, post, metric="c2st")["value"])
@@ -59,6 +68,9 @@ def main():
                 s = post.smc
                 note = (f"{int(s.num_stages)} stages, log Z {float(post.log_evidence):.3f}, final ESS "
                         f"{float(s.final_ess):.0f}, acceptance {float(s.acceptance_rate):.2f}")
+            elif method == "pt":
+                rates = " ".join(f"{float(r):.2f}" for r in post.tempering.swap_acceptance)
+                note = f"max R-hat {float(post.max_rhat):.2f}, swap acceptance {rates}"
             else:
                 note = f"max R-hat {float(post.max_rhat):.2f}"
             note += "; warned: " + ", ".join(caught) if caught else "; no warning"
@@ -66,7 +78,10 @@ def main():
             print(rows[-1], flush=True)
     body = (f"One observation each (seed 0), {args.chains} x {args.draws} draws per method (NUTS after "
             f"{args.warmup} warmup steps; SMC: that many particles, defaults: 20 random-walk moves per "
-            "stage, target ESS 0.5). C2ST against the problem's reference draws (0.5 is ideal).\n\n"
+            "stage, target ESS 0.5; pt: NUTS with replica exchange, "
+            f"{args.temperatures} temperatures: {args.temperatures - 1} geometric from 1 to "
+            f"{ji.tempering.BETA_MIN:g}, then 0 (the prior); swaps every draw). C2ST against the problem's reference "
+            "draws (0.5 is ideal).\n\n"
             + "\n".join(rows))
     command = "`.venv/bin/python benchmarks/smc.py " + " ".join(sys.argv[1:]) + "`"
     if args.out:

@@ -309,9 +309,9 @@ def sample(
             warmed up on its own target (its own step size and metric); neighbours swap states
             every ``swap_every`` draws (even/odd pairs in turn); only the β = 1 replica's draws
             are returned, and ``Posterior.tempering`` holds the ladder and the swap acceptance
-            per pair. An int ``K >= 2``: a geometric ladder from 1 down to
-            `jinverse.tempering.BETA_MIN`; or the βs, decreasing from 1 to some β ≥ 0 (0: the
-            prior). Costs K times the sampling; for posteriors with modes far apart.
+            per pair. An int ``K >= 2``: ``K - 1`` βs geometric from 1 down to
+            `jinverse.tempering.BETA_MIN`, then 0 (the prior, which crosses any barrier); or the
+            βs, decreasing from 1 to some β ≥ 0. Costs K times the sampling; for posteriors with modes far apart.
         swap_every: draws between two rounds of swaps (with ``tempering``).
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
             (hmc), ``learning_rate`` (chees). Must be hashable; an unknown name is refused.

@@ -49,7 +49,7 @@ def test_mode_weights_right_where_plain_sampling_is_stuck(two_modes):
     assert int(post.status) == 0
     t = post.tempering
     assert t.betas.shape == (8,) and t.swap_acceptance.shape == (7,)
-    np.testing.assert_allclose(t.betas, np.geomspace(1, tempering_lib.BETA_MIN, 8))
+    np.testing.assert_allclose(t.betas, [*np.geomspace(1, tempering_lib.BETA_MIN, 7), 0.0])
     assert np.all((np.asarray(t.swap_acceptance) > 0.1) & (np.asarray(t.swap_acceptance) <= 1))
     assert "replica exchange: 8 temperatures" in post.summary()
 
@@ -102,6 +102,22 @@ def test_batch_ladder_and_stats(two_modes):
     one = post[1]
     np.testing.assert_allclose(one.tempering.betas, [1.0, 0.3, 0.0])
     assert "replica exchange: 3 temperatures" in post.summary()
+
+
+@pytest.mark.slow
+def test_chunked_draws_equal_draws_at_once(two_modes):
+    # progress=True draws in chunks from the warmed-up states (the swap rounds follow the draw
+    # index): the same draws and swap rates, bit for bit
+    problem, _ = two_modes
+    ys = jnp.array([[1.0], [0.8]])
+    kw = dict(key=jax.random.key(1), tempering=(1.0, 0.3, 0.0), swap_every=2, num_chains=2, num_warmup=100,
+              num_samples=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        post = ji.sample(problem, ys, **kw)
+        chunked = ji.sample(problem, ys, progress=True, **kw)
+    np.testing.assert_array_equal(chunked.samples, post.samples)
+    np.testing.assert_array_equal(chunked.tempering.swap_acceptance, post.tempering.swap_acceptance)
 
 
 def test_refusals(two_modes):

@@ -85,7 +85,7 @@ def main():
             + "\n".join(rows))
     command = "`.venv/bin/python benchmarks/smc.py " + " ".join(sys.argv[1:]) + "`"
     if args.out:
-        record(args.out, "smc", "Tempered SMC vs NUTS on multimodal posteriors (C2ST)", command,
+        record(args.out, "smc", "Tempered SMC and replica exchange vs NUTS on multimodal posteriors (C2ST)", command,
                machine_info(), body)
     print(body)
 

@@ -13,6 +13,7 @@ from . import plots as plots
 from . import priors as priors
 from . import problems as problems
 from . import proximal as proximal
+from . import tempering as tempering
 from .evidence import EmpiricalBayesResult as EmpiricalBayesResult
 from .evidence import Evidence as Evidence
 from .evidence import empirical_bayes as empirical_bayes

@@ -120,8 +120,8 @@ def reconstruction(truth, estimate, *, band=None, std=None, extra: dict | None =
         fig = _figure(7.5, 3.8)
         ax = fig.subplots()
         if band is not None:
-            lo, hi = (np.asarray(_flat(b), float).ravel() for b in band)
-            ax.fill_between(xs, lo, hi, color=_COLORS[0], alpha=0.22, lw=0, label=band_label)
+            lower, upper = (np.asarray(_flat(b), float).ravel() for b in band)
+            ax.fill_between(xs, lower, upper, color=_COLORS[0], alpha=0.22, lw=0, label=band_label)
         ax.plot(xs, t, color="black", lw=1.6, label=labels[0])
         ax.plot(xs, e, color=_COLORS[0], lw=1.6, ls="--", label=labels[1])
         ax.set_xlabel("index" if x is None else "x")
@@ -265,7 +265,7 @@ def _spread_labels(r, s, *, avoid=None, count: int = 6, box=(0.17, 0.07)) -> lis
     taken = []
     if avoid is not None:
         taken.append(((np.log10(avoid[0]) - r0) / rw, (np.log10(avoid[1]) - s0) / sw))
-    chosen = []
+    chosen: list[int] = []
     for i in np.linspace(0, len(r) - 1, 4 * count).round().astype(int):
         if not ok[i] or len(chosen) == count:
             continue

@@ -101,11 +101,14 @@ def _flag_list(command: click.Command) -> str:
     return ", ".join(sorted(names | ({"options"} if "option" in {p.name for p in command.params} else set())))
 
 
-def read_config(path: str, group: click.Group) -> dict:
+def read_config(path: str, group: click.Command) -> dict:
     """A TOML file -> click's ``default_map``: top-level keys set the group's options, a table
     per command sets that command's (``[sample] chains = 8``; ``[sample.options] n = 32`` sets
     problem options). Keys are the flag names (``format = "npz"`` for ``--format``,
     ``max-steps`` or ``max_steps`` for ``--max-steps``)."""
+    if not isinstance(group, click.Group):  # a context's command is typed as any click.Command
+        raise TypeError(f"group: got {type(group).__name__}, expected the click.Group whose commands the "
+                        "file configures")
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

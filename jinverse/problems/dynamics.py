@@ -307,8 +307,7 @@ def cycled_4dvar(system="lorenz96", *, n_cycles: int | None = None, burn_in: int
         key_b = jax.random.fold_in(jax.random.key(seed), 1)
         err = jax.random.normal(key_b, truth[0].shape, truth.dtype)
         if B is not None:
-            cov = assimilation.background_prior(truth[0], B=B).chol
-            err = cov @ err
+            err = assimilation.background_prior(truth[0], B=B).cov_sqrt(err)  # L err, B = L Lᵀ
         else:
             err = jnp.asarray(background_std, dtype=float) * err
         background = truth[0] + err

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 __all__ = ["MetricInfo", "c2st", "metric_info", "mmd"]
 
@@ -175,7 +175,7 @@ def _fold_accuracy(key, x, label, train_mask, *, hidden: int, steps: int, batch_
     return jnp.sum(correct & test) / jnp.sum(test)
 
 
-def c2st(x: Float[Array, "n d"], y: Float[Array, "m d"], *, seed: int = 0, folds: int = 5,
+def c2st(x: Float[ArrayLike, "n d"], y: Float[ArrayLike, "m d"], *, seed: int = 0, folds: int = 5,
          steps: int = 2000, batch_size: int = 256, lr: float = 3e-3,
          max_draws: int | None = 10_000) -> float:
     """Classifier two-sample test accuracy between draws ``x`` and ``y``.
@@ -246,7 +246,7 @@ def _kernel_sum(a, b, bandwidth, exclude_diagonal: bool):
     return jnp.sum(jax.lax.map(one, (ap, valid, idx)))
 
 
-def mmd(x: Float[Array, "n d"], y: Float[Array, "m d"], *, bandwidth: float | None = None,
+def mmd(x: Float[ArrayLike, "n d"], y: Float[ArrayLike, "m d"], *, bandwidth: float | None = None,
         seed: int = 0) -> float:
     """Unbiased squared MMD between draws ``x`` and ``y`` with a Gaussian kernel.
 

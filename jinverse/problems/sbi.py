@@ -79,7 +79,11 @@ def _per_observation(name, y, seed, num, sampler, batched: bool, extra=None):
     for i, yi in enumerate(flat):
         parts = {"y": yi, "num": num, "seed": seed, **(extra or {})}
         key = jax.random.fold_in(jax.random.key(seed), i)
-        out.append(ref.cached(name, parts, lambda yi=yi, key=key: sampler(key, jnp.asarray(yi), num)))
+
+        def build(yi=yi, key=key):  # run only when the draws are not cached yet
+            return sampler(key, jnp.asarray(yi), num)
+
+        out.append(ref.cached(name, parts, build))
     draws = np.stack(out)
     return draws if batched else draws[0]
 

@@ -312,9 +312,10 @@ class Posterior(eqx.Module):
                 f"(+{self.num_warmup} warmup)")
         checked = self.checked and self.smc is None  # SMC: no R-hat/ESS per parameter
         if self.smc is not None:
+            evidence = self.smc.log_evidence  # (= self.log_evidence, set with smc)
             head = (f"Posterior: smc, {self.num_chains * self.num_draws} equally weighted particles "
                     f"(as {self.num_chains} x {self.num_draws}); " + (
-                        f"{int(self.smc.num_stages)} stages, log evidence {float(self.log_evidence):.4g}, "
+                        f"{int(self.smc.num_stages)} stages, log evidence {float(evidence):.4g}, "
                         f"final weights' ESS {float(self.smc.final_ess):.0f}" if not self.batch_shape else
                         "R-hat not computed (min ESS: the final weights')"))
         if self.batch_shape:

@@ -292,3 +292,15 @@ def test_train_decoder_learns_the_examples_subspace():
     assert 0.6 < ratio < 1.5, ratio
     with pytest.raises(ValueError, match="examples: got shape"):
         am.train_decoder(np.zeros(5), 2, jax.random.key(0))
+
+
+def test_fingerprint_is_the_same_in_another_process(data):
+    """A file saved in one session must load in the next: the fingerprint holds no addresses."""
+    import subprocess
+    import sys
+    code = ("import jax, jax.numpy as jnp, numpy as np; jax.config.update('jax_enable_x64', True); import jinverse as ji; "
+            f"A = np.array({A.tolist()}); "
+            f"p = ji.InverseProblem(jnp.asarray(A), ji.priors.Gaussian(jnp.zeros(2), {S0}), ji.likelihoods.Gaussian({S})); "
+            "print(ji.amortized.fingerprint(p))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == am.fingerprint(data[0])

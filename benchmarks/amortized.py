@@ -58,6 +58,19 @@ def timed(fn, repeats):
     return out, statistics.median(times)
 
 
+def timed_in_turn(fns, repeats):
+    """(results, median seconds) of each of ``fns``, called in turn ``repeats`` times (after one
+    untimed round)."""
+    outs = [jax.block_until_ready(f()) for f in fns]
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[i] = jax.block_until_ready(f())
+            times[i].append(time.perf_counter() - t0)
+    return outs, [statistics.median(t) for t in times]
+
+
 def rmse(a, b):
     return float(jnp.sqrt(jnp.mean((jnp.asarray(a) - jnp.asarray(b)) ** 2)))
 
@@ -77,20 +90,26 @@ def point_part(args, lines):
     for name in ("deconvolution1d", "trained_regressor"):
         problem = ji.problems.load(name).problem
         theta, y = am.simulate_pairs(problem, jax.random.key(123), args.n)
-        cold, t_cold = timed(lambda: ji.solve_map(problem, y, warn=False), args.repeats)
-        lines.append(f"| {name} (`{choose(problem)}`) | prior centre (default) | - | - | {rmse(cold.theta, theta):.4f} | - | "
-                     f"{float(cold.num_steps.mean()):.2f} ({float(jnp.median(cold.num_steps)):.0f}) | "
-                     f"{t_cold:.2f} | {t_cold:.2f} | - |")
         nets = [("point estimator", am.train_point_estimator(problem, jax.random.key(0), num_steps=args.steps,
                                                              progress=True))]
         if name == "trained_regressor":
             nets.append(("mixture density (best component)",
                          am.train_mixture_density(problem, jax.random.key(0), num_components=8,
                                                   num_steps=args.steps, progress=True)))
-        for label, net in nets:
+        # every contender timed in turn, round after round, so that load from other processes
+        # falls on all of them alike
+        fns = [lambda: ji.solve_map(problem, y, warn=False)]
+        for _, net in nets:
+            fns += [lambda net=net: net.map_start(problem, y),
+                    lambda net=net: ji.solve_map(problem, y, init=net, warn=False)]
+        outs, times = timed_in_turn(fns, args.repeats)
+        cold, t_cold = outs[0], times[0]
+        lines.append(f"| {name} (`{choose(problem)}`) | prior centre (default) | - | - | {rmse(cold.theta, theta):.4f} | - | "
+                     f"{float(cold.num_steps.mean()):.2f} ({float(jnp.median(cold.num_steps)):.0f}) | "
+                     f"{t_cold:.2f} | {t_cold:.2f} | - |")
+        for i, (label, net) in enumerate(nets):
             cfg = dict(net.config)
-            start, t_net = timed(lambda: net.map_start(problem, y), args.repeats)
-            warm, t_warm = timed(lambda: ji.solve_map(problem, y, init=net, warn=False), args.repeats)
+            start, t_net, warm, t_warm = outs[1 + 2 * i], times[1 + 2 * i], outs[2 + 2 * i], times[2 + 2 * i]
             rep = am.map_report(net, y, result=warm)
             gap = np.asarray(rep.gap)
             total = t_warm  # solve_map(init=net) includes the network's pass
@@ -103,9 +122,9 @@ def point_part(args, lines):
             print(lines[-1], flush=True)
         if name == "deconvolution1d":  # L-BFGS: conditioning, not the start, sets its steps
             k = min(args.n, 1000)
-            lb_cold, tl_cold = timed(lambda: ji.solve_map(problem, y[:k], optimizer="lbfgs", warn=False), 1)
-            lb_warm, tl_warm = timed(lambda: ji.solve_map(problem, y[:k], optimizer="lbfgs", init=nets[0][1],
-                                                          warn=False), 1)
+            (lb_cold, lb_warm), (tl_cold, tl_warm) = timed_in_turn(
+                [lambda: ji.solve_map(problem, y[:k], optimizer="lbfgs", warn=False),
+                 lambda: ji.solve_map(problem, y[:k], optimizer="lbfgs", init=nets[0][1], warn=False)], 1)
             lines.append(f"| {name}, `lbfgs`, {k} obs | prior centre / point estimator | | | | | "
                          f"{float(lb_cold.num_steps.mean()):.0f} / {float(lb_warm.num_steps.mean()):.0f} | "
                          f"{tl_cold:.1f} / {tl_warm:.1f} | | |")

@@ -352,7 +352,7 @@ def sample(
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     betas = tempering_lib.ladder(tempering)
     swap_every = check_positive_int("swap_every", swap_every)
-    tempering_lib.check_method(metric_lib.ALIASES[method][0] if name in metric_lib.ALIASES else method, betas)
+    tempering_lib.check_method(method if callable(method) else metric_lib.ALIASES.get(method, (method,))[0], betas)
     if betas is not None and checkpoint is not None:
         raise ValueError("checkpoint: given with tempering, expected no checkpoint (replica exchange "
                          "is not checkpointed yet)")

@@ -236,7 +236,7 @@ class MixtureDensity(eqx.Module):
     def covariance(self) -> str:
         return dict(self.config)["covariance"]
 
-    def components(self, y_flat):
+    def components(self, y_flat) -> tuple[Array, Array, Array]:
         """One flat observation -> (log weights (K,), means (K, d), Cholesky factors (K, d, d))
         in the flat unconstrained space."""
         n = self.norm

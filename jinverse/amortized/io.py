@@ -83,6 +83,7 @@ def load(path, problem: InverseProblem) -> PointEstimator | MixtureDensity:
             raise ValueError(f"problem: has {unconstrained_ravel(problem)[0]} unknowns, the file {d}")
         dtype = jnp.dtype(cfg["dtype"])
         key = jax.random.key(0)  # any key: every weight is overwritten from the file
+        net: Regressor | MixtureNet
         if cfg["kind"] == "point":
             net = Regressor(m, d, cfg["width"], cfg["depth"], dtype, key=key)
         else:
@@ -91,5 +92,7 @@ def load(path, problem: InverseProblem) -> PointEstimator | MixtureDensity:
         vec = lambda n: jnp.zeros(n, dtype)  # noqa: E731
         like = (net, Normaliser(vec(m), vec(m), vec(d), vec(d)), vec(header["num_losses"]))
         net, norm, losses = eqx.tree_deserialise_leaves(f, like)
-    cls = PointEstimator if cfg["kind"] == "point" else MixtureDensity
-    return cls(problem, net, norm, losses, header["fingerprint"], tuple(cfg.items()))
+    config = tuple(cfg.items())
+    if isinstance(net, Regressor):
+        return PointEstimator(problem, net, norm, losses, header["fingerprint"], config)
+    return MixtureDensity(problem, net, norm, losses, header["fingerprint"], config)

@@ -132,15 +132,15 @@ def train_decoder(examples: Float[Array, " num *theta"], latent_dim: int, key: P
         raise ValueError("examples: got non-finite values, expected finite example θs")
     if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise > 0):
         raise ValueError(f"noise: got {noise!r}, expected a number > 0")
-    x = jnp.asarray(x)
-    loc, scale = x.mean(0), x.std(0)
+    xj = jnp.asarray(x)
+    loc, scale = xj.mean(0), xj.std(0)
     scale = jnp.where(scale > 0, scale, 1.0)
-    xs = ((x - loc) / scale).reshape(x.shape[0], -1)
+    xs = ((xj - loc) / scale).reshape(xj.shape[0], -1)
     n = xs.shape[1]
     k_enc, k_dec, k_train = jax.random.split(key, 3)
-    enc = eqx.nn.MLP(n, 2 * latent_dim, width, depth, activation=jax.nn.silu, dtype=x.dtype, key=k_enc)
-    dec = Decoder(eqx.nn.MLP(latent_dim, n, width, depth, activation=jax.nn.silu, dtype=x.dtype, key=k_dec),
-                  jnp.zeros(n, x.dtype), jnp.ones(n, x.dtype), latent_dim)
+    enc = eqx.nn.MLP(n, 2 * latent_dim, width, depth, activation=jax.nn.silu, dtype=xj.dtype, key=k_enc)
+    dec = Decoder(eqx.nn.MLP(latent_dim, n, width, depth, activation=jax.nn.silu, dtype=xj.dtype, key=k_dec),
+                  jnp.zeros(n, xj.dtype), jnp.ones(n, xj.dtype), latent_dim)
 
     def loss(vae, k):  # the negative evidence lower bound per example (standardised units)
         k1, k2 = jax.random.split(k)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -204,7 +205,7 @@ def train_mixture_density(problem: InverseProblem, key: PRNGKeyArray, *, num_com
     t0 = time.perf_counter()
     norm, _, k_init, k_train = _setup(problem, key, dtype, progress, "mixture density")
     net = MixtureNet(m, d, num_components, covariance, width, depth, dtype, key=k_init)
-    config = (("kind", "mixture"), ("num_components", num_components), ("covariance", covariance),
+    config: tuple[tuple[str, Any], ...] = (("kind", "mixture"), ("num_components", num_components), ("covariance", covariance),
               ("width", width), ("depth", depth), ("num_steps", num_steps), ("batch_size", batch_size))
     fp = fingerprint(problem)
 

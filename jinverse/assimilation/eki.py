@@ -90,10 +90,11 @@ def check_gaussian(problem, y):
 
 def _woodbury_solve(Z, R):
     """``(I + Zᵀ Z)⁻¹ R`` for ``Z`` ``(k, p)`` with ``k`` small (ensemble or sigma-point
-    deviations), through the ``k × k`` eigendecomposition of ``Z Zᵀ``: no ``p × p`` solve (XLA's
-    CPU LU made a 480-observation Lorenz-96 EKI run 10-50x slower)."""
-    s, V = jnp.linalg.eigh(Z @ Z.T)
-    return R - Z.T @ (V @ ((V.T @ (Z @ R)) / (1.0 + jnp.maximum(s, 0.0))[:, None]))
+    deviations), through the Cholesky factor of the ``k × k`` matrix ``I + Z Zᵀ``: no ``p × p``
+    solve (XLA's CPU LU made a 480-observation Lorenz-96 EKI run 10-50x slower, and its eigh of
+    an 80 × 80 matrix took ~1 s against ~1 ms for this Cholesky on the shared test machine)."""
+    C = jax.scipy.linalg.cho_factor(jnp.eye(Z.shape[0], dtype=Z.dtype) + Z @ Z.T, lower=True)
+    return R - Z.T @ jax.scipy.linalg.cho_solve(C, Z @ R)
 
 
 def _cov(X, Y):

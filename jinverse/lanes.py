@@ -64,7 +64,7 @@ def logdensity(problem, y):
     return lambda x: problem.log_density(unravel(x), y)
 
 
-def whitening(problem, s: Settings, y, mode) -> metric_lib.Whitening | None:
+def whitening(problem, s: Settings, y, mode) -> metric_lib.Whitening | metric_lib.LowRankWhitening | None:
     """The lane's change of coordinates (`jinverse.metric`), or None for an adapted metric.
     ``mode``: ``(u_map, map_ok)`` for ``"laplace"`` (found by the driver), else None."""
     if s.metric == "laplace":
@@ -106,6 +106,7 @@ def warmup_one(problem: InverseProblem, s: Settings, y, key, init_u, mode=None):
     if white is not None:
         positions = jax.vmap(white.to_z)(positions)
     if s.init == "metric":  # draws of the whitening Gaussian, N(0, I) in z; prior draws where it fell back
+        assert white is not None  # init="metric" is only chosen with a whitening metric
         z0 = jax.random.normal(jax.random.fold_in(k_init, 1), positions.shape, positions.dtype)
         positions = jnp.where(white.ok, z0, positions)
     if s.betas is None:

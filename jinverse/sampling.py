@@ -352,13 +352,15 @@ def sample(
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     betas = tempering_lib.ladder(tempering)
     swap_every = check_positive_int("swap_every", swap_every)
-    tempering_lib.check_method(method if callable(method) else metric_lib.ALIASES.get(method, (method,))[0], betas)
+    tempering_lib.check_method(metric_lib.ALIASES.get(method, (method,))[0] if isinstance(method, str) else method,
+                               betas)
     if betas is not None and checkpoint is not None:
         raise ValueError("checkpoint: given with tempering, expected no checkpoint (replica exchange "
                          "is not checkpointed yet)")
     _hashable(options)  # before metric resolution reads any option's value
     metric, options = metric_lib.resolve(problem, method, metric, options, _flat(problem)[0])
-    method = metric_lib.ALIASES[method][0] if name in metric_lib.ALIASES else method
+    if isinstance(method, str) and method in metric_lib.ALIASES:
+        method = metric_lib.ALIASES[method][0]
     opts = _check_options(method, options)
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) if isinstance(key, jax.Array) else False
     if isinstance(key, jax.Array) and key.ndim > (0 if typed else 1):
@@ -409,7 +411,7 @@ def sample(
         n_dev = 1 if mesh is None else mesh.shape[batch_axis]
         block_size = default_block_size(tree_bytes(jax.tree.map(lambda a: a[:1], lanes)) + draws_bytes,
                                         multiple * n_dev)
-    run = dict(num_lanes=size, block_size=block_size, multiple=multiple, mesh=mesh, axis=batch_axis)
+    run: dict[str, Any] = dict(num_lanes=size, block_size=block_size, multiple=multiple, mesh=mesh, axis=batch_axis)
     if checkpoint is None and verbose and -(-size // block_size) == 1:
         draws, stats, ok = _sample_in_chunks(problem, settings, lanes, run, progress)
     elif checkpoint is None:

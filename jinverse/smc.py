@@ -204,7 +204,7 @@ def _check_options(options: dict) -> dict:
     if unknown:
         raise ValueError(f"options: got {unknown[0]!r} (unknown for method 'smc'), expected some of "
                          f"{sorted(OPTIONS)}")
-    out = {}
+    out: dict[str, int | float] = {}
     for name in ("num_mcmc_steps", "max_stages"):
         if name in options:
             out[name] = check_positive_int(name, options[name])

@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._checks import check_key, check_positive_int
-from .problem import InverseProblem
+from .problem import InverseProblem, flat_leaves
 
 _BARS = " ▁▂▃▄▅▆▇█"
 
@@ -123,11 +123,6 @@ def _names(theta_struct) -> tuple[str, ...]:
         for idx in np.ndindex(*shape) if shape else ():
             names.append(f"{base}[{','.join(map(str, idx))}]")
     return tuple(names)
-
-
-def _flatten(tree, lead: int):
-    """Concatenate the leaves of a θ pytree with ``lead`` leading axes into ``(*lead, d)``."""
-    return jnp.concatenate([jnp.reshape(a, (*jnp.shape(a)[:lead], -1)) for a in jax.tree.leaves(tree)], -1)
 
 
 def _check_sampler(sampler):
@@ -238,8 +233,8 @@ def sbc(
         if a.ndim != 2 + len(r.shape) or a.shape[0] != num_simulations or tuple(a.shape[2:]) != r.shape:
             raise ValueError(f"sampler: returned draws of shape {a.shape}, expected "
                              f"({num_simulations}, draws, {', '.join(map(str, r.shape))})")
-    truth = _flatten(theta, 1)  # (S, d)
-    flat = _flatten(draws, 2)  # (S, L, d)
+    truth = flat_leaves(theta, 1)  # (S, d)
+    flat = flat_leaves(draws, 2)  # (S, L, d)
     num_draws = int(flat.shape[1])
     ranks, finite = _ranks(truth, flat, k_tie)
     ranks = np.asarray(ranks)

@@ -24,6 +24,7 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from . import _arviz as arviz_export
 from . import predictive as pred
 from ._samplers import Stats
+from .problem import flat_leaves
 from .run_status import (  # noqa: F401 (re-exported: the status of a run is read as jinverse.posterior.X)
     ESS_PER_CHAIN,
     MODE_SEPARATION,
@@ -129,7 +130,8 @@ def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool =
     """
     batch = tuple(divergent.shape[:-2])
     nb, size = len(batch), math.prod(batch)
-    flat = jnp.concatenate([a.reshape(size, *a.shape[nb:nb + 2], -1) for a in jax.tree.leaves(samples)], -1)
+    flat = flat_leaves(samples, nb + 2)
+    flat = flat.reshape(size, *flat.shape[nb:])
     diag = _diagnostics(flat, jnp.reshape(divergent, (size, *divergent.shape[nb:])), diagnose=diagnose)
     diag = jax.tree.map(lambda a: a.reshape(batch), diag)
     diag["metric_fallback"] = np.broadcast_to(np.asarray(metric_fallback, bool), batch)
@@ -371,7 +373,7 @@ class Posterior(eqx.Module):
         if self.modes is None:
             raise ValueError("mode_shares: this posterior was not started on modes (init='modes')")
         nb = len(self.batch_shape)
-        flat = jnp.concatenate([a.reshape(*a.shape[:nb + 2], -1) for a in jax.tree.leaves(self.samples)], -1)
+        flat = flat_leaves(self.samples, nb + 2)
         return _nearest_shares(flat, self.modes.theta, self.modes.ok)
 
     def _mode_lines(self, max_rows: int) -> list[str]:

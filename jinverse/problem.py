@@ -255,6 +255,13 @@ def _check_finite_rows(name: str, arr: np.ndarray, batch: tuple[int, ...], show:
     raise ValueError(msg)
 
 
+def flat_leaves(tree: PyTree, lead: int) -> Array:
+    """The leaves of a θ pytree with ``lead`` leading (batch, chain, draw) axes, each raveled
+    after those axes and joined in tree order: ``(*lead_shape, d)``. The one θ-flatten helper
+    (`jax.flatten_util.ravel_pytree` does the same for ``lead=0``)."""
+    return jnp.concatenate([jnp.reshape(a, (*jnp.shape(a)[:lead], -1)) for a in jax.tree.leaves(tree)], axis=-1)
+
+
 class MatrixOperator(eqx.Module):
     """A dense linear forward model ``θ ↦ A @ θ``."""
 

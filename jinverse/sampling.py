@@ -36,7 +36,7 @@ from .lanes import lane_report, metric_ok
 from .lanes import sample_lanes as _sample_lanes
 from .lanes import warmup_lanes as _warmup_lanes
 from .posterior import ChainModes, Posterior, diagnose_draws, warn
-from .problem import InverseProblem
+from .problem import InverseProblem, flat_leaves
 from .smc import sample_smc
 
 PROGRESS_CHUNKS = 10  # with progress=True on one block, the draws run in this many chunks
@@ -90,7 +90,7 @@ def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
     for _ in range(nb):
         to_u = jax.vmap(to_u)
     u = to_u(theta)
-    flat = jnp.concatenate([a.reshape(*batch, -1) for a in jax.tree.leaves(u)], axis=-1)
+    flat = flat_leaves(u, len(batch))
     if not bool(jnp.all(jnp.isfinite(flat))):
         raise ValueError("init: got a θ outside the prior's support (its unconstrained value is not "
                          "finite), expected a point inside the support")
@@ -109,7 +109,7 @@ def _start_on_modes(problem, y, batch, mixture, num_chains):
     chain = mixture.chain_starts(num_chains)
     u = jnp.take_along_axis(mixture.mean, jnp.asarray(chain)[..., None], axis=-2)  # (*batch, chains, d)
     nb = len(batch)
-    loc = jnp.concatenate([a.reshape(*a.shape[:nb + 1], -1) for a in jax.tree.leaves(mixture.theta)], axis=-1)
+    loc = flat_leaves(mixture.theta, nb + 1)
     return "given", u, ChainModes(weights=mixture.weights, ok=mixture.ok, chain=jnp.asarray(chain), theta=loc)
 
 
@@ -156,7 +156,7 @@ def _modes(problem, y, batch, mesh, batch_axis, progress=None):
     for _ in range(len(batch)):
         to_u = jax.vmap(to_u)
     u = to_u(res.theta)
-    flat = jnp.concatenate([a.reshape(size, -1) for a in jax.tree.leaves(u)], axis=-1)
+    flat = flat_leaves(u, len(batch)).reshape(size, -1)
     ok = jnp.reshape(res.status != MAPStatus.NONFINITE, (size,))
     if flat.shape[-1] <= metric_lib.DENSE_MAX:
         return flat, ok

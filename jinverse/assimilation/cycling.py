@@ -266,7 +266,8 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         return jnp.sqrt(jnp.mean((a - xt) ** 2, axis=-1))
 
     r_f, r_a = rmse(mf), rmse(ma)
-    mean_rmse, mean_spread = jnp.mean(r_a[..., burn_in:], -1), jnp.mean(sa[..., burn_in:], -1)
+    mean_rmse: Array | float = jnp.mean(r_a[..., burn_in:], -1)
+    mean_spread: Array | float = jnp.mean(sa[..., burn_in:], -1)
     if flt_axes is None and not any(batched):
         mean_rmse, mean_spread = float(mean_rmse), float(mean_spread)
     hist = jnp.sum(counts[..., burn_in:, :], axis=-2)

@@ -74,6 +74,13 @@ class WhitenedProblem(eqx.Module):
         return jnp.concatenate([jnp.ravel(self.problem.likelihood.whiten(y)), jnp.zeros(self.problem.prior.mean.size)])
 
 
+def gaussian_prior(problem: InverseProblem) -> GaussianPrior:
+    """The problem's prior, known Gaussian (after `check_gaussian`)."""
+    prior = problem.prior
+    assert isinstance(prior, GaussianPrior)
+    return prior
+
+
 def check_gaussian(problem, y):
     """Refuse a problem that is not Gaussian-Gaussian; return ``problem.check_y(y)``."""
     if not isinstance(problem, InverseProblem):
@@ -156,7 +163,7 @@ def eki(problem: InverseProblem, y, *, key: PRNGKeyArray, n_members: int | None 
     if method not in ("stochastic", "deterministic"):
         raise ValueError(f"method: got {method!r}, expected 'stochastic' or 'deterministic'")
     n_iter = check_positive_int("n_iter", n_iter)
-    d = problem.prior.mean.size
+    d = gaussian_prior(problem).mean.size
     if init is not None:
         prior = problem.prior
         init = jnp.asarray(init, dtype=ys.dtype)
@@ -175,7 +182,7 @@ def eki(problem: InverseProblem, y, *, key: PRNGKeyArray, n_members: int | None 
     if init is None:
         U0 = jax.random.normal(k0, (J, d), ys.dtype)  # the prior, whitened
     else:
-        U0 = jax.vmap(lambda t: jnp.ravel(problem.prior.whiten(t)))(init)
+        U0 = jax.vmap(lambda t: jnp.ravel(gaussian_prior(problem).whiten(t)))(init)
     keys = jax.random.split(k1, n_lanes)
     flat = ys.reshape((n_lanes, *ys.shape[len(batch):]))
     out = _eki_lanes(WhitenedProblem(problem), flat, U0, keys, steps, method == "deterministic")
@@ -229,7 +236,7 @@ def uki(problem: InverseProblem, y, *, n_iter: int = 30) -> KalmanInversionResul
     """
     ys, batch = check_gaussian(problem, y)
     n_iter = check_positive_int("n_iter", n_iter)
-    d = problem.prior.mean.size
+    d = gaussian_prior(problem).mean.size
     n_lanes = int(np.prod(batch))
     flat = ys.reshape((n_lanes, *ys.shape[len(batch):]))
     out = _uki_lanes(WhitenedProblem(problem), flat, n_iter)

@@ -24,7 +24,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._checks import check_positive_int
 from ..problem import InverseProblem
-from .eki import KalmanInversionResult, WhitenedProblem, check_gaussian
+from .eki import KalmanInversionResult, WhitenedProblem, check_gaussian, gaussian_prior
 
 
 @eqx.filter_jit
@@ -72,7 +72,7 @@ def eks(problem: InverseProblem, y, *, key: PRNGKeyArray, n_members: int | None 
     n_iter = check_positive_int("n_iter", n_iter)
     if not (np.ndim(step) == 0 and np.isfinite(step) and step > 0):
         raise ValueError(f"step: got {step!r}, expected a finite number > 0")
-    d = problem.prior.mean.size
+    d = gaussian_prior(problem).mean.size
     J = max(4 * d, 50) if n_members is None else check_positive_int("n_members", n_members, minimum=d + 2)
     n_lanes = int(np.prod(batch))
     k0, k1 = jax.random.split(key)

@@ -20,6 +20,8 @@ per grid point for the LETKF).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -35,7 +37,7 @@ class ObsModel(eqx.Module):
     state size for Lorenz-96), ``inf`` for a non-periodic domain.
     """
 
-    operator: object
+    operator: Callable
     std: Float[Array, " m"]
     locations: Float[Array, " m"]
     period: float = eqx.field(static=True)

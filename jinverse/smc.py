@@ -51,6 +51,8 @@ OPTIONS = frozenset({"num_mcmc_steps", "target_ess", "max_stages"})
 TARGET_ACCEPTANCE = 0.234  # random-walk Metropolis (Roberts, Gelman & Gilks 1997)
 # Incremented each time the SMC program is traced (tests count retraces with it).
 _TRACES = {"count": 0}
+#: The log-likelihood SMC uses where the model's is -inf (see `smc_one`).
+ZERO_LIKELIHOOD = -1e10
 
 
 class SMCStats(NamedTuple):
@@ -134,7 +136,12 @@ def smc_one(problem: InverseProblem, y, key: PRNGKeyArray, s: Settings):
         return problem.log_prior(problem.from_unconstrained(u)) + problem.prior.log_det_jacobian(u)
 
     def log_likelihood(x):
-        return problem.log_likelihood(problem.from_unconstrained(unravel(x)), y)
+        # Where the likelihood is zero (log -inf, e.g. two_moons' bounded noise) the tempering
+        # meets 0·(-inf) = NaN (at β = 0 and δ = 0). `ZERO_LIKELIHOOD` instead: the path
+        # prior·L^β then passes smoothly through prior·exp(-β·1e10) outside the support, whose
+        # mass is gone (e^-1e10) long before β = 1. NaN stays NaN (a fault, flagged).
+        ll = problem.log_likelihood(problem.from_unconstrained(unravel(x)), y)
+        return jnp.where(jnp.isneginf(ll), jnp.asarray(ZERO_LIKELIHOOD, ll.dtype), ll)
 
     parts = (log_prior, log_likelihood, _mutation_step, random_walk.init, resampling.systematic)
     adaptive = adaptive_tempered.build_kernel(*parts, target_ess=s.target_ess)

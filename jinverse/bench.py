@@ -188,13 +188,6 @@ def _timed(fn: Callable, repeat: bool):
     return out, min(warm, wall), max(wall - warm, 0.0), warm
 
 
-def _flat_draws(samples, nbatch: int) -> np.ndarray:
-    """Posterior samples -> ``(*batch, chains * draws, D)``."""
-    leaves = [np.asarray(a) for a in jax.tree.leaves(samples)]
-    flat = np.concatenate([a.reshape(*a.shape[: nbatch + 2], -1) for a in leaves], axis=-1)
-    return flat.reshape(*flat.shape[:nbatch], -1, flat.shape[-1])
-
-
 def coverage(lower, upper, truth) -> float:
     """Fraction of the components of ``truth`` inside ``[lower, upper]`` (all leaves pooled)."""
     inside = [np.asarray((t >= lo) & (t <= hi)) for lo, hi, t in
@@ -395,39 +388,6 @@ def run_matrix(problems: dict[str, dict], methods: list[str], *, seed: int = 0, 
                             "diagnostics_s": run.phases["diagnostics"], "scoring_s": run.phases["scoring"],
                             "total_s": run.wall_seconds, "note": "; ".join(problems_found)})
     return records
-
-
-COLUMNS = [("problem", "problem", "{}"), ("method", "method", "{}"), ("metric", "metric", "{}"),
-           ("better", "better", "{}"), ("value", "value", "{:.4g}"), ("seconds", "run s", "{:.3g}"),
-           ("compile_s", "compile s", "{:.3g}"), ("diagnostics_s", "diag s", "{:.3g}"),
-           ("scoring_s", "score s", "{:.3g}"), ("total_s", "total s", "{:.3g}"),
-           ("converged", "converged", "{:.0%}"), ("max_rhat", "R-hat", "{:.3f}"),
-           ("ess_per_s", "ESS/s", "{:.4g}"), ("coverage90", "cover90", "{:.0%}"), ("status", "status", "{}")]
-
-
-def table_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted cells of the records (blank where a figure does not apply)."""
-    header = [h for _, h, _ in COLUMNS]
-    rows = []
-    for r in records:
-        cells = []
-        for key, _, fmt in COLUMNS:
-            v = r.get(key)
-            # blank where it does not apply: None, or NaN (e.g. R-hat of SMC's particles)
-            blank = v is None or (isinstance(v, float) and math.isnan(v))
-            cells.append("" if blank else fmt.format(v))
-        rows.append(cells)
-    return header, rows
-
-
-def format_table(records: list[dict], markdown: bool = False) -> str:
-    header, rows = table_rows(records)
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
 # -- a large batch in chunks (progress between chunks) -----------------------------------------

@@ -10,7 +10,7 @@ import pathlib
 import jinverse
 
 ROOT = pathlib.Path(jinverse.__file__).parent
-APPLICATIONS = ("jinverse.cli", "jinverse.bench", "jinverse.plots", "jinverse.demo")
+APPLICATIONS = ("jinverse.cli", "jinverse.bench", "jinverse.bench_table", "jinverse.plots", "jinverse.demo")
 
 KNOWN_CYCLES: set = set()
 KNOWN_PRIVATE = {("jinverse.bench", "jinverse.posterior._regroup")}

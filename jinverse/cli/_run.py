@@ -236,6 +236,7 @@ def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
 
     from .. import bench as B
     from .. import problems
+    from ..bench_table import format_table
 
     probs, meths = _split_list(problem_list), _split_list(method_list)
     for p in probs:
@@ -264,7 +265,7 @@ def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
     finally:
         progress.close()
     elapsed = time.perf_counter() - t0
-    click.echo(B.format_table(records))
+    click.echo(format_table(records))
     _report(folder, suite, table, methods, sampler, seed, records, elapsed)
     failed = [r for r in records if r["status"] == "failed"]
     for r in failed:
@@ -275,7 +276,7 @@ def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
 
 
 def _report(folder: pathlib.Path, suite, table, methods, sampler, seed, records, elapsed) -> None:
-    from .. import bench as B
+    from ..bench_table import format_table
     from ..results import versions
 
     lines = [f"# jinverse bench: {suite} suite", "",
@@ -295,7 +296,7 @@ def _report(folder: pathlib.Path, suite, table, methods, sampler, seed, records,
              "(ideal 1); **ESS/s**: smallest bulk ESS per second of **run s** (higher is better); "
              "**cover90**: share of true values inside the 90% credible intervals (0.9 is ideal: "
              "below, overconfident; above, too wide).", "",
-             B.format_table(records, markdown=True), "",
+             format_table(records, markdown=True), "",
              f"Settings: seed {seed}, sampler {sampler}; problem options "
              + "; ".join(f"{p} {o or 'defaults'}" for p, o in table.items()) + ".", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "."]

@@ -405,12 +405,11 @@ def _gaussian_fields(approx) -> list[str]:
 def _merge(kind_result: str, results: list):
     from .laplace import GaussianApproximation
     from .lowrank import LowRankGaussianApproximation
-    from .posterior import Posterior, _regroup
+    from .posterior import Posterior, concatenate
 
     first = results[0]
     if isinstance(first, Posterior):
-        parts = [r._per_observation() for r in results]
-        return _regroup(first, tuple(_concat(list(f)) for f in zip(*parts)))
+        return concatenate(results)
     if isinstance(first, (GaussianApproximation, LowRankGaussianApproximation)):
         joined = {f: _concat([getattr(r, f) for r in results]) for f in _gaussian_fields(first)}
         return dataclasses.replace(first, **joined)

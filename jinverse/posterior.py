@@ -158,6 +158,21 @@ def _regroup(like: Posterior, fields) -> Posterior:
                      like.num_warmup, modes=modes, tempering=tempering)
 
 
+def concatenate(posteriors) -> Posterior:
+    """One `Posterior` from several of the same method and draw shapes, joined along the first
+    batch axis (e.g. chunks of a batch sampled one after the other): the flags found per
+    observation stay found (or unchecked), the messages are rewritten for the joined batch."""
+    posteriors = list(posteriors)
+    if not posteriors or not all(isinstance(p, Posterior) for p in posteriors):
+        raise TypeError(f"posteriors: got {[type(p).__name__ for p in posteriors]}, expected one or more "
+                        "jinverse.Posterior")
+    if any(not p.batch_shape for p in posteriors):
+        raise ValueError("posteriors: got a posterior without batch axes, expected each with a leading batch axis")
+    parts = [p._per_observation() for p in posteriors]
+    joined = tuple(jax.tree.map(lambda *a: jnp.concatenate(a), *f) for f in zip(*parts))
+    return _regroup(posteriors[0], joined)
+
+
 class Posterior(eqx.Module):
     """Draws from p(θ | y) for every observation of a batch.
 

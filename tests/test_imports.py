@@ -13,7 +13,7 @@ ROOT = pathlib.Path(jinverse.__file__).parent
 APPLICATIONS = ("jinverse.cli", "jinverse.bench", "jinverse.bench_table", "jinverse.plots", "jinverse.demo")
 
 KNOWN_CYCLES: set = set()
-KNOWN_PRIVATE = {("jinverse.bench", "jinverse.posterior._regroup")}
+KNOWN_PRIVATE: set[tuple[str, str]] = set()
 
 
 def _modules():

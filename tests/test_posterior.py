@@ -174,6 +174,23 @@ def test_bench_merge_keeps_flags_of_chunks(iid):
     assert not unchecked.checked
 
 
+def test_concatenate_is_public_and_inverts_slicing(iid):
+    """`jinverse.posterior.concatenate` (what `bench` merges chunks with) rejoins slices of a
+    batch: the same draws, flags and statistics as the whole."""
+    from jinverse.posterior import concatenate
+
+    bad = iid.copy()
+    bad[2, 5, 0] = np.nan
+    whole = _posterior(np.stack([iid, bad, iid]))
+    joined = concatenate([whole[:1], whole[1:]])
+    np.testing.assert_array_equal(np.asarray(joined.samples), np.asarray(whole.samples))
+    np.testing.assert_array_equal(np.asarray(joined.status), np.asarray(whole.status))
+    np.testing.assert_array_equal(np.asarray(joined.max_rhat), np.asarray(whole.max_rhat))
+    assert joined.warnings == whole.warnings
+    with pytest.raises(TypeError, match="posteriors"):
+        concatenate([whole, "not a posterior"])
+
+
 def test_chains_in_different_modes_flagged_multimodal(iid):
     """Chains each mixing well but whose means lie far apart in within-chain standard deviations
     get `Status.MULTIMODAL` and a warning naming method='smc' and init='modes'; chains that

@@ -120,20 +120,30 @@ def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnos
             "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0), **out}
 
 
-def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool = True,
-                   metric_fallback=False):
-    """``(diag, status, messages)`` for draws shaped ``(*batch, chains, draws, *theta_shape)``;
-    ``metric_fallback`` per observation (see `status_and_warnings`).
-
-    The one path of `ji.sample` and `Posterior.diagnose`: the batch axes are flattened to one
-    lane axis, as the sampler returns them, so both run the same compiled `_diagnostics`.
-    """
+def draw_diagnostics(samples: PyTree, divergent, diagnose: bool = True) -> dict:
+    """Per observation, JAX arrays shaped ``(*batch,)``: ``max_rhat``, ``min_ess``,
+    ``num_divergent``, ``finite``, ``checked`` (and ``separate_modes``, ``mode_separation`` when
+    ``diagnose``), for draws shaped ``(*batch, chains, draws, *theta_shape)``. Pure JAX (safe
+    under ``jit``/``vmap``): the batch axes are flattened to one lane axis, as the sampler
+    returns them, so every caller runs the same compiled `_diagnostics`."""
     batch = tuple(divergent.shape[:-2])
     nb, size = len(batch), math.prod(batch)
     flat = flat_leaves(samples, nb + 2)
     flat = flat.reshape(size, *flat.shape[nb:])
     diag = _diagnostics(flat, jnp.reshape(divergent, (size, *divergent.shape[nb:])), diagnose=diagnose)
-    diag = jax.tree.map(lambda a: a.reshape(batch), diag)
+    return jax.tree.map(lambda a: a.reshape(batch), diag)
+
+
+def diagnose_draws(samples: PyTree, divergent, num_chains: int, diagnose: bool = True,
+                   metric_fallback=False):
+    """``(diag, status, messages)`` for draws shaped ``(*batch, chains, draws, *theta_shape)``;
+    ``metric_fallback`` per observation (see `status_and_warnings`).
+
+    The one path of `ji.sample` and `Posterior.diagnose`: `draw_diagnostics`, then the host's
+    `status_and_warnings`.
+    """
+    batch = tuple(divergent.shape[:-2])
+    diag = draw_diagnostics(samples, divergent, diagnose)
     diag["metric_fallback"] = np.broadcast_to(np.asarray(metric_fallback, bool), batch)
     status, messages = status_and_warnings(diag, num_chains)
     return diag, status, messages

@@ -7,7 +7,9 @@ draws so far, and a JSON fingerprint of the settings. A later call with the same
 the file, checks the fingerprint and carries on from the last complete chunk. Draw ``i`` of a
 chain always uses the ``i``-th of its pre-split keys, so the result does not depend on where the
 run was interrupted. State pytrees are stored as their leaves; their structure is rebuilt from a
-warmup-shaped template (`jax.eval_shape`), never unpickled.
+warmup-shaped template (`jax.eval_shape`), never unpickled. With replica exchange the states
+are `jinverse.tempering.Replicas`: every replica's state, the (possibly adapted) ladder and the
+running swap sums are saved with them, so a resumed run's swap acceptance is the whole run's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from . import _samplers
 from ._batching import reporter, stream
-from .lanes import draw_lanes, metric_ok, warmup_lanes
+from .lanes import draw_lanes, lane_report, metric_ok, warmup_lanes
 
 FORMAT = 1
 
@@ -43,7 +45,7 @@ def fingerprint(problem, s, lanes) -> dict[str, str]:
     y, kd, init_u = lanes[:3]  # (then the "laplace" metric's modes: found again from y)
     structure = str(jax.tree.structure(problem)) + type(problem.forward).__qualname__
     method = s.method if isinstance(s.method, str) else getattr(s.method, "__qualname__", "custom")
-    return {
+    meta = {
         "format": str(FORMAT),
         "problem": hashlib.sha256(structure.encode()).hexdigest()[:16] + " "
         + _digest(*jax.tree.leaves(eqx.filter(problem, eqx.is_array))),
@@ -59,6 +61,9 @@ def fingerprint(problem, s, lanes) -> dict[str, str]:
         "jitter": repr(s.jitter),
         "metric": s.metric,
     }
+    if s.betas is not None:  # (absent without tempering: files written before it still resume)
+        meta["tempering"] = f"betas {list(s.betas)}, swap_every {s.swap_every}, ladder_rounds {s.ladder_rounds}"
+    return meta
 
 
 def _save(path: pathlib.Path, meta: dict, done: int, states, draws) -> None:
@@ -110,7 +115,8 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
     """Warmup once, then chunks of ``s.draws_per_call`` draws, saved after each; resumes from
     ``path`` when it holds a checkpoint of the same settings. Returns ``((draws, stats), ok)``
     with a leading lane axis, like the uninterrupted program (``ok``: per lane, whether its
-    whitening metric is the one asked for, read off the saved parameters)."""
+    whitening metric is the one asked for, read off the saved parameters; with replica exchange
+    ``(ok, TemperingStats)``, as `jinverse.lanes.lane_report` gives it)."""
     path = pathlib.Path(path)
     operand = (problem, s)
     meta = fingerprint(problem, s, lanes)
@@ -142,5 +148,9 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
         done += n
         _save(path, meta, done, states, draws)
         report(done)
-    ok = jnp.broadcast_to(jnp.asarray(metric_ok(s, states[1])), (num_lanes,))
+    chain_states, params, _ = jax.tree.map(jnp.asarray, states)
+    if s.betas is not None:
+        ok, swaps = jax.vmap(lambda p, st: lane_report(s, p, st))(params, chain_states)
+        return jax.tree.map(jnp.asarray, draws), (jnp.broadcast_to(ok, (num_lanes,)), swaps)
+    ok = jnp.broadcast_to(jnp.asarray(metric_ok(s, params)), (num_lanes,))
     return jax.tree.map(jnp.asarray, draws), ok

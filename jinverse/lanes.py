@@ -45,6 +45,7 @@ class Settings:
     metric: str = "diagonal"  # resolved: "diagonal", "dense", "laplace" or "prior"
     betas: tuple[float, ...] | None = None  # replica exchange's ladder (`jinverse.tempering`)
     swap_every: int = 1  # draws between two rounds of replica swaps
+    ladder_rounds: int = 0  # ladder updates in the warmup (adaptive ladder), 0: fixed
 
 
 def flatten(problem: InverseProblem):
@@ -113,8 +114,9 @@ def warmup_one(problem: InverseProblem, s: Settings, y, key, init_u, mode=None):
         states, params = method_of(s).warmup(k_warm, target(problem, y, white), positions, s.num_warmup,
                                              s.num_samples, dict(s.options))
     else:  # replica exchange: every replica's warmup on its own tempered target
-        states, params = tempering_lib.warmup(method_of(s).warmup, parts(problem, y, white), s.betas, k_warm,
-                                              positions, s.num_warmup, s.num_samples, dict(s.options))
+        states, params = tempering_lib.warmup(method_of(s), parts(problem, y, white), s.betas, k_warm, positions,
+                                              s.num_warmup, s.num_samples, dict(s.options), s.ladder_rounds,
+                                              s.swap_every)
     return states, (params if white is None else (params, white)), k_draw
 
 
@@ -133,7 +135,7 @@ def draw_one(problem: InverseProblem, s: Settings, y, states, params, k_draw, st
     if s.betas is None:
         step = method_of(s).step(target(problem, y, white), s.num_warmup, s.num_samples, dict(s.options))
     else:  # replica exchange: every replica moves, neighbours swap, β = 1's statistics
-        tempered = tempering_lib.make_step(method_of(s).step, parts(problem, y, white), s.betas, s.swap_every,
+        tempered = tempering_lib.make_step(method_of(s).step, parts(problem, y, white), s.swap_every,
                                            s.num_warmup, s.num_samples, dict(s.options))
     index = jnp.minimum(start + jnp.arange(count), s.num_samples - 1)
     keys = jax.random.split(k_draw, s.num_samples)[index]
@@ -210,8 +212,8 @@ def metric_ok(s: Settings, params) -> Array:
 
 
 def lane_report(s: Settings, params, states):
-    """`metric_ok`, and with replica exchange also the lane's swap acceptance per pair
-    (`jinverse.tempering.swap_rates`), from its tuned parameters and final states."""
+    """`metric_ok`, and with replica exchange also the lane's ladder and swap acceptance per
+    pair (`jinverse.tempering.swap_rates`), from its tuned parameters and final states."""
     if s.betas is None:
         return metric_ok(s, params)
     return metric_ok(s, params), tempering_lib.swap_rates(states)

@@ -208,8 +208,9 @@ def sample(
     checkpoint_every: int | None = None,
     diagnose: bool = True,
     metric: str = "auto",
-    tempering: int | Sequence[float] | None = None,
+    tempering: int | str | Sequence[float] | None = None,
     swap_every: int = 1,
+    adapt_ladder: bool = False,
     **options,
 ) -> Posterior:
     """Draw from p(θ | y) with a blackjax sampler, tuned by its own adaptation.
@@ -312,7 +313,13 @@ def sample(
             per pair. An int ``K >= 2``: ``K - 1`` βs geometric from 1 down to
             `jinverse.tempering.BETA_MIN`, then 0 (the prior, which crosses any barrier); or the
             βs, decreasing from 1 to some β ≥ 0. Costs K times the sampling; for posteriors with modes far apart.
+            ``"adaptive"``: `jinverse.tempering.ADAPTIVE_K` temperatures with ``adapt_ladder=True``.
         swap_every: draws between two rounds of swaps (with ``tempering``).
+        adapt_ladder: with ``tempering``, tune the βs between the ends of the given ladder during
+            the warmup so that every neighbouring pair accepts about the same share of swaps
+            (`jinverse.tempering.warmup`: ``ADAPT_ROUNDS`` rounds of warmup, exchange and
+            update, ``num_warmup`` steps in all, then the usual warmup at the final ladder, which
+            stays fixed for the draws); each observation gets its own ladder.
         **options: method settings, e.g. ``target_acceptance_rate``, ``num_integration_steps``
             (hmc), ``learning_rate`` (chees). Must be hashable; an unknown name is refused.
 
@@ -350,13 +357,10 @@ def sample(
             or jitter < 0:
         raise ValueError(f"jitter: got {jitter!r}, expected a finite number >= 0")
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
-    betas = tempering_lib.ladder(tempering)
+    betas, ladder_rounds = tempering_lib.settings(tempering, adapt_ladder)
     swap_every = check_positive_int("swap_every", swap_every)
     tempering_lib.check_method(metric_lib.ALIASES.get(method, (method,))[0] if isinstance(method, str) else method,
                                betas)
-    if betas is not None and checkpoint is not None:
-        raise ValueError("checkpoint: given with tempering, expected no checkpoint (replica exchange "
-                         "is not checkpointed yet)")
     _hashable(options)  # before metric resolution reads any option's value
     metric, options = metric_lib.resolve(problem, method, metric, options, _flat(problem)[0])
     if isinstance(method, str) and method in metric_lib.ALIASES:
@@ -390,7 +394,7 @@ def sample(
         raise ValueError("method: 'mclmc' needs at least 2 unknowns; use 'nuts' for a scalar θ")
     impl = str(jax.random.key_impl(key)) if typed else None
     settings = _Settings(method, num_chains, num_warmup, num_samples, mode, float(jitter), opts,
-                         chunk_size, impl, checkpoint_every or 0, metric, betas, swap_every)
+                         chunk_size, impl, checkpoint_every or 0, metric, betas, swap_every, ladder_rounds)
 
     # One lane per observation: its data, its key and its start.
     size = math.prod(batch)
@@ -429,10 +433,8 @@ def sample(
         return a.reshape(*batch, *a.shape[1:])
 
     swaps = None
-    if betas is not None:
+    if betas is not None:  # replica exchange: each lane's ladder and swap rates
         ok, swaps = ok
-        swaps = tempering_lib.TemperingStats(jnp.broadcast_to(jnp.asarray(betas, swaps.dtype), (size, len(betas))),
-                                             swaps)
     draws, stats, ok, swaps = jax.tree.map(unflatten, (draws, stats, ok, swaps))
     if diagnose:
         announce(progress, "sampling: diagnostics (R-hat, bulk ESS)")

@@ -9,6 +9,13 @@ separate. Every replica runs the method's own warmup on its own target (vmapped 
 gets its own step size and metric), then the draw loop moves every replica one transition of
 its tuned kernel and proposes swaps between neighbours; only replica 0 (β = 1) is recorded.
 
+With ``adapt_ladder=True`` (or ``tempering="adaptive"``) the βs themselves are tuned during
+the warmup (`warmup`, `equalise`): `ADAPT_ROUNDS` rounds, each warming the kernels up at the
+current ladder, running replica exchange and moving the βs so that every neighbouring pair
+rejects the same share of swaps (the cumulative-barrier update of Syed et al. 2021, §5.1);
+then the ladder is fixed and the kernels warmed up once more at it, so the draws are those of
+a fixed-ladder chain. Each observation gets its own ladder.
+
 Swaps follow the deterministic even-odd scheme (non-reversible PT, Syed et al. 2021, JRSS B
 84(2)): at swap round ``r`` the pairs ``(k, k+1)`` with ``k ≡ r (mod 2)`` are proposed, each
 accepted with probability ``min(1, exp((β_k - β_{k+1}) (ℓ(x_{k+1}) - ℓ(x_k))))`` where ℓ is the
@@ -35,15 +42,23 @@ METHODS = ("nuts", "hmc", "mala", "rwmh", "chees")
 #: left chains in one or two of the four modes (C2ST 0.568, R-hat 1.31), and with β = 0 added
 #: every chain visited all four (0.522, R-hat 1.02; 4 x (1000 + 1000), NUTS).
 BETA_MIN = 1e-3
+#: The number of temperatures of ``tempering="adaptive"``.
+ADAPTIVE_K = 8
+#: Ladder updates of the adaptive warmup (`warmup`).
+ADAPT_ROUNDS = 4
+#: Lowest rejection rate a pair is given in the barrier (`equalise`): keeps it strictly increasing.
+MIN_REJECTION = 1e-3
 
 
 class Replicas(NamedTuple):
-    """One chain's replicas during the draws: the method's states stacked over β, and the
-    running sums of the swap acceptance probabilities and of the swaps proposed, per pair."""
+    """One chain's replicas during the draws: the method's states stacked over β, the running
+    sums of the swap acceptance probabilities and of the swaps proposed, per pair, and the
+    ladder (fixed during the draws; each chain of an observation holds the same)."""
 
     states: Any
     swap_sum: Float[Array, " pairs"]
     swap_tries: Float[Array, " pairs"]
+    betas: Float[Array, " K"]
 
 
 class TemperingStats(NamedTuple):
@@ -58,6 +73,19 @@ class TemperingStats(NamedTuple):
 
     betas: Float[Array, "*batch K"]
     swap_acceptance: Float[Array, "*batch pairs"]
+
+
+def settings(tempering, adapt_ladder) -> tuple[tuple[float, ...] | None, int]:
+    """``(betas, rounds)``: the (starting) ladder of ``tempering`` (`ladder`; ``"adaptive"``:
+    `ADAPTIVE_K` temperatures, adapted) and the ladder updates of the warmup (0: fixed)."""
+    if not isinstance(adapt_ladder, (bool, np.bool_)):
+        raise TypeError(f"adapt_ladder: got {adapt_ladder!r}, expected True or False")
+    if isinstance(tempering, str) and tempering == "adaptive":
+        tempering, adapt_ladder = ADAPTIVE_K, True
+    betas = ladder(tempering)
+    if betas is None and adapt_ladder:
+        raise ValueError("adapt_ladder: given without tempering, expected tempering=K or a ladder of βs too")
+    return betas, ADAPT_ROUNDS if adapt_ladder and len(betas or ()) > 2 else 0
 
 
 def ladder(tempering) -> tuple[float, ...] | None:
@@ -75,7 +103,7 @@ def ladder(tempering) -> tuple[float, ...] | None:
             raise ValueError(f"tempering: got {k}, expected at least 2 temperatures (1 is plain sampling)")
         return (*(float(b) for b in np.geomspace(1.0, BETA_MIN, k - 1)), 0.0)
     if isinstance(tempering, (str, bytes)) or not isinstance(tempering, (Sequence, np.ndarray, jax.Array)):
-        raise TypeError(f"tempering: got {type(tempering).__name__}, expected an int >= 2 or a "
+        raise TypeError(f"tempering: got {tempering!r}, expected an int >= 2, 'adaptive' or a "
                         "sequence of βs")
     betas = np.asarray(tempering, dtype=float)
     if betas.ndim != 1 or betas.size < 2:
@@ -116,27 +144,87 @@ def tempered(parts: Callable, beta) -> Callable:
     return logdensity
 
 
-def warmup(method_warmup: Callable, parts: Callable, betas, key, positions, num_warmup, num_samples, options):
+def warmup(method, parts: Callable, betas, key, positions, num_warmup, num_samples, options, rounds: int = 0,
+           swap_every: int = 1):
     """The method's warmup on every replica's target, vmapped over β: ``(Replicas, params)``,
-    each shaped per chain ``(chains, K, ...)``."""
+    each shaped per chain ``(chains, K, ...)``. ``method``: a `jinverse._samplers.Method`.
+
+    With ``rounds > 0`` the ladder is adapted first: each round warms the kernels up at the
+    current ladder for ``num_warmup // (2 rounds)`` steps, runs as many draws of replica
+    exchange, and moves the βs by `equalise` from the swap acceptance seen (pooled over the
+    chains); the replicas' positions carry over to the next round. Then the usual warmup
+    (``num_warmup`` steps) at the final ladder, from where the tuning left the replicas."""
     b = jnp.asarray(betas, positions.dtype)
-    keys = jax.random.split(key, b.shape[0])
-
-    def one(k, beta):
-        return method_warmup(k, tempered(parts, beta), positions, num_warmup, num_samples, options)
-
-    states, params = jax.vmap(one)(keys, b)
-    states, params = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (states, params))  # (chains, K, ...)
     chains, pairs = positions.shape[0], b.shape[0] - 1
     zeros = jnp.zeros((chains, pairs), positions.dtype)
-    return Replicas(states, zeros, zeros), params
+    if rounds == 0:
+        states, params = _warm(method.warmup, parts, b, key, positions, None, num_warmup, num_samples, options)
+        return Replicas(states, zeros, zeros, jnp.broadcast_to(b, (chains, b.shape[0]))), params
+    n = max(num_warmup // (2 * rounds), 2)
+    per_replica = jnp.broadcast_to(positions, (b.shape[0], *positions.shape))
+    keys = jax.random.split(key, rounds + 1)
+    # The ladder's tuning: `rounds` times, warm up at the ladder, exchange, equalise the rejections.
+    for r in range(rounds):
+        k_warm, k_draw = jax.random.split(keys[r])
+        states, params = _warm(method.warmup, parts, b, k_warm, None, per_replica, n, num_samples, options)
+        step = make_step(method.step, parts, swap_every, n, num_samples, options)
+        rep = Replicas(states, zeros, zeros, jnp.broadcast_to(b, (chains, b.shape[0])))
+
+        def one(rep, ki, step=step, params=params):
+            k, i = ki
+            rep, _ = jax.vmap(lambda kk, st, p: step(kk, st, p, i))(jax.random.split(k, chains), rep, params)
+            return rep, None
+
+        rep, _ = jax.lax.scan(one, rep, (jax.random.split(k_draw, n), jnp.arange(n)))
+        b = equalise(b, swap_rates(rep).swap_acceptance)
+        per_replica = jnp.swapaxes(rep.states.position, 0, 1)  # (K, chains, d)
+    states, params = _warm(method.warmup, parts, b, keys[-1], None, per_replica, num_warmup, num_samples, options)
+    return Replicas(states, zeros, zeros, jnp.broadcast_to(b, (chains, b.shape[0]))), params
 
 
-def make_step(method_step: Callable, parts: Callable, betas, swap_every: int, num_warmup, num_samples, options):
-    """``step(key, replicas, params, i) -> (replicas, stats of β = 1)``: one chain's draw ``i``."""
+def _warm(method_warmup: Callable, parts: Callable, b, key, positions, per_replica, num_warmup, num_samples,
+          options):
+    """The method's warmup vmapped over the βs ``b``, from ``positions`` (the same for every
+    replica) or ``per_replica`` ``(K, chains, d)``: states and params shaped ``(chains, K, ...)``."""
+    keys = jax.random.split(key, b.shape[0])
+    if per_replica is None:
+        def one(k, beta):
+            return method_warmup(k, tempered(parts, beta), positions, num_warmup, num_samples, options)
+
+        out = jax.vmap(one)(keys, b)
+    else:
+        def start(k, beta, x):
+            return method_warmup(k, tempered(parts, beta), x, num_warmup, num_samples, options)
+
+        out = jax.vmap(start)(keys, b, per_replica)
+    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)  # (chains, K, ...)
+
+
+def equalise(betas: Float[Array, " K"], acceptance: Float[Array, " pairs"]) -> Float[Array, " K"]:
+    """A ladder with the same ends as ``betas`` on which every neighbouring pair rejects the
+    same share of swaps, predicted from the swap ``acceptance`` seen on ``betas`` (Syed et al.
+    2021, JRSS B 84(2), §5.1: the cumulative rejection Λ(β), the communication barrier, is
+    interpolated between the βs and the new βs are placed at equal steps of Λ). Λ is taken
+    linear in log β between positive βs, where a barrier that grows like log(1/β) makes it
+    exact, and linear in β below the smallest positive β (down to a last β = 0). A pair
+    without a proposed swap (NaN) counts as rejecting every swap."""
+    k = betas.shape[0]
+    rejection = jnp.clip(1.0 - jnp.nan_to_num(acceptance, nan=0.0), MIN_REJECTION, 1.0)
+    barrier = jnp.concatenate([jnp.zeros((1,), betas.dtype), jnp.cumsum(rejection)])  # Λ at β_0 = 1, ...
+    low = jnp.min(jnp.where(betas > 0, betas, 1.0))  # the smallest positive β
+    log_low = jnp.log(low)
+    coord = jnp.where(betas >= low, jnp.log(jnp.maximum(betas, low)), log_low - 1.0 + betas / low)
+    c = jnp.interp(barrier[-1] * jnp.arange(k) / (k - 1), barrier, coord)
+    new = jnp.where(c >= log_low, jnp.exp(jnp.maximum(c, log_low)), low * (1.0 + c - log_low))
+    return new.at[0].set(betas[0]).at[-1].set(betas[-1])
+
+
+def make_step(method_step: Callable, parts: Callable, swap_every: int, num_warmup, num_samples, options):
+    """``step(key, replicas, params, i) -> (replicas, stats of β = 1)``: one chain's draw ``i``,
+    at the ladder the replicas carry."""
 
     def step(key, rep: Replicas, params, i):
-        b = jnp.asarray(betas, rep.swap_sum.dtype)
+        b = rep.betas
         k_move, k_swap = jax.random.split(key)
 
         def move(k, state, p, beta):
@@ -144,7 +232,7 @@ def make_step(method_step: Callable, parts: Callable, betas, swap_every: int, nu
 
         states, stats = jax.vmap(move)(jax.random.split(k_move, b.shape[0]), rep.states, params, b)
         states, prob, tried = swap(k_swap, states, parts, b, i, swap_every)
-        rep = Replicas(states, rep.swap_sum + jnp.where(tried, prob, 0.0), rep.swap_tries + tried)
+        rep = Replicas(states, rep.swap_sum + jnp.where(tried, prob, 0.0), rep.swap_tries + tried, b)
         return rep, jax.tree.map(lambda a: a[0], stats)
 
     return step
@@ -183,7 +271,9 @@ def cold(rep: Replicas):
     return jax.tree.map(lambda a: a[:, 0], rep.states)
 
 
-def swap_rates(rep: Replicas) -> Float[Array, " pairs"]:
-    """Mean swap acceptance probability per pair over the chains of one lane."""
+def swap_rates(rep: Replicas) -> TemperingStats:
+    """One lane's ladder and its mean swap acceptance probability per pair over the lane's
+    chains (``rep`` with a chain axis)."""
     tries = jnp.sum(rep.swap_tries, axis=-2)
-    return jnp.sum(rep.swap_sum, axis=-2) / jnp.where(tries > 0, tries, math.nan)
+    rates = jnp.sum(rep.swap_sum, axis=-2) / jnp.where(tries > 0, tries, math.nan)
+    return TemperingStats(rep.betas[..., 0, :], rates)

@@ -130,7 +130,9 @@ def test_refusals(two_modes):
            (dict(tempering="hot"), TypeError, "tempering"), (dict(tempering=4, swap_every=0), ValueError, "swap_every"),
            (dict(tempering=4, method="mclmc"), ValueError, "tempering: given with method 'mclmc'"),
            (dict(tempering=4, method="smc"), ValueError, "tempering: given with method='smc'"),
-           (dict(tempering=4, checkpoint="/tmp/x.npz"), ValueError, "checkpoint")]
+           (dict(tempering="adaptiv"), TypeError, "tempering: got 'adaptiv'"),
+           (dict(adapt_ladder=True), ValueError, "adapt_ladder: given without tempering"),
+           (dict(tempering=4, adapt_ladder=1), TypeError, "adapt_ladder: got 1")]
     for kw, error, match in bad:
         with pytest.raises(error, match=match):
             ji.sample(problem, y, key=key, **kw)

@@ -28,8 +28,15 @@ from .ienks import IEnKS
 METHODS = {**FILTERS, "ienks": IEnKS}
 
 
+DIVERGENCE_RATIO = 3.0
+"""With a truth, a run whose time-mean analysis RMSE exceeds this many times its mean ensemble
+spread is reported as diverged: the ensemble no longer covers its own error (a tuned filter has a
+ratio near 1; a lost one, e.g. Lorenz-96 ETKF with 20 members and inflation 1.02, has 10 or more)."""
+
+
 class FilterWarning(UserWarning):
-    """A cycled ensemble run diverged (non-finite analyses)."""
+    """A cycled ensemble run diverged: non-finite analyses, or (with a truth) an analysis error
+    far larger than the ensemble spread."""
 
 
 class FilterResult(NamedTuple):
@@ -268,6 +275,8 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
     r_f, r_a = rmse(mf), rmse(ma)
     mean_rmse: Array | float = jnp.mean(r_a[..., burn_in:], -1)
     mean_spread: Array | float = jnp.mean(sa[..., burn_in:], -1)
+    if truth is not None:
+        _warn_overconfident(np.asarray(mean_rmse), np.asarray(mean_spread))
     if flt_axes is None and not any(batched):
         mean_rmse, mean_spread = float(mean_rmse), float(mean_spread)
     hist = jnp.sum(counts[..., burn_in:, :], axis=-2)
@@ -275,3 +284,19 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         hist = jnp.full_like(hist, jnp.nan)
     return FilterResult(mf, ma, sf, sa, r_f, r_a, mean_rmse, mean_spread, hist, E,
                         obs_every * np.arange(1, k + 1), xt)
+
+
+def _warn_overconfident(rmse: np.ndarray, spread: np.ndarray) -> None:
+    """A `FilterWarning` for the finite runs whose analysis RMSE is over `DIVERGENCE_RATIO` times
+    their spread (the non-finite ones are warned about already)."""
+    lost = np.isfinite(rmse) & (rmse > DIVERGENCE_RATIO * spread)
+    if not np.any(lost):
+        return
+    where = f"{int(lost.sum())} of {lost.size} experiments" if lost.ndim else "the run"
+    worst = int(np.argmax(np.where(lost, rmse / np.maximum(spread, 1e-300), -np.inf))) if lost.ndim else None
+    r, s = (rmse, spread) if worst is None else (rmse.reshape(-1)[worst], spread.reshape(-1)[worst])
+    warnings.warn(f"cycled_filter: {where} ended with an overconfident ensemble (filter divergence): analysis "
+                  f"RMSE {float(r):.3g} against an ensemble spread of {float(s):.3g}, over {DIVERGENCE_RATIO:g}x"
+                  + ("" if worst is None else f" (worst: experiment {worst})")
+                  + "; the spread does not measure the error and the filter may lose the truth. More inflation, "
+                  "more members or localisation (LETKF) may help", FilterWarning, stacklevel=3)

@@ -1,3 +1,5 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -229,3 +231,22 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         cycled_filter(lambda x: x, args.pop("ensemble"), args.pop("observations"), **args)
+
+
+def test_an_overconfident_filter_is_warned_about():
+    # Lorenz-96, 20 members without inflation: the ensemble collapses onto a wrong state (RMSE of
+    # the climatology, spread ~0.2); a tuned filter (1.04) stays near spread ~ RMSE, and is silent
+    step, truth, ys, E0 = _l96_data(300, members=20)
+    with pytest.warns(da.FilterWarning, match="overconfident ensemble"):
+        lost = cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=1.0), truth=truth,
+                             burn_in=100)
+    assert lost.mean_rmse > da.cycling.DIVERGENCE_RATIO * lost.mean_spread
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", da.FilterWarning)
+        good = cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=1.04), truth=truth,
+                             burn_in=100)
+    assert good.mean_rmse < 0.4
+    # a batch names how many experiments were lost
+    with pytest.warns(da.FilterWarning, match="1 of 2 experiments"):
+        cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=jnp.array([1.0, 1.04])),
+                      truth=truth, burn_in=100)

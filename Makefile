@@ -35,8 +35,8 @@ bench: $(VENV)/.bench-installed
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check jinverse tests benchmarks examples
-	$(BIN)/mypy jinverse
+	$(BIN)/ruff check jinverse jinverse_cli tests benchmarks examples
+	$(BIN)/mypy jinverse jinverse_cli
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,13 +1,17 @@
-"""The ``jinverse`` command line: ``problems``, ``solve``, ``sample``, ``bench``, ``demo``.
+"""What the ``jinverse`` commands do: ``problems``, ``solve``, ``sample``, ``bench``, ``demo``.
 
-Every command has ``--help``. Group options (before the command): ``--precision 32|64``,
-``--quiet``, ``--no-cache``, ``--config FILE.toml`` (settings for repeatable runs, keys named as the flags; also
-accepted after the command), ``--debug``.
-Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value), 3 `solve` wrote
-its results but some observations did not converge (the summary's warning line says which).
+The command line itself (every flag, its help, usage errors) is `jinverse_cli`, a module outside
+this package so that ``jinverse --help`` needs click alone; it imports this module to run a
+command, calling the function of the command's name with the parsed values. ``main`` is that
+command group (for ``click.testing.CliRunner`` and ``main([...])``).
 """
 
 from __future__ import annotations
 
-from . import _run  # noqa: F401  (registers solve, sample, bench on the group)
-from ._main import main as main
+from jinverse_cli import main as main
+
+from ._run import bench as bench
+from ._run import demo as demo
+from ._run import problems as problems
+from ._run import sample as sample
+from ._run import solve as solve

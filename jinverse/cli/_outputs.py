@@ -10,7 +10,7 @@ import pathlib
 import jax
 import numpy as np
 
-from ._common import echo
+from jinverse_cli.common import echo
 
 
 def describe(bench) -> str:

@@ -1,4 +1,5 @@
-"""`jinverse solve`, `jinverse sample` and `jinverse bench`."""
+"""What the commands do: `demo`, `problems`, `solve`, `sample` and `bench` (their flags and help are
+`jinverse_cli.parser`'s, which calls these with the parsed values)."""
 
 from __future__ import annotations
 
@@ -8,39 +9,20 @@ import platform
 
 import click
 
+from jinverse_cli.common import choice_error, echo, settings
+
 from ._common import (
+    PYTHON_ONLY_OPTIONS,
     ChunkProgress,
     checkpoint_file,
-    choice_error,
-    config_option,
-    echo,
-    handle_errors,
     load_benchmark,
     out_dir,
     parse_options,
     phase,
-    settings,
+    settable_options,
 )
-from ._main import main
-from ._names import POINT_METHODS, SAMPLE_METHODS, SUITE_NAMES
 
 EXIT_NOT_CONVERGED = 3  # `jinverse solve`: results written, but some observations did not converge
-
-_problem_arg = click.argument("name", required=False, metavar="NAME")
-_option_opt = click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",
-                           help="A problem option (repeatable), e.g. -o n=64 -o noise=0.05. "
-                                "`jinverse problems` lists them.")
-_seed_opt = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-                         help="Seed of the problem's data and of the solver's randomness.")
-_batch_opt = click.option("--batch", type=click.IntRange(min=1), default=None,
-                          help="Solve B independent observations of the problem in one program.")
-_chunk_opt = click.option("--chunk", type=click.IntRange(min=1), default=4096, show_default=True,
-                          help="Observations per compiled call (progress is shown between chunks).")
-_score_opt = click.option("--score/--no-score", default=True, show_default=True,
-                          help="Score the result against the truth or the reference posterior "
-                               "(C2ST trains a classifier per observation: often the longest phase).")
-_out_opt = click.option("--out", type=click.Path(file_okay=False), default=None,
-                        help="Folder for the result file, summary.json and plots.")
 
 
 def _need_name(name):
@@ -49,6 +31,49 @@ def _need_name(name):
 
         raise click.UsageError("missing the problem NAME; one of: " + ", ".join(problems.names()))
     return name
+
+
+def demo(seed):
+    """`jinverse demo`."""
+    from ..demo import run
+
+    run(echo=echo, seed=seed)
+
+
+def problems(family, names_only):
+    """`jinverse problems`."""
+    from ..problems import names
+    from ..problems._registry import entry
+
+    items = [(n, d, entry(n)) for n, d in names().items()]
+    families = sorted({e.family for _, _, e in items})
+    if family is not None and family not in families:
+        raise choice_error("family", family, families)
+    items = [it for it in items if family is None or it[2].family == family]
+    if names_only:
+        for n, _, _ in items:
+            click.echo(n)
+        return
+    width = max(len(n) for n, _, _ in items)
+    for fam in families:
+        group = [it for it in items if it[2].family == fam]
+        if not group:
+            continue
+        click.echo(click.style(f"{fam}", bold=True))
+        for n, d, e in group:
+            click.echo(f"  {n.ljust(width)}  {d}")
+            opts = [f"{k}={_fmt(v)}" for k, v in settable_options(e.builder).items()]
+            if opts:
+                click.echo(click.wrap_text(", ".join(opts), width=100, initial_indent=" " * (width + 4),
+                                           subsequent_indent=" " * (width + 4)))
+        click.echo()
+    click.echo("Set options with -o KEY=VALUE, e.g.  jinverse solve shaw -o n=128 -o noise=0.05")
+    python_only = ", ".join(f"{k} ({v})" for k, v in PYTHON_ONLY_OPTIONS.items())
+    click.echo(f"Options that take Python objects are set in Python only (ji.problems.load): {python_only}.")
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v)
 
 
 def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
@@ -93,30 +118,8 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
     return run
 
 
-@main.command(short_help="Point estimate (MAP, Laplace, Tikhonov) of one problem.")
-@_problem_arg
-@click.option("--method", "-m", type=click.Choice(list(POINT_METHODS)), default="map", show_default=True,
-              help="; ".join(f"{k}: {v}" for k, v in POINT_METHODS.items()))
-@_batch_opt
-@_seed_opt
-@click.option("--starts", type=click.IntRange(min=1), default=1, show_default=True,
-              help="MAP starts per observation (drawn from the prior); the best is kept.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=500, show_default=True,
-              help="MAP optimiser steps per start.")
-@_chunk_opt
-@_score_opt
-@_option_opt
-@_out_opt
-@config_option
-@handle_errors
 def solve(name, method, batch, seed, starts, max_steps, chunk, score, option, out):
-    """Point estimate for problem NAME: MAP, Laplace or Tikhonov; prints its score (the problem's
-    metric: which way is better, the ideal value) and the time of every phase, writes
-    result.npz (+ .json), summary.json and plots to --out.
-
-    Exits with status 3 when the results were written but some observations did not converge
-    (MAP status other than converged, or no Laplace approximation): the summary says which.
-    """
+    """`jinverse solve` (its flags and help: `jinverse_cli.parser`)."""
     opts = {}
     if method in ("map", "newton"):
         import jax
@@ -144,40 +147,9 @@ def _default_format() -> str:
     return "nc"
 
 
-@main.command(short_help="Posterior draws (NUTS, HMC, MALA, RWMH, MCLMC) for one problem.")
-@_problem_arg
-@click.option("--method", "-m", type=click.Choice(list(SAMPLE_METHODS)), default="nuts", show_default=True,
-              help="; ".join(f"{k}: {v}" for k, v in SAMPLE_METHODS.items()))
-@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Chains per observation.")
-@click.option("--warmup", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Warm-up (adaptation) steps per chain.")
-@click.option("--samples", type=click.IntRange(min=4), default=500, show_default=True, help="Kept draws per chain.")
-@click.option("--init", type=click.Choice(["prior", "map"]), default="prior", show_default=True,
-              help="Where chains start: prior draws, or the MAP (jittered).")
-@_batch_opt
-@_seed_opt
-@_chunk_opt
-@click.option("--format", "fmt", type=click.Choice(["nc", "npz"]), default=None,
-              help="Result file: NetCDF via ArviZ (default when arviz is installed) or .npz + .json.")
-@_score_opt
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Save the sampler's state and the draws so far to FILE after the warm-up and every "
-                   "--checkpoint-every draws; after an interruption (Ctrl-C, a killed job) the same "
-                   "command carries on from there, with the same draws as an uninterrupted run.")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Draws per chain between checkpoints [default: --samples / 10].")
-@_option_opt
-@_out_opt
-@config_option
-@handle_errors
 def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt, score, checkpoint,
            checkpoint_every, option, out):
-    """Posterior draws for problem NAME with a blackjax sampler; prints the score (the problem's
-    metric, e.g. C2ST against reference draws, with which way is better), the time of every
-    phase, R-hat, ESS, ESS/s and calibration, writes the draws and plots to --out.
-
-    With --checkpoint FILE the run can be resumed: run the same command again after Ctrl-C.
-    """
+    """`jinverse sample` (its flags and help: `jinverse_cli.parser`)."""
     fmt = fmt or _default_format()
     options = _checkpoint_options(checkpoint, checkpoint_every, batch, chunk)
     try:
@@ -211,27 +183,8 @@ def _split_list(values) -> list[str]:
     return [v.strip() for item in values or () for v in item.split(",") if v.strip()]
 
 
-@main.command(short_help="The problem x method benchmark matrix; writes report.md.")
-@click.option("--suite", type=click.Choice(list(SUITE_NAMES)), default="quick", show_default=True,
-              help="quick: small problems, short chains (minutes on a laptop); full: default sizes, "
-                   "more problems and methods.")
-@click.option("--problems", "problem_list", multiple=True, metavar="NAMES",
-              help="Only these problems (comma-separated or repeated); default the suite's.")
-@click.option("--methods", "method_list", multiple=True, metavar="NAMES",
-              help="Only these methods (comma-separated or repeated); default the suite's.")
-@_seed_opt
-@click.option("--chains", type=click.IntRange(min=1), default=None, help="Override the suite's chains.")
-@click.option("--warmup", type=click.IntRange(min=1), default=None, help="Override the suite's warm-up.")
-@click.option("--samples", type=click.IntRange(min=4), default=None, help="Override the suite's draws.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for report.md, records.json and bench.png [default: jinverse_out/bench-SUITE].")
-@config_option
-@handle_errors
 def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
-    """The problem x method matrix: for each pair the problem's metric (against the truth or the
-    reference posterior, with which way is better and its ideal value), the time of every phase
-    (run, compilation, diagnostics, scoring, total), and for samplers R-hat, ESS/s and the
-    coverage of 90% credible intervals. Prints a table, writes report.md and a chart."""
+    """`jinverse bench` (its flags and help: `jinverse_cli.parser`)."""
     import time
 
     from .. import bench as B

@@ -79,14 +79,16 @@ def _trained(name: str, options: dict, model, train):
             return eqx.tree_deserialise_leaves(path, model), json.loads(errors_path.read_text())["errors"]
         except Exception:  # a truncated or foreign file: train again and overwrite it
             pass
-    model, errors = train(model)
+    trained, errors = train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # each file written whole, then moved in
-    eqx.tree_serialise_leaves(tmp, model)
+    eqx.tree_serialise_leaves(tmp, trained)
     os.replace(tmp, path)
     tmp.write_text(json.dumps({"key": key, "errors": errors}))
     os.replace(tmp, errors_path)
-    return model, errors
+    # Returned as a later process will load it (the same bits, placed on the device the same way),
+    # so that the programs compiled with it here are the ones the persistent cache gives back there.
+    return eqx.tree_deserialise_leaves(path, model), errors
 
 
 def squared_norm(x):

@@ -1,0 +1,12 @@
+"""The ``jinverse`` command's entry point, outside the `jinverse` package so that starting it
+imports click and nothing else: ``--help``, ``--version`` and usage errors answer in a few tens of
+milliseconds, and JAX with the library is imported only when a command runs (`jinverse.cli`).
+
+Every command has ``--help``. Group options (before the command): ``--precision 32|64``,
+``--quiet``, ``--no-cache``, ``--config FILE.toml`` (settings for repeatable runs, keys named as the
+flags; also accepted after the command), ``--debug``.
+Exit codes: 0 success, 1 a failure, 2 a usage error (unknown name, bad value), 3 `solve` wrote
+its results but some observations did not converge (the summary's warning line says which).
+"""
+
+from .parser import main as main

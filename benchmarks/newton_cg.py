@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 import jinverse as ji  # noqa: E402
 from jinverse import newton  # noqa: E402
+from jinverse.steps import Point, Target  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -62,10 +63,9 @@ def mlp(args):
 
 def newton_cg_stats(problem, y, tol=1e-9, max_steps=500):
     """Newton steps, CG iterations (curvature products) and loop steps of one Newton-CG solve."""
-    init, step = newton.newton_cg_step(problem, y, tol=tol)
-    f = lambda u: -problem.log_density(u, y, jacobian=False)  # noqa: E731
+    cg, target = newton.NewtonCG(), Target(problem, y, jacobian=False, tol=tol)
     u0 = problem.to_unconstrained(problem.prior.center())
-    v0, g0 = jax.value_and_grad(f)(u0)
+    v0, g0 = jax.value_and_grad(target.objective)(u0)
 
     def small(v, g):
         return jnp.linalg.norm(jnp.ravel(g)) <= tol * (1 + jnp.abs(v))
@@ -76,10 +76,11 @@ def newton_cg_stats(problem, y, tol=1e-9, max_steps=500):
 
     def body(c):
         u, s, v, g, k, n, _ = c
-        u, s, v, g, stalled, adv = step(u, s, v, g)
+        (u, v, g), s, stalled, adv = cg.step(target, Point(u, v, g), s)
         return u, s, v, g, k + adv, n + 1, stalled
 
-    c = jax.jit(lambda: jax.lax.while_loop(cond, body, (u0, init(u0, v0, g0), v0, g0, 0, 0, False)))()
+    start = (u0, cg.init(target, Point(u0, v0, g0)), v0, g0, 0, 0, False)
+    c = jax.jit(lambda: jax.lax.while_loop(cond, body, start))()
     return int(c[4]), int(c[1].products), int(c[5]), bool(small(c[2], c[3]))
 
 

@@ -13,6 +13,8 @@ from . import plots as plots
 from . import priors as priors
 from . import problems as problems
 from . import proximal as proximal
+from . import status as status
+from . import steps as steps
 from . import tempering as tempering
 from .evidence import EmpiricalBayesResult as EmpiricalBayesResult
 from .evidence import Evidence as Evidence
@@ -39,5 +41,7 @@ from .runtime import batch_mesh as batch_mesh
 from .runtime import enable_compilation_cache as enable_compilation_cache
 from .runtime import set_precision as set_precision
 from .sampling import sample as sample
+from .status import MAPStatus as MAPStatus
+from .status import SamplingStatus as SamplingStatus
 
 __version__ = "0.1.0"

@@ -7,11 +7,19 @@ import abc
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from . import curvature
 from ._checks import check_key, check_positive_int
 from .problem import InverseProblem
+from .status import MAPStatus
+
+
+def default_status(ok) -> Int[Array, "*batch"]:
+    """``status`` of an approximation built without one (by hand, or loaded from a file written
+    before it was stored): ``OK`` where ``ok``, else `MAPStatus.NOT_FOUND` (reason not known)."""
+    return jnp.where(jnp.asarray(ok), int(MAPStatus.OK), int(MAPStatus.NOT_FOUND)).astype(jnp.int32)
 
 
 def to_theta(problem: InverseProblem, u: Float[Array, "*lead d"]) -> PyTree:

@@ -23,6 +23,8 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 
+from .steps import AbstractStep, Point, Stepped, Target
+
 C1, C2 = 1e-4, 0.9  # sufficient decrease and (weak) curvature constants
 MAX_TRIALS = 40  # trial points per line search before the run counts as stalled
 DENSE_MAX = 64  # the default optimiser keeps a dense H up to this many unknowns
@@ -106,25 +108,27 @@ class LineSearchState(NamedTuple):
     trials: jax.Array  # trials in the current line search
 
 
-def quasi_newton_step(objective, memory_size: int | None = 10):
-    """BFGS (``memory_size=None``: dense H) or L-BFGS (the last ``memory_size`` pairs).
+class QuasiNewton(AbstractStep):
+    """BFGS (``memory_size=None``: dense H) or L-BFGS (the last ``memory_size`` pairs), a step
+    of the MAP loop (`jinverse.steps`): ``optimizer="bfgs"`` / ``"lbfgs"``.
 
-    ``(init, step)`` for the MAP loop: ``init(u, v, g)`` makes the state at the start point;
-    ``step(u, state, v, g)`` evaluates one trial point and returns
-    ``(u, state, v, g, stalled, advanced)``, where ``advanced`` is True when the trial was accepted
-    (one optimiser iteration done) and the point, value and gradient move to it."""
+    One ``step`` evaluates one trial point of the line search; ``advanced`` is True when the
+    trial was accepted (one optimiser iteration done) and the point moves to it."""
 
-    rep = Dense if memory_size is None else Limited
+    memory_size: int | None = 10
 
-    def init(u, v, g):
-        flat_g, _ = jax.flatten_util.ravel_pytree(g)
-        hessian = rep.start(flat_g, memory_size)
+    def init(self, target: Target, point: Point) -> LineSearchState:
+        rep = Dense if self.memory_size is None else Limited
+        flat_g, _ = jax.flatten_util.ravel_pytree(point.grad)
+        hessian = rep.start(flat_g, self.memory_size)
         d = hessian.direction(flat_g)
         one = jnp.ones((), flat_g.dtype)
         return LineSearchState(hessian, d, jnp.dot(flat_g, d), one, 0 * one, jnp.inf * one,
                                jnp.zeros((), jnp.int32))
 
-    def step(u, s: LineSearchState, v, g):
+    def step(self, target: Target, point: Point, s: LineSearchState) -> Stepped:
+        objective = target.objective
+        u, v, g = point
         flat_u, unravel = jax.flatten_util.ravel_pytree(u)
         flat_g, _ = jax.flatten_util.ravel_pytree(g)
         trial = flat_u + s.alpha * s.d
@@ -175,6 +179,4 @@ def quasi_newton_step(objective, memory_size: int | None = 10):
         # dtype may be wider than θ's (e.g. float64 constants in a float32 problem)
         u_out = unravel(pick(trial, flat_u))
         g_out = jax.tree.map(pick, g_t, g)
-        return u_out, state, pick(v_t, v), g_out, stalled, accept
-
-    return init, step
+        return Stepped(Point(u_out, pick(v_t, v), g_out), state, stalled, accept)

@@ -34,6 +34,7 @@ from . import dense, traced
 from ._checks import check_positive_int
 from .map import MAPResult, MAPWarning, Status, solve_map, status_report
 from .problem import InverseProblem
+from .status import approximation_status
 
 _LOG_2PI = math.log(2 * math.pi)
 _DENSE_COPIES = 3  # d x d arrays alive per lane: the Hessian, its factor, a temporary
@@ -73,11 +74,17 @@ class Evidence(eqx.Module):
             Hessian at the mode is not positive definite.
         mode: the `ji.MAPResult` of the mode search (``jacobian=True``).
         ok: True where the mode search converged and the Hessian is positive definite.
+        status: (a property) `jinverse.status.MAPStatus` codes, ``OK`` exactly where ``ok``;
+            elsewhere the mode search's code, or ``NOT_POSITIVE_DEFINITE``.
     """
 
     log_evidence: Float[Array, "*batch"]
     mode: MAPResult
     ok: Bool[Array, "*batch"]
+
+    @property
+    def status(self) -> Int[Array, "*batch"]:
+        return approximation_status(self.mode.status, self.ok)
 
 
 def laplace_evidence(problem: InverseProblem, y: Float[Array, "*batch *event"], *, warn: bool = True,
@@ -145,7 +152,7 @@ class EmpiricalBayesResult(eqx.Module):
         status: a `ji.Status` code: ``CONVERGED`` (gradient norm below ``tol``), ``MAX_STEPS``,
             ``NONFINITE`` (the evidence or its gradient became NaN/inf) or ``STALLED`` (the
             line search could not increase the evidence).
-        converged: ``status == CONVERGED``.
+        converged: ``status == CONVERGED``; ``ok`` is the same (as on every result).
     """
 
     problem: InverseProblem
@@ -154,6 +161,10 @@ class EmpiricalBayesResult(eqx.Module):
     num_steps: Int[Array, ""]
     status: Int[Array, ""]
     converged: Bool[Array, ""]
+
+    @property
+    def ok(self) -> Bool[Array, ""]:
+        return self.converged
 
 
 def _selected(problem, params: Callable, name: str = "params") -> tuple:

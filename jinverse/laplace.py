@@ -15,12 +15,13 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from . import curvature, dense, lowrank, traced
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
-from ._gaussian import AbstractGaussianApproximation
+from ._gaussian import AbstractGaussianApproximation, default_status
 from .problem import InverseProblem
+from .status import approximation_status
 
 
 class GaussianApproximation(AbstractGaussianApproximation):
@@ -36,12 +37,19 @@ class GaussianApproximation(AbstractGaussianApproximation):
         ok: ``(*batch,)``: True where the mode search converged (`ji.solve_map` status)
             and the negative Hessian is positive definite; the approximation is NaN elsewhere.
         problem: the problem, used to map draws back to θ.
+        status: ``(*batch,)`` `jinverse.status.MAPStatus` codes, ``OK`` exactly where ``ok``;
+            elsewhere the mode search's code, or ``NOT_POSITIVE_DEFINITE``.
     """
 
     mean: Float[Array, "*batch d"]
     covariance: Float[Array, "*batch d d"]
     ok: Bool[Array, "*batch"]
     problem: InverseProblem
+    status: Int[Array, "*batch"] = None  # type: ignore[assignment]  # None: from ok (default_status)
+
+    def __post_init__(self):
+        if self.status is None:
+            self.status = default_status(self.ok)
 
     def _draw(self, z):
         chol = dense.cholesky(self.covariance)
@@ -146,11 +154,12 @@ def laplace(
         # solve_map does not warn itself: laplace warns once below, from this call site
         mode = solve_map(problem, y, jacobian=True, mesh=mesh, batch_axis=batch_axis, progress=progress,
                          warn=False)
-        theta, found = mode.theta, mode.converged.reshape(-1)
+        theta, found, codes = mode.theta, mode.ok.reshape(-1), mode.status.reshape(-1)
         search = status_report(mode.status) if warn and not is_traced else ""
     else:
         theta = traced.check_theta(problem, at, "at", batch)
         found = jnp.ones((math.prod(batch),), bool)  # at a user's point only the Hessian must be PD
+        codes = jnp.zeros((math.prod(batch),), jnp.int32)
         search = ""
     to_u = lambda t: ravel_pytree(problem.to_unconstrained(t))[0]  # noqa: E731
     for _ in batch:
@@ -166,14 +175,14 @@ def laplace(
     y = y.reshape(size, *y.shape[len(batch):])
     u0 = u0.reshape(size, -1)
     if is_traced and rank is not None:  # the per-lane core on all observations: no blocks, no warnings
-        return _laplace_traced(problem, y, u0, found, batch, rank, key, oversampling, power_iters)
+        return _laplace_traced(problem, y, u0, found, codes, batch, rank, key, oversampling, power_iters)
     if rank is not None:  # prior plus low-rank update, O(d r) per observation
         approx, pd = lowrank.laplace_lowrank(problem, y, u0, found, batch, rank=rank, key=key,
                                              oversampling=oversampling, power_iters=power_iters,
                                              block_size=block_size, mesh=mesh, axis=axis, progress=progress)
         if warn:
             _warn(search, (found & ~pd).reshape(batch))
-        return approx
+        return eqx.tree_at(lambda a: a.status, approx, approximation_status(codes.reshape(batch), approx.ok))
     d = u0.shape[-1]
     n_dev = 1 if mesh is None else mesh.shape[axis]
     if block_size is None:
@@ -186,23 +195,25 @@ def laplace(
     dense.check_dense(d, u0.dtype, lanes=lanes, copies=_DENSE_COPIES, what="ji.laplace",
                       alternative="ji.laplace(..., rank=r) (prior plus low-rank update, O(d r) memory)")
     if is_traced:  # the per-lane core on all observations at once: no blocks, no warnings
-        return _laplace_traced(problem, y, u0, found, batch, None, key, oversampling, power_iters)
+        return _laplace_traced(problem, y, u0, found, codes, batch, None, key, oversampling, power_iters)
     cov, pd = stream(_laplace_lanes, problem, (y, u0), num_lanes=size, block_size=block_size, mesh=mesh,
                      axis=axis, progress=progress, label="Laplace")
     ok = (pd & found).reshape(batch)
     if warn:
         _warn(search, (found & ~pd).reshape(batch))
     u, cov = u0.reshape(*batch, -1), cov.reshape(*batch, *cov.shape[1:])
-    return GaussianApproximation(mean=u, covariance=cov, ok=ok, problem=problem)
+    return GaussianApproximation(mean=u, covariance=cov, ok=ok, problem=problem,
+                                 status=approximation_status(codes.reshape(batch), ok))
 
 
-def _laplace_traced(problem, y, u0, found, batch, rank, key, oversampling, power_iters):
+def _laplace_traced(problem, y, u0, found, codes, batch, rank, key, oversampling, power_iters):
     """`laplace` under a transformation: the lanes of `_laplace_lanes` (or of the low-rank
     `lowrank.factor`) vmapped over all observations."""
     if rank is None:
         cov, pd = _laplace_lanes(problem, (y, u0))
+        ok = (pd & found).reshape(batch)
         return GaussianApproximation(mean=u0.reshape(*batch, -1), covariance=cov.reshape(*batch, *cov.shape[1:]),
-                                     ok=(pd & found).reshape(batch), problem=problem)
+                                     ok=ok, problem=problem, status=approximation_status(codes.reshape(batch), ok))
     size, d = u0.shape
     keys = jax.random.split(jax.random.key(0) if key is None else key, size)
 
@@ -212,9 +223,10 @@ def _laplace_traced(problem, y, u0, found, batch, rank, key, oversampling, power
         return f.eigvals, f.eigvecs, pd
 
     lam, vecs, pd = jax.vmap(one)(y, u0, keys)
+    ok = (pd & found).reshape(batch)
     return lowrank.LowRankGaussianApproximation(
         mean=u0.reshape(*batch, d), eigvals=lam.reshape(*batch, rank), eigvecs=vecs.reshape(*batch, d, rank),
-        ok=(pd & found).reshape(batch), problem=problem)
+        ok=ok, problem=problem, status=approximation_status(codes.reshape(batch), ok))
 
 
 def _warn(search: str, not_pd) -> None:

@@ -29,7 +29,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from . import curvature
 from ._batching import default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
-from ._gaussian import AbstractGaussianApproximation
+from ._gaussian import AbstractGaussianApproximation, default_status
 from .priors import AbstractPrior, Gaussian, Joint
 from .problem import InverseProblem
 from .regularizers import GMRF
@@ -211,6 +211,8 @@ class LowRankGaussianApproximation(AbstractGaussianApproximation):
             Hessian, descending; ``eigvecs``: ``(*batch, d, r)``.
         ok: ``(*batch,)``: the mode search converged and every ``λ > -1`` (positive definite).
         problem: the problem (its prior supplies ``S``).
+        status: ``(*batch,)`` `jinverse.status.MAPStatus` codes, ``OK`` exactly where ``ok``
+            (as `ji.GaussianApproximation`'s).
 
     Everything costs ``O(d r)`` memory per observation; `covariance` materialises the dense
     matrix only when asked (and refuses above 1 GiB).
@@ -221,6 +223,11 @@ class LowRankGaussianApproximation(AbstractGaussianApproximation):
     eigvecs: Float[Array, "*batch d r"]
     ok: Bool[Array, "*batch"]
     problem: InverseProblem
+    status: Int[Array, "*batch"] = None  # type: ignore[assignment]  # None: from ok (default_status)
+
+    def __post_init__(self):
+        if self.status is None:
+            self.status = default_status(self.ok)
 
     @property
     def rank(self) -> int:

@@ -9,7 +9,6 @@ blocks of fixed size, so memory stays bounded and no new size recompiles.
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 import warnings
@@ -29,36 +28,11 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from . import implicit, traced
 from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
-from ._quasi_newton import quasi_newton_step
-from .newton import (
-    choose,
-    damped_newton_step,
-    exact_curvature,
-    gauss_newton_curvature,
-    least_squares,
-    newton_cg_step,
-)
+from ._quasi_newton import QuasiNewton
+from .newton import DampedNewton, NewtonCG, choose, least_squares
 from .problem import InverseProblem
-
-
-class Status(enum.IntEnum):
-    """Why the optimiser stopped, per batch element."""
-
-    CONVERGED = 0  # gradient norm below tol * (1 + |objective|) (see solve_map's tol)
-    MAX_STEPS = 1  # ran out of steps before converging
-    NONFINITE = 2  # objective or gradient became NaN/inf (e.g. the forward model failed)
-    STALLED = 3  # no decrease of the objective in a step (line search could not progress)
-
-    def describe(self) -> str:
-        return _STATUS_TEXT[self]
-
-
-_STATUS_TEXT = {
-    Status.CONVERGED: "converged",
-    Status.MAX_STEPS: "stopped at max_steps without converging",
-    Status.NONFINITE: "non-finite objective or gradient",
-    Status.STALLED: "stalled: the objective stopped decreasing before the gradient was small",
-}
+from .status import MAPStatus as Status  # (the name this module always had: ji.Status)
+from .steps import AbstractStep, OptaxStep, Point, Target
 
 # What to try, per status: the advice of `status_report` (and so of `MAPWarning`).
 _STATUS_ADVICE = {
@@ -118,8 +92,9 @@ class MAPResult(eqx.Module):
         log_posterior: the unnormalised log-posterior at ``theta``.
         grad_norm: the gradient norm of the objective (in the unconstrained space) at the end.
         num_steps: optimiser steps taken.
-        converged: True where the status is `Status.CONVERGED`.
-        status: a `Status` code per element.
+        ok: True where the status is `Status.CONVERGED` (``== 0``, as on every result);
+            ``converged`` is the same mask under its older name.
+        status: a `Status` (`jinverse.status.MAPStatus`) code per element.
         starts: with ``num_starts > 1``, the result of every start, with an extra axis after the
             batch axes (``(*batch, num_starts, ...)``); None otherwise.
     """
@@ -128,9 +103,23 @@ class MAPResult(eqx.Module):
     log_posterior: Float[Array, "*batch"]
     grad_norm: Float[Array, "*batch"]
     num_steps: Int[Array, "*batch"]
-    converged: Bool[Array, "*batch"]
+    ok: Bool[Array, "*batch"]
     status: Int[Array, "*batch"]
     starts: MAPResult | None = None
+
+    def __init__(self, theta, log_posterior, grad_norm, num_steps, ok=None, status=None, starts=None, *,
+                 converged=None):
+        if (ok is None) == (converged is None) or status is None:
+            raise TypeError("MAPResult: expected theta, log_posterior, grad_norm, num_steps, ok (or its "
+                            "older name converged) and status")
+        self.theta, self.log_posterior, self.grad_norm, self.num_steps = theta, log_posterior, grad_norm, num_steps
+        self.ok = converged if ok is None else ok
+        self.status, self.starts = status, starts
+
+    @property
+    def converged(self) -> Bool[Array, "*batch"]:
+        """``ok`` under its older name: True where the status is `Status.CONVERGED`."""
+        return self.ok
 
     def messages(self) -> np.ndarray:
         """A human-readable reason per batch element."""
@@ -155,7 +144,7 @@ class MAPResult(eqx.Module):
             return [jax.tree.map(lambda a: a[index], self.theta)]
         s = self.starts
         lp = np.asarray(s.log_posterior[index])
-        ok = np.asarray(s.converged[index])
+        ok = np.asarray(s.ok[index])
         flat = np.stack([np.concatenate([np.ravel(leaf[index][j]) for leaf in jax.tree.leaves(s.theta)])
                          for j in range(lp.shape[0])])
         kept: list[int] = []
@@ -165,86 +154,77 @@ class MAPResult(eqx.Module):
         return [jax.tree.map(lambda a: a[index][j], s.theta) for j in kept]
 
 
+#: The built-in MAP steps by name (``solve_map(optimizer=name)``): step objects of the protocol
+#: in `jinverse.steps`. A user's own `steps.AbstractStep` is passed as ``optimizer=`` directly.
+STEPS: dict[str, AbstractStep] = {
+    "bfgs": QuasiNewton(memory_size=None),
+    "lbfgs": QuasiNewton(memory_size=10),
+    "newton": DampedNewton(),
+    "gauss-newton": DampedNewton(gauss_newton=True),
+    "newton-cg": NewtonCG(),
+}
+
+
+def as_step(optimizer) -> AbstractStep:
+    """The step object of ``optimizer``: a name of `STEPS`, an optax ``GradientTransformation``
+    (`steps.OptaxStep`) or a step object itself."""
+    if isinstance(optimizer, str):
+        return STEPS[optimizer]
+    if isinstance(optimizer, optax.GradientTransformation):
+        return OptaxStep(optax.with_extra_args_support(optimizer))
+    return optimizer
+
+
 class _Settings(NamedTuple):
-    optimizer: Any  # "bfgs", "lbfgs", "newton", "gauss-newton" or an optax GradientTransformation
+    optimizer: Any  # a name of STEPS, an optax GradientTransformation or a steps.AbstractStep
     max_steps: int
     tol: float
     chunk_size: int
     jacobian: bool = False  # maximise the density of u (log-Jacobian included) instead of θ's
 
 
-
 def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
     """The MAP loop for one observation and one start, in the unconstrained space.
 
-    A step evaluates one new point and returns the objective and gradient there, and whether it
-    completed an optimiser iteration (counted against max_steps):
-    `_quasi_newton.quasi_newton_step` is one trial of (L-)BFGS's line search (the line search and
-    the quasi-Newton update in the same flat loop); `_optax_step` one optax update, with any line
-    search inside it; `newton.damped_newton_step` one damped-Newton trial;
-    `newton.newton_cg_step` one CG iteration or one line-search trial of Newton-CG. The loop
-    stops when the gradient is
+    Each loop step calls the optimiser's ``step`` (the protocol of `jinverse.steps`): it
+    evaluates one new point and returns it (objective and gradient there), its state, and
+    whether it completed an optimiser iteration (counted against max_steps):
+    `_quasi_newton.QuasiNewton` takes one trial of (L-)BFGS's line search (the line search and
+    the quasi-Newton update in the same flat loop); `steps.OptaxStep` one optax update, with any
+    line search inside it; `newton.DampedNewton` one damped-Newton trial; `newton.NewtonCG` one
+    CG iteration or one line-search trial of Newton-CG. The loop stops when the gradient is
     small, the objective is non-finite, it stops decreasing, or at max_steps.
     """
+    step = as_step(settings.optimizer)
+    target = Target(problem, y, settings.jacobian, settings.tol)
+    v0, g0 = jax.value_and_grad(target.objective)(u0)
 
-    def objective(u):
-        return -problem.log_density(u, y, jacobian=settings.jacobian)
-
-    if settings.optimizer in ("bfgs", "lbfgs"):
-        init, step = quasi_newton_step(objective, None if settings.optimizer == "bfgs" else 10)
-    elif settings.optimizer == "newton":
-        init, step = damped_newton_step(objective, exact_curvature(objective))
-    elif settings.optimizer == "gauss-newton":
-        init, step = damped_newton_step(objective, gauss_newton_curvature(problem, y, settings.jacobian))
-    elif settings.optimizer == "newton-cg":
-        init, step = newton_cg_step(problem, y, tol=settings.tol, jacobian=settings.jacobian)
-    else:
-        init, step = _optax_step(objective, settings.optimizer)
-    v0, g0 = jax.value_and_grad(objective)(u0)
-
-    def small(v, g):
-        return otu.tree_norm(g) <= settings.tol * (1.0 + jnp.abs(v))
+    def small(p: Point):
+        return otu.tree_norm(p.grad) <= settings.tol * (1.0 + jnp.abs(p.value))
 
     def cond(carry):
-        _, _, v, g, k, stalled = carry
-        finite = jnp.isfinite(v) & jnp.isfinite(otu.tree_norm(g))
-        return (k < settings.max_steps) & finite & ~small(v, g) & ~stalled
+        p, _, k, stalled = carry
+        finite = jnp.isfinite(p.value) & jnp.isfinite(otu.tree_norm(p.grad))
+        return (k < settings.max_steps) & finite & ~small(p) & ~stalled
 
     def body(carry):
-        u, state, v, g, k, _ = carry
-        u_new, state, v_new, g_new, stalled, advanced = step(u, state, v, g)
-        return u_new, state, v_new, g_new, k + advanced, stalled & ~small(v_new, g_new)
+        p, state, k, _ = carry
+        out = step.step(target, p, state)
+        return out.point, out.state, k + out.advanced, out.stalled & ~small(out.point)
 
-    carry = (u0, init(u0, v0, g0), v0, g0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
-    u, _, v, g, k, stalled = jax.lax.while_loop(cond, body, carry)
+    start = Point(u0, v0, g0)
+    carry = (start, step.init(target, start), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    (u, v, g), _, k, stalled = jax.lax.while_loop(cond, body, carry)
     gnorm = otu.tree_norm(g)
     finite = jnp.isfinite(v) & jnp.isfinite(gnorm) & jnp.all(
         jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(u)]))
     # Stalled at the rounding floor (no decrease representable) with a small gradient counts as
     # converged, like SciPy's relative-reduction test; a stall far from a stationary point does not.
-    done = small(v, g) | (stalled & (gnorm <= math.sqrt(settings.tol) * (1.0 + jnp.abs(v))))
+    done = small(Point(u, v, g)) | (stalled & (gnorm <= math.sqrt(settings.tol) * (1.0 + jnp.abs(v))))
     status = jnp.where(~finite, Status.NONFINITE,
                        jnp.where(done, Status.CONVERGED,
                                  jnp.where(stalled, Status.STALLED, Status.MAX_STEPS)))
     return problem.from_unconstrained(u), -v, gnorm, k, status.astype(jnp.int32)
-
-
-def _optax_step(objective, opt):
-    """One optax update. With a line search (L-BFGS) the step is stalled when the objective did
-    not decrease; plain first-order optimisers (adam, sgd) need not decrease every step."""
-    value_and_grad = optax.value_and_grad_from_state(objective)
-    cached = otu.tree_get(opt.init(jnp.zeros(1)), "value", default=None) is not None
-
-    def step(u, state, v, g):
-        updates, state = opt.update(g, state, u, value=v, grad=g, value_fn=objective)
-        u_new = optax.apply_updates(u, updates)
-        if cached:  # L-BFGS's line search already evaluated the new point
-            v_new, g_new = value_and_grad(u_new, state=state)
-        else:
-            v_new, g_new = jax.value_and_grad(objective)(u_new)
-        return u_new, state, v_new, g_new, (~(v_new < v)) & cached, True
-
-    return lambda u, v, g: opt.init(u), step
 
 
 def _solve_lanes(operand, lanes):
@@ -302,7 +282,8 @@ def solve_map(
             or one line-search trial per loop step (for ill-conditioned problems with many
             unknowns: ``deconvolution1d`` converges in 5 Newton steps where L-BFGS stops
             unconverged after 500). Or any optax ``GradientTransformation``
-            (``optax.lbfgs()``, ``optax.adam(1e-2)``...).
+            (``optax.lbfgs()``, ``optax.adam(1e-2)``...), or a step object of one's own
+            (`jinverse.steps.AbstractStep`; the names above are those of `STEPS`).
         init: starting θ, shaped like one θ or ``(*batch, *theta_shape)``, or a trained
             `jinverse.amortized` estimator (its answer for each observation); default the prior's
             center (one start; where the log-density is not finite there, the best of 64 prior
@@ -369,18 +350,19 @@ def solve_map(
     if optimizer is None or (isinstance(optimizer, str) and optimizer == "auto"):
         optimizer = choose(problem)  # by structure: see newton.choose
     if isinstance(optimizer, str):
-        if optimizer not in ("bfgs", "lbfgs", "newton", "gauss-newton", "newton-cg"):
+        if optimizer not in STEPS:
             raise ValueError(f"optimizer: got {optimizer!r}, expected 'bfgs', 'lbfgs', 'newton', 'gauss-newton' "
-                             "or an optax GradientTransformation, or 'newton-cg' or 'auto' (the default)")
+                             "or an optax GradientTransformation, or 'newton-cg' or 'auto' (the default), or "
+                             "a jinverse.steps.AbstractStep")
         if optimizer == "gauss-newton" and not least_squares(problem):
             raise ValueError(f"optimizer: 'gauss-newton' needs a Gaussian likelihood and a Gaussian prior, "
                              f"got {type(problem.likelihood).__name__} and {type(problem.prior).__name__}; "
                              "use 'newton' or 'lbfgs'")
-    elif isinstance(optimizer, optax.GradientTransformation):
-        optimizer = optax.with_extra_args_support(optimizer)
-    else:
+    elif not isinstance(optimizer, (optax.GradientTransformation, AbstractStep)):
         raise TypeError(f"optimizer: got {type(optimizer).__name__}, expected 'bfgs', 'lbfgs', "
-                        "'newton', 'gauss-newton', 'newton-cg', 'auto' or an optax GradientTransformation")
+                        "'newton', 'gauss-newton', 'newton-cg', 'auto', an optax GradientTransformation "
+                        "or a jinverse.steps.AbstractStep")
+    optimizer = as_step(optimizer)
 
     n_obs = math.prod(batch_shape)
     event = y.shape[len(batch_shape):]

@@ -22,7 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from . import dense
 from ._checks import check_key, check_positive_int
@@ -30,7 +30,8 @@ from ._gaussian import to_theta
 from .evidence import log_evidence_at
 from .laplace import laplace
 from .map import MAPWarning, solve_map
-from .problem import InverseProblem
+from .problem import InverseProblem, flat_leaves_np
+from .status import MAPStatus
 
 
 class ModeMixture(eqx.Module):
@@ -49,6 +50,9 @@ class ModeMixture(eqx.Module):
         weights: ``Z_k / Σ_j Z_j``, ``(*batch, K)``, summing to 1 over the found modes.
         ok: ``(*batch, K)``: a converged mode with a positive-definite Hessian.
         problem: the problem, to map draws back to θ.
+        status: (a property) ``(*batch, K)`` `jinverse.status.MAPStatus` codes: ``OK`` exactly
+            where ``ok``, ``NOT_FOUND`` in the other slots (padding, or a mode without a
+            positive-definite Hessian).
     """
 
     theta: PyTree
@@ -62,6 +66,10 @@ class ModeMixture(eqx.Module):
     @property
     def batch_shape(self) -> tuple[int, ...]:
         return tuple(self.weights.shape[:-1])
+
+    @property
+    def status(self) -> Int[Array, "*batch K"]:
+        return jnp.where(self.ok, int(MAPStatus.OK), int(MAPStatus.NOT_FOUND)).astype(jnp.int32)
 
     @property
     def num_modes(self) -> np.ndarray:
@@ -100,8 +108,7 @@ class ModeMixture(eqx.Module):
     def summary(self) -> str:
         """One line per mode of each observation: its weight, log evidence and θ."""
         lines = []
-        flat = np.concatenate([np.asarray(a).reshape(*self.weights.shape, -1) for a in jax.tree.leaves(self.theta)],
-                              axis=-1)
+        flat = flat_leaves_np(self.theta, len(self.weights.shape))
         for idx in np.ndindex(self.batch_shape):
             head = f"observation {idx}: " if self.batch_shape else ""
             lines.append(f"{head}{int(np.count_nonzero(self.ok[idx]))} modes, "

@@ -1,12 +1,13 @@
 """Second-order MAP steps, and the optimiser ``solve_map(optimizer="auto")`` picks by structure.
 
-Both step kinds plug into the one MAP loop of `jinverse.map` as an ``(init, step)`` pair: a step
-evaluates one new point and says whether it completed an optimiser iteration, so vmapped lanes
-do the same work per loop step and nothing nests (the flat-loop design of `_quasi_newton`).
+Both step kinds plug into the one MAP loop of `jinverse.map` as step objects (the protocol of
+`jinverse.steps`): a step evaluates one new point and says whether it completed an optimiser
+iteration, so vmapped lanes do the same work per loop step and nothing nests (the flat-loop
+design of `_quasi_newton`).
 
-- `damped_newton_step`: Levenberg-Marquardt-damped Newton with a dense ``d x d`` curvature (the
+- `DampedNewton`: Levenberg-Marquardt-damped Newton with a dense ``d x d`` curvature (the
   exact Hessian, or the Gauss-Newton matrix of a least-squares problem). For few unknowns.
-- `newton_cg_step`: inexact Newton-CG for many unknowns (Nocedal & Wright, Algorithm 7.1;
+- `NewtonCG`: inexact Newton-CG for many unknowns (Nocedal & Wright, Algorithm 7.1;
   hIPPYlib's solver). Matrix-free curvature products from `jinverse.curvature` (the generalised
   Gauss-Newton matrix when the likelihood has one, else the exact Hessian), truncated
   preconditioned CG with Eisenstat-Walker forcing and an exit on negative curvature,
@@ -34,6 +35,7 @@ from .bijectors import Identity
 from .likelihoods import Gaussian as GaussianLikelihood
 from .priors import Gaussian as GaussianPrior
 from .problem import InverseProblem
+from .steps import AbstractStep, Point, Stepped, Target
 
 #: ``"auto"`` uses flat-loop BFGS up to this many unknowns for least-squares problems (measured:
 #: cheaper per solve than Gauss-Newton on benchmarks/map_batch.py's 8-unknown MLP).
@@ -93,17 +95,28 @@ def exact_curvature(objective: Callable) -> Callable:
     return curvature_at
 
 
-def damped_newton_step(objective: Callable, curvature_at: Callable):
-    """One Levenberg-Marquardt-damped Newton trial; ``curvature_at(flat_u, unravel)`` is the
-    dense Hessian (`exact_curvature`) or Gauss-Newton matrix at the current point.
+class DampedNewton(AbstractStep):
+    """Levenberg-Marquardt-damped Newton, a step of the MAP loop (`jinverse.steps`):
+    ``optimizer="newton"`` (the dense exact Hessian, `exact_curvature`) or ``"gauss-newton"``
+    (``gauss_newton=True``: the Gauss-Newton matrix, `gauss_newton_curvature`).
 
-    Solves ``(H + mu I) d = -g``; the trial is accepted when it lowers the objective (then
-    ``mu`` shrinks), else rejected and ``mu`` grows. Every lane does the same work per step, so
-    vmapped lanes stay in step. Stalled when ``mu`` exceeds 1e16 (no descent direction found).
-    ``mu`` is relative to the largest diagonal entry of the Hessian.
+    One ``step`` is one trial: it solves ``(H + mu I) d = -g``; the trial is accepted when it
+    lowers the objective (then ``mu`` shrinks), else rejected and ``mu`` grows. Every lane does
+    the same work per step, so vmapped lanes stay in step. Stalled when ``mu`` exceeds 1e16 (no
+    descent direction found). ``mu`` (the state) is relative to the largest diagonal entry of
+    the Hessian.
     """
 
-    def step(u, mu, v, g):
+    gauss_newton: bool = False
+
+    def init(self, target: Target, point: Point) -> jax.Array:
+        return jnp.asarray(1e-4, jax.flatten_util.ravel_pytree(point.u)[0].dtype)
+
+    def step(self, target: Target, point: Point, mu: jax.Array) -> Stepped:
+        objective = target.objective
+        curvature_at = (gauss_newton_curvature(target.problem, target.y, target.jacobian) if self.gauss_newton
+                        else exact_curvature(objective))
+        u, v, g = point
         flat_u, unravel = jax.flatten_util.ravel_pytree(u)
         flat_g, _ = jax.flatten_util.ravel_pytree(g)
         hess = curvature_at(flat_u, unravel)
@@ -121,12 +134,7 @@ def damped_newton_step(objective: Callable, curvature_at: Callable):
         keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
         u_out = jax.tree.map(keep, trial, u)
         mu_new = jnp.where(ok, jnp.maximum(mu / 10, 1e-15), mu * 4)
-        return u_out, mu_new, keep(v_new, v), jax.tree.map(keep, g_new, g), mu_new > 1e16, True
-
-    def init(u, v, g):
-        return jnp.asarray(1e-4, jax.flatten_util.ravel_pytree(u)[0].dtype)
-
-    return init, step
+        return Stepped(Point(u_out, keep(v_new, v), jax.tree.map(keep, g_new, g)), mu_new, mu_new > 1e16, True)
 
 
 # -- matrix-free Newton-CG ---------------------------------------------------------------------
@@ -163,33 +171,28 @@ class NewtonCGState(NamedTuple):
     products: jax.Array  # curvature products used by CG so far (statistics)
 
 
-def newton_cg_step(problem: InverseProblem, y, *, tol: float, jacobian: bool = False,
-                   ggn: bool | None = None, max_cg: int | None = None):
-    """Inexact Newton-CG as ``(init, step)`` for the MAP loop (see the module docstring).
+class NewtonCG(AbstractStep):
+    """Inexact Newton-CG, a step of the MAP loop (`jinverse.steps`; see the module docstring):
+    ``optimizer="newton-cg"``. The objective is the target's; CG never solves past half of the
+    loop's gradient tolerance ``target.tol``.
 
-    Args:
-        problem, y: the problem and one observation; the objective is
-            ``-problem.log_density(u, y, jacobian=jacobian)``.
-        tol: the MAP loop's gradient tolerance; CG never solves past half of it.
+    Attributes:
         ggn: curvature products from the generalised Gauss-Newton matrix (positive
-            semi-definite) instead of the exact Hessian; default `curvature.has_ggn`.
+            semi-definite) instead of the exact Hessian; default (None) `curvature.has_ggn`.
         max_cg: CG iterations per Newton step (default ``min(d, 500)``); the direction reached
             then is still a descent direction.
 
     ``step`` evaluates the objective, gradient and one curvature product at one point: at the
-    current point for a CG iteration, at ``u + alpha d`` for a line-search trial, and returns
-    ``(u, state, v, g, stalled, advanced)``, ``advanced`` True when a trial was accepted.
+    current point for a CG iteration, at ``u + alpha d`` for a line-search trial; ``advanced``
+    is True when a trial was accepted.
     """
-    d_total, _ = curvature.flatten(problem)
-    ggn = curvature.has_ggn(problem) if ggn is None else bool(ggn)
-    max_cg = min(d_total, 500) if max_cg is None else int(max_cg)
-    precond = prior_preconditioner(problem)
 
-    def fused(x, v):
-        return curvature.value_grad_vp(problem, y, x, v, ggn=ggn, jacobian=jacobian)
+    ggn: bool | None = None
+    max_cg: int | None = None
 
-    def init(u, v, g):
-        flat_g, _ = jax.flatten_util.ravel_pytree(g)
+    def init(self, target: Target, point: Point) -> NewtonCGState:
+        precond = prior_preconditioner(target.problem)
+        flat_g, _ = jax.flatten_util.ravel_pytree(point.grad)
         r = -flat_g
         z = precond(r)
         one = jnp.ones((), flat_g.dtype)
@@ -197,7 +200,17 @@ def newton_cg_step(problem: InverseProblem, y, *, tol: float, jacobian: bool = F
         return NewtonCGState(jnp.zeros_like(r), r, z, z, jnp.dot(r, z), ETA_MAX * one, zero_i,
                              jnp.zeros((), bool), jnp.zeros_like(r), -one, one, zero_i, zero_i)
 
-    def step(u, s: NewtonCGState, v, g):
+    def step(self, target: Target, at: Point, s: NewtonCGState) -> Stepped:
+        problem, y, jacobian, tol = target
+        d_total, _ = curvature.flatten(problem)
+        ggn = curvature.has_ggn(problem) if self.ggn is None else bool(self.ggn)
+        max_cg = min(d_total, 500) if self.max_cg is None else int(self.max_cg)
+        precond = prior_preconditioner(problem)
+
+        def fused(x, v):
+            return curvature.value_grad_vp(problem, y, x, v, ggn=ggn, jacobian=jacobian)
+
+        u, v, g = at
         flat_u, unravel = jax.flatten_util.ravel_pytree(u)
         flat_g, _ = jax.flatten_util.ravel_pytree(g)
         eps = jnp.finfo(flat_u.dtype).eps
@@ -265,6 +278,4 @@ def newton_cg_step(problem: InverseProblem, y, *, tol: float, jacobian: bool = F
         state = jax.tree.map(lambda new, old: new.astype(old.dtype), state, s)
         u_out = unravel(pick(accept, point, flat_u))
         g_out = jax.tree.map(lambda new, old: pick(accept, new, old), unravel(flat_gt), g)
-        return u_out, state, pick(accept, v_t, v), g_out, stalled, accept
-
-    return init, step
+        return Stepped(Point(u_out, pick(accept, v_t, v), g_out), state, stalled, accept)

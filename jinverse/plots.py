@@ -17,6 +17,8 @@ import pathlib
 
 import numpy as np
 
+from .problem import flat_leaves_np
+
 _COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
 
@@ -68,10 +70,12 @@ def save(fig, path, dpi: int = 110) -> pathlib.Path:
 
 
 def _flat(x) -> np.ndarray:
+    """One θ as one array: a single leaf keeps its shape (an image stays an image), several are
+    flattened and joined (`problem.flat_leaves_np`)."""
     import jax
 
     leaves = jax.tree.leaves(x)
-    return np.concatenate([np.ravel(np.asarray(a)) for a in leaves]) if len(leaves) > 1 else np.asarray(leaves[0])
+    return flat_leaves_np(leaves, 0) if len(leaves) > 1 else np.asarray(leaves[0])
 
 
 def reconstruction(truth, estimate, *, band=None, std=None, extra: dict | None = None, x=None,
@@ -159,11 +163,7 @@ def _components(t, e, band, title, labels, band_label, names):
 
 def _chains(samples, max_params: int):
     """``(chains, draws, d)`` of one observation's draws, the first ``max_params`` unknowns."""
-    import jax
-
-    leaves = [np.asarray(a) for a in jax.tree.leaves(samples)]
-    flat = np.concatenate([a.reshape(a.shape[0], a.shape[1], -1) for a in leaves], axis=-1)
-    return flat[..., :max_params]
+    return flat_leaves_np(samples, 2)[..., :max_params]
 
 
 def _param_indices(d: int, max_params: int) -> np.ndarray:

@@ -262,6 +262,13 @@ def flat_leaves(tree: PyTree, lead: int) -> Array:
     return jnp.concatenate([jnp.reshape(a, (*jnp.shape(a)[:lead], -1)) for a in jax.tree.leaves(tree)], axis=-1)
 
 
+def flat_leaves_np(tree: PyTree, lead: int) -> np.ndarray:
+    """`flat_leaves` on the host, for applications (plots, reports, scores): NumPy arrays out,
+    no device copy, each leaf's dtype kept (promoted only where leaves differ)."""
+    return np.concatenate([np.reshape(np.asarray(a), (*np.shape(a)[:lead], -1)) for a in jax.tree.leaves(tree)],
+                          axis=-1)
+
+
 class MatrixOperator(eqx.Module):
     """A dense linear forward model ``θ ↦ A @ θ``."""
 

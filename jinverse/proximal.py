@@ -19,15 +19,33 @@ import optax
 from jaxtyping import Array, Bool, Float, Int
 
 from ._batching import stream
+from .status import MAPStatus, finite_status
 
 
 class ProximalResult(NamedTuple):
-    """``x`` (``(*batch, *shape)``), the final objective ``f + g``, steps taken and a flag."""
+    """``x`` (``(*batch, *shape)``), the final objective ``f + g``, steps taken and a flag.
+
+    ``ok`` (= ``converged``) and ``status`` (`jinverse.status.MAPStatus`: ``OK``, ``MAX_STEPS``
+    or ``NONFINITE``) as on every result; ``theta`` is ``x``."""
 
     x: Array
     objective: Float[Array, "*batch"]
     num_steps: Int[Array, "*batch"]
     converged: Bool[Array, "*batch"]
+
+    @property
+    def theta(self) -> Array:
+        return self.x
+
+    @property
+    def ok(self) -> Bool[Array, "*batch"]:
+        return self.converged
+
+    @property
+    def status(self) -> Int[Array, "*batch"]:
+        finite = jnp.isfinite(self.objective) & (finite_status(self.x, jnp.ndim(self.objective)) == MAPStatus.OK)
+        return jnp.where(~finite, int(MAPStatus.NONFINITE),
+                         jnp.where(self.converged, int(MAPStatus.OK), int(MAPStatus.MAX_STEPS))).astype(jnp.int32)
 
 
 def prox_analysis_l1(v, t, D: Callable, *, bound: float, isotropic: bool, num_iter: int = 100):

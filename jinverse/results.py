@@ -102,18 +102,16 @@ def _kind(result) -> str:
 
 
 def status_counts(result) -> dict[str, int]:
-    """How many batch elements have each status: MAP `Status` names; for a posterior the
-    number of observations with each flag of `jinverse.posterior.Status` (``ok``: none);
-    for Laplace ``ok``/``failed``. ``{}`` for other kinds."""
+    """How many batch elements have each status: `jinverse.status.MAPStatus` names; for a
+    posterior the number of observations with each flag of `jinverse.status.SamplingStatus`
+    (``ok``: none); for Laplace ``ok``/``failed``. ``{}`` for other kinds."""
+    from .status import MAPStatus, SamplingStatus
+
     kind = _kind(result)
     if kind == "map":
-        from .map import Status as MAPStatus
-
         codes = np.asarray(result.status).ravel()
         return {MAPStatus(int(c)).name.lower(): int(np.count_nonzero(codes == c)) for c in np.unique(codes)}
     if kind == "posterior":
-        from .posterior import Status as SamplingStatus
-
         codes = np.asarray(result.status).ravel()
         out = {"ok": int(np.count_nonzero(codes == 0))}
         for flag in SamplingStatus:
@@ -188,7 +186,7 @@ def _payload(result, kind: str) -> tuple[dict[str, np.ndarray], dict]:
                      batch_shape=list(result.batch_shape))
     elif kind == "laplace":
         arrays, extra["theta_paths"] = _flatten_tree("mode", result.mode)
-        arrays.update(mean=np.asarray(result.mean), ok=np.asarray(result.ok))
+        arrays.update(mean=np.asarray(result.mean), ok=np.asarray(result.ok), status=np.asarray(result.status))
         if hasattr(result, "eigvecs"):  # prior plus a low-rank update: O(d r), never the dense matrix
             extra["form"] = "lowrank"
             arrays.update(eigvals=np.asarray(result.eigvals), eigvecs=np.asarray(result.eigvecs))
@@ -420,10 +418,14 @@ def _rebuild_laplace(arrays: dict, meta: dict, problem):
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a ji.InverseProblem")
     mean, ok = _stored(arrays["mean"]), _stored(arrays["ok"])
+    # files written before the status was stored: None, rebuilt from ok (`_gaussian.default_status`)
+    status: Any = _stored(arrays["status"]) if "status" in arrays else None
     if meta.get("form") == "lowrank":
         return LowRankGaussianApproximation(mean=mean, eigvals=_stored(arrays["eigvals"]),
-                                            eigvecs=_stored(arrays["eigvecs"]), ok=ok, problem=problem)
-    return GaussianApproximation(mean=mean, covariance=_stored(arrays["covariance"]), ok=ok, problem=problem)
+                                            eigvecs=_stored(arrays["eigvecs"]), ok=ok, problem=problem,
+                                            status=status)
+    return GaussianApproximation(mean=mean, covariance=_stored(arrays["covariance"]), ok=ok, problem=problem,
+                                 status=status)
 
 
 def _load_netcdf(path: pathlib.Path, problem=None) -> LoadedResult:

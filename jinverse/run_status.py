@@ -1,6 +1,7 @@
-"""The status of a sampling run: the `Status` flags of each observation, the limits that set them
-(R-hat, bulk ESS, separate modes), one readable message per kind of problem, and the
-`SamplingWarning` that carries them (`jinverse.posterior` re-exports every name here).
+"""The status of a sampling run: the `Status` flags of each observation (`Status` is
+`jinverse.status.SamplingStatus`), the limits that set them (R-hat, bulk ESS, separate modes),
+one readable message per kind of problem, and the `SamplingWarning` that carries them
+(`jinverse.posterior` re-exports every name here).
 
 Host-side code on already computed diagnostics: the drivers call it once per run, never the
 core.
@@ -8,10 +9,11 @@ core.
 
 from __future__ import annotations
 
-import enum
 import warnings as _warnings
 
 import numpy as np
+
+from .status import SamplingStatus as Status  # (the name this module always had)
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk ESS below 100 per chain is flagged (Vehtari et al. 2021)
@@ -27,20 +29,6 @@ MODE_SEPARATION = 2.0
 
 class SamplingWarning(UserWarning):
     """A posterior whose draws should not be trusted as they are (see `Posterior.warnings`)."""
-
-
-class Status(enum.IntFlag):
-    """Bit flags of `Posterior.status`, one value per observation; 0 is a clean run."""
-
-    OK = 0
-    HIGH_RHAT = 1
-    LOW_ESS = 2
-    DIVERGENCES = 4
-    NONFINITE = 8
-    UNCHECKED = 16  # R-hat and ESS not computed (``diagnose=False``): call `Posterior.diagnose`
-    METRIC_FALLBACK = 32  # the whitening metric asked for could not be built (see jinverse.metric)
-    TEMPERING_INCOMPLETE = 64  # SMC stopped (max_stages) before reaching the posterior (β < 1)
-    MULTIMODAL = 128  # chains each stationary, in different modes (R-hat cannot fix it by running longer)
 
 
 UNCHECKED_MESSAGE = "R-hat and ESS not computed (diagnose=False)"

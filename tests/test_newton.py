@@ -11,6 +11,7 @@ import scipy.optimize
 import jinverse as ji
 from jinverse import curvature, newton
 from jinverse.map import Status
+from jinverse.steps import Point, Target
 
 D, M, S = 80, 60, 0.05
 DENSE_LIMIT = 64  # newton.DENSE_NEWTON_MAX lowered below D where a test needs "auto" to pick Newton-CG
@@ -146,19 +147,19 @@ def test_newton_cg_counts_and_budget():
     problem = ji.InverseProblem(A, ji.priors.Gaussian(jnp.zeros(D), 1.0), ji.likelihoods.Gaussian(0.3))
     y = jax.random.normal(jax.random.key(10), (M,))
     tol = 1e-9
-    objective = lambda u: -problem.log_density(u, y, jacobian=False)  # noqa: E731
+    target = Target(problem, y, jacobian=False, tol=tol)
     for max_cg in (3, D):
-        init, step = newton.newton_cg_step(problem, y, tol=tol, max_cg=max_cg)
+        cg = newton.NewtonCG(max_cg=max_cg)
         u = jnp.zeros(D)
-        v, g = jax.value_and_grad(objective)(u)
-        s = init(u, v, g)
+        v, g = jax.value_and_grad(target.objective)(u)
+        s = cg.init(target, Point(u, v, g))
         cg_run = newton_steps = 0
-        step = jax.jit(step)
+        step = jax.jit(lambda p, s: cg.step(target, p, s))
         for _ in range(2000):
             if np.linalg.norm(g) <= tol * (1 + abs(float(v))):
                 break
             was_cg = not bool(s.searching)
-            u, s, v_new, g, stalled, advanced = step(u, s, v, g)
+            (u, v_new, g), s, stalled, advanced = step(Point(u, v, g), s)
             assert not bool(stalled)
             # never increases (but for the rounding floor, where a smaller gradient decides)
             assert float(v_new) <= float(v) + 8 * np.finfo(float).eps * (1 + abs(float(v)))

@@ -62,6 +62,11 @@ class CycledResult(NamedTuple):
     obs_steps: np.ndarray
     observations: Array
 
+    @property
+    def ok(self) -> Array:
+        """``converged`` under the name every result uses (``status == OK``)."""
+        return self.converged
+
     def status_counts(self) -> dict[str, int]:
         """Windows per MAP status, e.g. ``{"CONVERGED": 98, "MAX_STEPS": 2}``."""
         codes, counts = np.unique(np.asarray(self.status), return_counts=True)

@@ -12,6 +12,8 @@ import numpy as np
 
 from jinverse_cli.common import echo
 
+from ..problem import flat_leaves_np
+
 
 def describe(bench) -> str:
     opts = ", ".join(f"{k}={v}" for k, v in bench.options.items() if k not in ("batch",))
@@ -184,13 +186,14 @@ def _plots(out: pathlib.Path, bench, run, batched: bool) -> list[pathlib.Path]:
                                out / "trace.png"))
         made.append(plots.save(plots.rank(samples, title=f"{bench.name}: {run.method} rank plot{which}"),
                                out / "rank.png"))
-        flat = np.concatenate([a.reshape(a.shape[0] * a.shape[1], -1) for a in jax.tree.leaves(samples)], -1)
+        flat = flat_leaves_np(samples, 2)
+        flat = flat.reshape(-1, flat.shape[-1])  # (chains x draws, d)
         if flat.shape[-1] <= 8:
             ref = None
             if bench.reference is not None and "draws" in bench.reference:
                 r = np.asarray(bench.reference["draws"])
                 ref = r[0] if batched and r.ndim == 3 else r
-            t = np.concatenate([np.ravel(a) for a in jax.tree.leaves(_first(bench.theta_true, batched))])
+            t = flat_leaves_np(_first(bench.theta_true, batched), 0)
             made.append(plots.save(plots.pairs(flat, truth=t, reference=ref,
                                                title=f"{bench.name}: {run.method} posterior{which}"),
                                    out / "pairs.png"))

@@ -13,16 +13,33 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .._batching import check_mesh, default_block_size, stream, tree_bytes
 from .._checks import as_float_array, check_finite, check_positive, check_positive_int
+from ..status import MAPStatus, finite_status
 from . import paramchoice as pc
 from .krylov import krylov_batch
 from .operators import as_operator
 from .spectral import SpectralSystem, spectral_system
 
 METHODS = ("gcv", "lcurve", "discrepancy")
+
+
+def solution_theta(result) -> Array:
+    """A linear solver's ``x`` under the name every other result uses (``theta``)."""
+    return result.x
+
+
+def solution_status(result) -> Array:
+    """A linear solver's `jinverse.status.MAPStatus` codes per observation: ``OK``, or
+    ``NONFINITE`` where its ``x`` is not finite."""
+    return finite_status(result.x, np.ndim(result.residual_norm))
+
+
+def solution_ok(result) -> Array:
+    return solution_status(result) == MAPStatus.OK
 
 
 class TikhonovResult(NamedTuple):
@@ -36,6 +53,18 @@ class TikhonovResult(NamedTuple):
     residual_norm: Float[Array, "*batch"]
     solution_norm: Float[Array, "*batch"]
     at_bound: Bool[Array, "*batch"]
+
+    @property
+    def theta(self) -> Array:  # ``x``, ``status`` and ``ok`` under the names of every result
+        return solution_theta(self)
+
+    @property
+    def status(self) -> Array:
+        return solution_status(self)
+
+    @property
+    def ok(self) -> Array:
+        return solution_ok(self)
 
 
 def _check_lam(lam, noise_std):

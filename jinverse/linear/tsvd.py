@@ -17,7 +17,7 @@ from jaxtyping import Array, Float, Int
 from . import paramchoice as pc
 from .operators import as_operator
 from .spectral import SpectralSystem, spectral_system
-from .tikhonov import METHODS, as_batch, per_observation
+from .tikhonov import METHODS, as_batch, per_observation, solution_ok, solution_status, solution_theta
 
 
 class TSVDResult(NamedTuple):
@@ -28,6 +28,18 @@ class TSVDResult(NamedTuple):
     k: Int[Array, "*batch"]
     residual_norm: Float[Array, "*batch"]
     solution_norm: Float[Array, "*batch"]
+
+    @property
+    def theta(self) -> Array:  # ``x``, ``status`` and ``ok`` under the names of every result
+        return solution_theta(self)
+
+    @property
+    def status(self) -> Array:
+        return solution_status(self)
+
+    @property
+    def ok(self) -> Array:
+        return solution_ok(self)
 
 
 @eqx.filter_jit

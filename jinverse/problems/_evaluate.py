@@ -7,6 +7,7 @@ import math
 import jax
 import numpy as np
 
+from ..problem import flat_leaves_np
 from ._registry import Benchmark
 
 __all__ = ["evaluate"]
@@ -30,8 +31,7 @@ def _flatten(theta, event_ndims, lead: int, name: str) -> np.ndarray:
     if len(shapes) != 1 or len(next(iter(shapes))) != lead:
         raise ValueError(f"{name}: got leading shapes {sorted(shapes)}, expected {lead} leading "
                          "axes shared by every leaf")
-    shape = next(iter(shapes))
-    return np.concatenate([a.reshape(*shape, -1) for a in arrays], axis=-1)
+    return flat_leaves_np(arrays, lead)
 
 
 def _split(benchmark: Benchmark, result, num_draws: int):

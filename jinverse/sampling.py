@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from . import _samplers, lowrank
+from . import _samplers, lowrank, traced
 from . import metric as metric_lib
 from . import tempering as tempering_lib
 from ._batching import announce, check_mesh, default_block_size, reporter, stream, tree_bytes
@@ -35,18 +35,19 @@ from .lanes import flatten as _flat
 from .lanes import lane_report, metric_ok
 from .lanes import sample_lanes as _sample_lanes
 from .lanes import warmup_lanes as _warmup_lanes
-from .posterior import ChainModes, Posterior, diagnose_draws, warn
+from .posterior import ChainModes, Posterior, diagnose_draws, draw_diagnostics, warn
 from .problem import InverseProblem, flat_leaves
 from .smc import sample_smc
 
 PROGRESS_CHUNKS = 10  # with progress=True on one block, the draws run in this many chunks
 
 
-def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
+def _start(problem, y, batch, init, jitter, num_chains=1, key=None, is_traced=False):
     """``("prior", None, None)`` or ``("given", u, modes)`` with ``u`` flat, shaped ``(*batch, d)``,
     or ``(*batch, num_chains, d)`` with a start per chain: the user's (``init`` shaped
     ``(num_chains, *event)`` or ``(*batch, num_chains, *event)``) or on the modes of
-    ``init="modes"`` (or a `ji.ModeMixture`), whose `posterior.ChainModes` is ``modes`` (else None)."""
+    ``init="modes"`` (or a `ji.ModeMixture`), whose `posterior.ChainModes` is ``modes`` (else None).
+    ``is_traced``: only shapes are checked (a start outside the support is the lane's status)."""
     from .modes import ModeMixture, find_modes
 
     if init is None or (isinstance(init, str) and init == "prior"):
@@ -65,13 +66,17 @@ def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
         raise ValueError(f"init: got {init!r}, expected 'prior', 'map', 'modes', a ji.ModeMixture "
                          "or a θ shaped like the prior")
     else:  # one θ for all chains (event or (*batch, *event)), or one per chain: no chain axis in batch
+        def check_theta(theta, name, shape):
+            return traced.check_theta(problem, theta, name, shape) if is_traced else \
+                problem.check_theta(theta, name, shape)
+
         try:
-            theta = problem.check_theta(init, "init", batch)
+            theta = check_theta(init, "init", batch)
         except ValueError as error:
             per_chain, theta = (*batch, num_chains), None
             for shape in (per_chain, (num_chains,)):
                 try:
-                    theta = problem.check_theta(init, "init", shape)
+                    theta = check_theta(init, "init", shape)
                 except ValueError:
                     continue
                 lead = len(shape)
@@ -91,7 +96,7 @@ def _start(problem, y, batch, init, jitter, num_chains=1, key=None):
         to_u = jax.vmap(to_u)
     u = to_u(theta)
     flat = flat_leaves(u, len(batch))
-    if not bool(jnp.all(jnp.isfinite(flat))):
+    if not is_traced and not bool(jnp.all(jnp.isfinite(flat))):
         raise ValueError("init: got a θ outside the prior's support (its unconstrained value is not "
                          "finite), expected a point inside the support")
     return "given", flat, None
@@ -166,6 +171,27 @@ def _modes(problem, y, batch, mesh, batch_axis, progress=None):
         oversampling=10, power_iters=1, block_size=None, mesh=mesh, axis=batch_axis, progress=None,
         tol=metric_lib.LOWRANK_TOL)
     return flat, ok & pd, approx.eigvals, approx.eigvecs
+
+
+def _refuse_traced(method, init, progress, checkpoint, checkpoint_every) -> None:
+    """A ValueError for the options of `sample` that need the host, in a call under a JAX
+    transformation (traced ``y``, ``key``, ``init`` or problem)."""
+    from .modes import ModeMixture
+
+    why = " under a JAX transformation (jit/vmap: traced y, key, init or problem), expected "
+    outside = "; or call ji.sample outside the transformation"
+    if isinstance(method, str) and method == "smc":
+        raise ValueError("method: got 'smc'" + why + "an MCMC method ('nuts', 'hmc', 'mala', 'rwmh', ...): "
+                         "tempered SMC chooses its stages on the host" + outside)
+    if checkpoint is not None or checkpoint_every is not None:
+        name, value = ("checkpoint", checkpoint) if checkpoint is not None else ("checkpoint_every", checkpoint_every)
+        raise ValueError(f"{name}: got {value!r}" + why + "None: a checkpoint writes files on the host" + outside)
+    if progress is not None and progress is not False:
+        raise ValueError(f"progress: got {progress!r}" + why + "None or False: progress is reported from the host"
+                         + outside)
+    if isinstance(init, ModeMixture) or (isinstance(init, str) and init == "modes"):
+        raise ValueError(f"init: got {'a ModeMixture' if isinstance(init, ModeMixture) else repr(init)}" + why
+                         + "'prior', 'map' or a θ: the mode search (ji.find_modes) runs on the host" + outside)
 
 
 def _check_options(method, options: dict) -> tuple[tuple[str, Any], ...]:
@@ -329,6 +355,17 @@ def sample(
         observation (NaN/inf from the model, divergences) is flagged in its own ``status`` and
         leaves every other observation's draws unchanged.
 
+    Under ``jax.jit`` or ``jax.vmap`` (``y``, ``key``, ``init`` or a leaf of ``problem`` traced),
+    the host-only work is skipped: only shapes and dtypes are checked (a non-finite observation
+    or start is flagged `Status.NONFINITE` in its own ``status`` instead of refused), all
+    observations run as one block (``block_size`` and ``mesh`` are ignored), R-hat and ESS are
+    computed in JAX with the status flags from them, and ``warnings`` is empty with no warning
+    raised (read ``status``; ``post.diagnose()`` outside the transformation gives the messages).
+    ``checkpoint``, ``progress``, ``init="modes"`` and ``method="smc"`` need the host and are
+    refused. The `Posterior` is a pytree: ``jax.jit(lambda y: ji.sample(problem, y,
+    key=key).samples)(y)``, and ``jax.vmap`` over observations and keys, give the draws of the
+    host call with those keys (to rounding). Gradients through the sampler are not provided.
+
     Example::
 
         post = ji.sample(problem, y, key=jax.random.key(0))
@@ -337,6 +374,10 @@ def sample(
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem: got {type(problem).__name__}, expected a jinverse.InverseProblem")
     check_key("key", key)
+    is_traced = traced.is_traced(problem, y, init, key)
+    if is_traced:
+        _refuse_traced(method, init, progress, checkpoint, checkpoint_every)
+        mesh, batch_axis, block_size = None, None, None  # one block on the caller's devices
     if isinstance(method, str) and method == "smc":  # tempered SMC: its own driver
         given = {"init": init is not None, "checkpoint": checkpoint is not None, "tempering": tempering is not None,
                  "chunk_size": chunk_size is not None, "metric": not (isinstance(metric, str) and metric == "auto")}
@@ -366,6 +407,10 @@ def sample(
     if isinstance(method, str) and method in metric_lib.ALIASES:
         method = metric_lib.ALIASES[method][0]
     opts = _check_options(method, options)
+    if is_traced and metric == "laplace" and _flat(problem)[0] > metric_lib.DENSE_MAX:
+        raise ValueError(f"metric: got 'laplace' (asked or chosen by 'auto') for {_flat(problem)[0]} unknowns "
+                         f"under a JAX transformation, expected 'prior' or 'diagonal': above "
+                         f"metric.DENSE_MAX = {metric_lib.DENSE_MAX} its low-rank rank search runs on the host")
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) if isinstance(key, jax.Array) else False
     if isinstance(key, jax.Array) and key.ndim > (0 if typed else 1):
         raise ValueError(f"key: got a batch of keys of shape {key.shape}, expected one key")
@@ -384,8 +429,8 @@ def sample(
         every = max(1, num_samples // 10) if checkpoint_every is None else checkpoint_every
         checkpoint_every = min(check_positive_int("checkpoint_every", every), num_samples)
 
-    y, batch = problem.check_y(y)
-    mode, init_u, start_modes = _start(problem, y, batch, init, float(jitter), num_chains, key)
+    y, batch = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
+    mode, init_u, start_modes = _start(problem, y, batch, init, float(jitter), num_chains, key, is_traced)
     if start_modes is None and init_u is not None and init_u.ndim == len(batch) + 2:
         jitter = 0.0  # the user's starts, one per chain (init shaped (num_chains, *event)): used as given
     if init is None and metric in metric_lib.WHITENING:
@@ -406,6 +451,8 @@ def sample(
     lanes = (y.reshape(size, *y.shape[len(batch):]), jax.random.key_data(keys) if typed else keys,
              None if init_u is None else init_u.reshape(size, *init_u.shape[len(batch):]), modes)
     multiple = chunk_size or 1
+    if is_traced:  # all lanes in one block: the core once (through the host's own path)
+        block_size = -(-size // multiple) * multiple
     if block_size is None:
         d = _flat(problem)[0]
         draws_bytes = num_chains * num_samples * (d * y.dtype.itemsize + 21)
@@ -436,6 +483,15 @@ def sample(
     if betas is not None:  # replica exchange: each lane's ladder and swap rates
         ok, swaps = ok
     draws, stats, ok, swaps = jax.tree.map(unflatten, (draws, stats, ok, swaps))
+    if is_traced:  # diagnostics and status flags in JAX; no messages, no warnings
+        bad = ~jnp.all(jnp.isfinite(y.reshape(*batch, -1)), axis=-1)  # refused on the host
+        if init_u is not None:
+            bad |= ~jnp.all(jnp.isfinite(init_u.reshape(*batch, -1)), axis=-1)
+        diag = draw_diagnostics(draws, stats.is_divergent, bool(diagnose))
+        return Posterior(samples=draws, stats=stats, max_rhat=jnp.where(bad, jnp.inf, diag["max_rhat"]),
+                         min_ess=jnp.where(bad, 0.0, diag["min_ess"]), num_divergent=diag["num_divergent"],
+                         status=traced.sampling_status(diag, num_chains, ~ok, bad), warnings=(), method=name,
+                         num_warmup=num_warmup, modes=None, tempering=swaps)
     if diagnose:
         announce(progress, "sampling: diagnostics (R-hat, bulk ESS)")
     diag, status, messages = diagnose_draws(draws, stats.is_divergent, num_chains, bool(diagnose),

@@ -1,6 +1,6 @@
 """Driver checks for calls under a JAX transformation (``jax.jit``, ``jax.vmap``, ``jax.grad``).
 
-`ji.solve_map` and `ji.laplace` accept traced inputs: then values cannot be read on the host,
+`ji.solve_map`, `ji.laplace` and `ji.sample` accept traced inputs: then values cannot be read on the host,
 so the drivers keep only the checks that read shapes and dtypes, and let the core flag bad
 values per lane through its status (a non-finite observation or start ends as
 ``Status.NONFINITE``). The shape checks here are the eager ones, run on a concrete stand-in of
@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, PyTree
 
 from .problem import InverseProblem
+from .run_status import ESS_PER_CHAIN, RHAT_LIMIT, Status
 
 
 def is_traced(*trees) -> bool:
@@ -62,3 +63,21 @@ def check_theta(problem: InverseProblem, theta: PyTree, name: str, batch_shape: 
         problem.check_theta(jax.tree.map(_stand_in, theta), name, batch_shape)
     return jax.tree.map(lambda a, r: jnp.broadcast_to(jnp.asarray(a, r.dtype), (*batch_shape, *r.shape))
                         if jnp.shape(a) == r.shape else jnp.asarray(a, r.dtype), theta, ref)
+
+
+def sampling_status(diag: dict, num_chains: int, metric_fallback, bad_input) -> Array:
+    """`jinverse.run_status.status_and_warnings`'s flags, computed in JAX from
+    `jinverse.posterior.draw_diagnostics` (``ji.sample`` under a transformation: no messages).
+    ``bad_input`` per observation: a non-finite observation or start, which the host refuses and
+    a traced call flags `Status.NONFINITE`."""
+    finite = diag["finite"] & ~bad_input
+    rhat, ess, checked = diag["max_rhat"], diag["min_ess"], diag["checked"]
+    modes = diag.get("separate_modes", jnp.zeros_like(finite)) & checked
+    flags = ((~finite, Status.NONFINITE), (checked & finite & ~(rhat <= RHAT_LIMIT), Status.HIGH_RHAT),
+             (checked & finite & (ess < ESS_PER_CHAIN * num_chains), Status.LOW_ESS),
+             (diag["num_divergent"] > 0, Status.DIVERGENCES), (~checked, Status.UNCHECKED),
+             (metric_fallback, Status.METRIC_FALLBACK), (modes, Status.MULTIMODAL))
+    status = jnp.zeros(finite.shape, jnp.int32)
+    for cond, flag in flags:
+        status |= jnp.where(cond, jnp.int32(int(flag)), jnp.int32(0))
+    return status

@@ -1,0 +1,217 @@
+"""Start-up and compilation (issue 15, item 5).
+
+(a) ``jinverse --help``: wall time of the command, and the seconds of it spent importing the entry
+    point and printing (interpreter start-up excluded);
+(b) the same CLI command twice with a fresh, empty ``$JINVERSE_CACHE``: the first is what a fresh
+    clone sees (compiles, trains, draws the reference), the second what every later call costs;
+(c) first-call compilation of NUTS on ``deconvolution1d``: ``ji.sample(method="nuts")`` against a
+    hand-written blackjax loop (``window_adaptation`` then a ``lax.scan`` of NUTS steps) on the
+    same density (``problem.log_density``), same chains, warm-up and draws, each in a fresh
+    process with the persistent cache off; compilation = first call minus a second call with a
+    new key (same shapes: nothing recompiles).
+
+Run: ``python benchmarks/startup.py [--part help,calls,nuts] [--record]`` (``--record`` writes the
+section of benchmarks/RESULTS.md). Wall times on a shared machine are noisy: each figure comes
+with the CPU time (user + sys) of the process and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+JINVERSE = str(pathlib.Path(sys.executable).with_name("jinverse"))
+
+
+def timed(cmd, env=None, **kw):
+    """``(wall s, cpu s of the child, completed process)``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, **kw)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, cpu, proc
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- (a) --help ------------------------------------------------------------------------------------
+
+OWN = textwrap.dedent("""
+    import sys, time
+    t0, c0 = time.perf_counter(), time.process_time()
+    import jinverse_cli
+    try:
+        jinverse_cli.main(["--help"], prog_name="jinverse")
+    except SystemExit:
+        pass
+    print(time.perf_counter() - t0, time.process_time() - c0, "jax" in sys.modules, file=sys.stderr)
+""")
+
+
+def part_help(repeats: int = 7) -> list[str]:
+    walls = [timed([JINVERSE, "--help"])[0] for _ in range(repeats)]
+    bare = [timed([sys.executable, "-c", "pass"])[0] for _ in range(repeats)]
+    own, own_cpu, jax_loaded = [], [], set()
+    for _ in range(repeats):
+        secs, cpu, loaded = timed([sys.executable, "-c", OWN])[2].stderr.split()
+        own.append(float(secs))
+        own_cpu.append(float(cpu))
+        jax_loaded.add(loaded)
+    return [f"| | median of {repeats} | min |", "|---|---|---|",
+            f"| `jinverse --help`, wall | {statistics.median(walls):.3f} s | {min(walls):.3f} s |",
+            f"| `python -c pass`, wall (interpreter start) | {statistics.median(bare):.3f} s | {min(bare):.3f} s |",
+            f"| importing `jinverse_cli` + printing the help, wall | {statistics.median(own):.3f} s | {min(own):.3f} s |",
+            f"| the same, CPU | {statistics.median(own_cpu):.3f} s | {min(own_cpu):.3f} s |",
+            "", f"JAX imported by `--help`: {' / '.join(sorted(jax_loaded))}."]
+
+
+# -- (b) cold and warm CLI calls -------------------------------------------------------------------
+
+CALLS = (["solve", "deconvolution1d"], ["sample", "gaussian_linear"], ["solve", "trained_regressor"])
+
+
+def part_calls() -> list[str]:
+    rows = ["| command | cold wall | cold CPU | warm wall | warm CPU | wall ratio | CPU ratio |",
+            "|---|---|---|---|---|---|---|"]
+    for args in CALLS:
+        with tempfile.TemporaryDirectory(prefix="jinverse-cache-") as cache:
+            env = {**os.environ, "JINVERSE_CACHE": cache}
+            env.pop("JINVERSE_NO_CACHE", None)
+            cold = timed([JINVERSE, "-q", *args], env=env)
+            warm = timed([JINVERSE, "-q", *args], env=env)
+        rows.append(f"| `jinverse {' '.join(args)}` | {cold[0]:.1f} s | {cold[1]:.1f} s | {warm[0]:.1f} s | "
+                    f"{warm[1]:.1f} s | {cold[0] / warm[0]:.1f}x | {cold[1] / warm[1]:.1f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+# -- (c) NUTS compilation: jinverse against hand-written blackjax ----------------------------------
+
+PRELUDE = textwrap.dedent("""
+    import json, sys, time
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import jinverse as ji
+    CHAINS, WARMUP, DRAWS = 4, 500, 1000
+    bench = ji.problems.load("deconvolution1d")
+    problem, y = bench.problem, bench.y
+
+    def timed_twice(run):
+        out = {}
+        for call, seed in (("first", 0), ("second", 1)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            jax.block_until_ready(run(jax.random.key(seed)))
+            out[call], out[call + "_cpu"] = time.perf_counter() - t0, time.process_time() - c0
+        print("RESULT", json.dumps(out))
+""")
+
+JINVERSE_NUTS = PRELUDE + textwrap.dedent("""
+    options = json.loads(sys.argv[1])
+    timed_twice(lambda key: ji.sample(problem, y, key=key, method="nuts", num_chains=CHAINS,
+                                      num_warmup=WARMUP, num_samples=DRAWS, progress=False,
+                                      **options).samples)
+""")
+
+BLACKJAX_NUTS = PRELUDE + textwrap.dedent("""
+    import blackjax
+
+    def logdensity(u):
+        return problem.log_density(u, y)
+
+    def chain(key, u0):
+        k_warm, k_draws = jax.random.split(key)
+        adapt = blackjax.window_adaptation(blackjax.nuts, logdensity)
+        (state, params), _ = adapt.run(k_warm, u0, num_steps=WARMUP)
+        nuts = blackjax.nuts(logdensity, **params)
+
+        def step(state, k):
+            state, _ = nuts.step(k, state)
+            return state, state.position
+
+        return jax.lax.scan(step, state, jax.random.split(k_draws, DRAWS))[1]
+
+    @jax.jit
+    def run(key):
+        k_init, k_chains = jax.random.split(key)
+        u0 = problem.sample_prior(k_init, (CHAINS,))
+        return jax.vmap(chain)(jax.random.split(k_chains, CHAINS), u0)
+
+    timed_twice(run)
+""")
+
+NUTS_VARIANTS = {
+    "hand-written blackjax (window adaptation, diagonal mass matrix)": (BLACKJAX_NUTS, None),
+    "`ji.sample(method=\"nuts\")`, defaults (metric \"auto\" = Laplace whitening here, diagnostics)":
+        (JINVERSE_NUTS, {}),
+    "`ji.sample(method=\"nuts\", diagnose=False)`": (JINVERSE_NUTS, {"diagnose": False}),
+    "`ji.sample(method=\"nuts\", metric=\"diagonal\")`": (JINVERSE_NUTS, {"metric": "diagonal"}),
+    "`ji.sample(method=\"nuts\", metric=\"diagonal\", diagnose=False)`":
+        (JINVERSE_NUTS, {"metric": "diagonal", "diagnose": False}),
+}
+
+
+def part_nuts(only=()) -> list[str]:
+    env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
+    rows = ["| program | first call wall (CPU) | second call wall (CPU) | compilation wall (CPU) | "
+            "vs blackjax, wall (CPU) |", "|---|---|---|---|---|"]
+    base = None
+    for label, (code, options) in NUTS_VARIANTS.items():
+        if only and not any(o in label for o in only):
+            continue
+        args = [] if options is None else [json.dumps(options)]
+        proc = timed([sys.executable, "-c", code, *args], env=env)[2]
+        r = json.loads(proc.stdout.split("RESULT", 1)[1])
+        comp = (r["first"] - r["second"], r["first_cpu"] - r["second_cpu"])
+        base = comp if base is None else base
+        rows.append(f"| {label} | {r['first']:.2f} s ({r['first_cpu']:.2f} s) | {r['second']:.2f} s "
+                    f"({r['second_cpu']:.2f} s) | {comp[0]:.2f} s ({comp[1]:.2f} s) | "
+                    f"{comp[0] / base[0]:.2f}x ({comp[1] / base[1]:.2f}x) |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", default="help,calls,nuts")
+    parser.add_argument("--record", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    parser.add_argument("--nuts", default="", help="comma-separated substrings: only these NUTS rows "
+                        "(the first row run is the reference of the ratios)")
+    args = parser.parse_args()
+    only = [o for o in args.nuts.split(",") if o]
+    parts = {"help": part_help, "calls": part_calls, "nuts": lambda: part_nuts(only)}
+    body = []
+    for name in args.part.split(","):
+        start = load()
+        t0 = time.perf_counter()
+        lines = parts[name]()
+        body += [f"### {name} (load average at start {start}, at end {load()}; {time.perf_counter() - t0:.0f} s)",
+                 "", *lines, ""]
+        print("\n".join(lines), flush=True)
+    if args.record:
+        sys.path.insert(0, str(HERE))
+        from _common import machine_info, record
+
+        record(str(HERE / "RESULTS.md"), "startup", "Start-up and compilation (issue 15, item 5)",
+               f"`python benchmarks/startup.py --part {args.part} --record`", machine_info(),
+               "\n".join(body))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,9 @@
 the options that need the host refused by name."""
 
 import contextlib
+import pathlib
+import re
+import textwrap
 import warnings
 
 import jax
@@ -133,3 +136,21 @@ def test_traced_shape_errors_match_the_host(problem):
     with pytest.raises(ValueError) as traced:
         jax.jit(lambda y: ji.sample(problem, y, key=jax.random.key(0), **KW).samples)(y)
     assert str(traced.value) == str(eager.value)
+
+
+@pytest.mark.slow  # compiles the README's sampler (its default metric) under jit
+def test_readme_example_runs():
+    """The README's ji.sample-under-jit block runs as printed, and gives the host call's answer."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"Tested in `tests/test_traced_sample.py`:\n\s*```python\n(.*?)```", readme, re.S)
+    code = textwrap.dedent(block.group(1))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    post, ys = scope["post"], scope["ys"]
+    assert post.samples.shape == (8, 4, 200, 2) and post.mean().shape == (8, 2)
+    # the host call on the batch with the key the README split: statistically the same posterior
+    # (the README's jit closes over the problem, whose constants XLA folds: other rounding)
+    with _quiet():
+        ref = ji.sample(scope["problem"], ys, key=jax.random.key(0), num_warmup=200, num_samples=200)
+    se = np.sqrt(ref.std() ** 2 / np.asarray(ref.min_ess)[:, None] + post.std() ** 2 / np.asarray(post.min_ess)[:, None])
+    assert np.all(np.abs(post.mean() - ref.mean()) < 5 * se)

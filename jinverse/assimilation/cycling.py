@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_positive_int
-from .enkf import FILTERS, LETKF, AbstractFilter, ObsModel
+from .enkf import FILTERS, LETKF, AbstractFilter, NoisyStep, ObsModel, checked_model_std
 from .fourdvar import observation_operator
 from .ienks import IEnKS
 
@@ -178,7 +178,8 @@ def _locations(obs_operator, obs_locations, n, m, flt):
 def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observations: Float[Array, "*batch k m"],
                   *, key: PRNGKeyArray, method="etkf", obs_every: int = 1, obs_operator=None, obs_std=1.0,
                   obs_locations=None, period: float | None = None,
-                  truth: Float[Array, "*batch T n"] | None = None, burn_in: int = 0) -> FilterResult:
+                  truth: Float[Array, "*batch T n"] | None = None, burn_in: int = 0,
+                  model_std=None) -> FilterResult:
     """Cycled ensemble filtering of ``observations`` with the model ``step``.
 
     Args:
@@ -205,6 +206,11 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         truth: optionally the true states at every model step ``0..T`` (``T = k obs_every``),
             ``(T + 1, n)`` or ``(B, T + 1, n)``; the RMSE fields are NaN without it.
         burn_in: observation times left out of the time means and the rank histogram.
+        model_std: model error: each member's forecast adds ``N(0, diag(model_std²))`` after
+            every model step (a stochastic forecast with Q = diag(model_std²) per step; a scalar
+            or one per state component); ``None`` (default) for a perfect model. Not for
+            ``IEnKS`` (a strong-constraint smoother). Give `twin_experiment` the same
+            ``model_std`` for a truth with that model error.
 
     Returns:
         A `FilterResult` (with the leading batch axis where any input had one).
@@ -214,7 +220,7 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         truth, ys = ji.assimilation.twin_experiment(step, x0, n_steps=1000, key=k1)
         E0 = x0 + jax.random.normal(k2, (20, 40))
         res = ji.assimilation.cycled_filter(step, E0, ys, truth=truth, key=k3,
-                                            method=ETKF(inflation=1.02), burn_in=100)
+                                            method=ETKF(inflation=1.04), burn_in=100)
     """
     flt, flt_axes = _check_filter(_filter(method))
     E0 = jnp.asarray(ensemble, dtype=float)
@@ -228,6 +234,11 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
     k, m = ys.shape[-2:]
     obs_every = check_positive_int("obs_every", obs_every)
     burn_in = check_positive_int("burn_in", burn_in, minimum=0)
+    if model_std is not None:
+        if isinstance(flt, IEnKS):
+            raise ValueError("model_std: got a model error, expected None with IEnKS (a strong-constraint "
+                             "smoother); use ETKF, EnKF, LETKF or ParticleFilter for an imperfect model")
+        step = NoisyStep(_as_module(step), checked_model_std(model_std, n))
     if burn_in >= k:
         raise ValueError(f"burn_in: got {burn_in}, expected fewer than the {k} observation times")
     H = observation_operator(obs_operator, n)
@@ -300,3 +311,4 @@ def _warn_overconfident(rmse: np.ndarray, spread: np.ndarray) -> None:
                   + ("" if worst is None else f" (worst: experiment {worst})")
                   + "; the spread does not measure the error and the filter may lose the truth. More inflation, "
                   "more members or localisation (LETKF) may help", FilterWarning, stacklevel=3)
+

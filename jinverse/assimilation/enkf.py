@@ -25,6 +25,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -85,6 +86,24 @@ def forecast(step, E: Float[Array, "N n"], steps) -> Float[Array, "N n"]:
     return jax.vmap(lambda x: jax.lax.fori_loop(0, steps, lambda _, z: step(z), x))(E)
 
 
+class NoisyStep(eqx.Module):
+    """A model step with additive model error: ``x ↦ step(x) + η``, ``η ~ N(0, diag(std²))`` per
+    model step (Q = diag(std²)); what ``cycled_filter(..., model_std=...)`` forecasts with."""
+
+    step: Callable
+    std: Float[Array, " n"]
+
+    def __call__(self, x, key):
+        return self.step(x) + self.std * jax.random.normal(key, x.shape, x.dtype)
+
+    def forecast(self, E: Float[Array, "N n"], steps, key: PRNGKeyArray) -> Float[Array, "N n"]:
+        """Every member ``steps`` noisy steps on, each member with its own noise."""
+        def one(x, k):
+            return jax.lax.fori_loop(0, steps, lambda i, z: self(z, jax.random.fold_in(k, i)), x)
+
+        return jax.vmap(one)(E, jax.random.split(key, E.shape[0]))
+
+
 class AbstractFilter(eqx.Module):
     """A cycled ensemble method. ``init(E0) -> state``; ``cycle(step, obs_every, state, y, obs,
     key) -> (state, (E_f, w_f), (E_a, w_a), E_next)``: one observation time, with the forecast
@@ -98,7 +117,11 @@ class AbstractFilter(eqx.Module):
 
     def cycle(self, step, obs_every: int, state, y, obs: ObsModel, key: PRNGKeyArray):
         E, w = state
-        E = forecast(step, E, obs_every)
+        if isinstance(step, NoisyStep):  # model error: the forecast draws from its own key
+            k_model, key = jax.random.split(key)
+            E = step.forecast(E, obs_every, k_model)
+        else:
+            E = forecast(step, E, obs_every)
         En, wn, Es, ws = self.analyse(E, w, y, obs, key)
         return (En, wn), (E, w), (Es, ws), En
 
@@ -210,3 +233,11 @@ class ParticleFilter(AbstractFilter):
 
 
 FILTERS = {"etkf": ETKF, "enkf": EnKF, "letkf": LETKF, "pf": ParticleFilter}
+
+
+def checked_model_std(model_std, n: int) -> Array:
+    """``model_std`` as ``(n,)``: a scalar or one per component, finite and >= 0."""
+    a = np.asarray(model_std, dtype=float) if np.ndim(model_std) <= 1 else None
+    if a is None or a.shape not in ((), (n,)) or not np.all(np.isfinite(a) & (a >= 0)):
+        raise ValueError(f"model_std: got {model_std!r}, expected a std >= 0, scalar or one per state component ({n})")
+    return jnp.broadcast_to(jnp.asarray(a), (n,))

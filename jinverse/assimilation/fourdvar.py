@@ -30,6 +30,7 @@ from ..likelihoods import Gaussian as GaussianLikelihood
 from ..map import MAPWarning, Status, solve_map, status_report
 from ..priors import Gaussian as GaussianPrior
 from ..problem import InverseProblem
+from .enkf import NoisyStep, checked_model_std
 
 
 class CycledResult(NamedTuple):
@@ -252,12 +253,14 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
 
 
 def twin_experiment(step: Callable, x0: Float[Array, " n"], *, n_steps: int, obs_every: int = 1,
-                    obs_operator=None, obs_std=1.0, key: jax.Array) -> tuple[Array, Array]:
-    """A truth run of ``step`` from ``x0`` and its noisy observations, for `cycled_4dvar`.
+                    obs_operator=None, obs_std=1.0, key: jax.Array, model_std=None) -> tuple[Array, Array]:
+    """A truth run of ``step`` from ``x0`` and its noisy observations, for `cycled_4dvar` and
+    `cycled_filter`.
 
     Returns ``(truth, observations)``: the states at model steps ``0..n_steps``, ``(n_steps + 1,
     n)``, and ``H(x_t) + σ_o ε`` at ``t = obs_every, 2 obs_every, ..., n_steps`` (one noise draw
-    per observation time), ``(n_steps // obs_every, m)``.
+    per observation time), ``(n_steps // obs_every, m)``. With ``model_std`` (a scalar or one per
+    component) the truth has model error: ``x_{t+1} = step(x_t) + N(0, diag(model_std²))``.
     """
     x0 = jnp.asarray(x0, dtype=float)
     n_steps = check_positive_int("n_steps", n_steps)
@@ -265,10 +268,21 @@ def twin_experiment(step: Callable, x0: Float[Array, " n"], *, n_steps: int, obs
     if n_steps % obs_every:
         raise ValueError(f"obs_every: got {obs_every}, expected a divisor of n_steps={n_steps}")
     H = observation_operator(obs_operator, x0.shape[-1])
-    truth = _trajectory(_as_module(step), x0, n_steps)
+    if model_std is None:
+        truth = _trajectory(_as_module(step), x0, n_steps)
+    else:
+        key, k_model = jax.random.split(key)
+        noisy = NoisyStep(_as_module(step), checked_model_std(model_std, x0.shape[-1]))
+        truth = _noisy_trajectory(noisy, x0, n_steps, k_model)
     clean = jax.vmap(H)(truth[obs_every::obs_every])
     std = jnp.asarray(obs_std, dtype=float)
     return truth, clean + std * jax.random.normal(key, clean.shape, clean.dtype)
+
+
+@eqx.filter_jit
+def _noisy_trajectory(step, x0, n_steps: int, key):
+    states = jax.lax.scan(lambda x, k: (step(x, k),) * 2, x0, jax.random.split(key, n_steps))[1]
+    return jnp.concatenate([x0[None], states])
 
 
 @eqx.filter_jit

@@ -250,3 +250,41 @@ def test_an_overconfident_filter_is_warned_about():
     with pytest.warns(da.FilterWarning, match="1 of 2 experiments"):
         cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=jnp.array([1.0, 1.04])),
                       truth=truth, burn_in=100)
+
+
+def test_model_error_forecast_follows_the_kalman_filter_with_q():
+    # a random walk x' = x + η, η ~ N(0, q), observed with noise r: the exact Kalman filter has
+    # P_f = P_a + q; an ensemble forecast with model_std = sqrt(q) must keep that spread (without
+    # it the ensemble collapses: P_a -> 0); N = 500 members (ensemble-space transforms cost N^3),
+    # sampling error of a variance ~ sqrt(2/N) = 6%
+    q, r, N, k = 0.25, 1.0, 500, 15
+    rng = np.random.default_rng(3)
+    ys = rng.standard_normal((k, 1)) * 2.0
+    E0 = rng.standard_normal((N, 1))
+    m, P, means, variances = 0.0, 1.0, [], []
+    for y in ys[:, 0]:
+        P = P + q
+        K = P / (P + r)
+        m, P = m + K * (y - m), (1 - K) * P
+        means.append(m)
+        variances.append(P)
+    for method in (ETKF(), EnKF()):
+        res = cycled_filter(lambda x: x, E0, ys, key=jax.random.key(1), method=method, obs_std=np.sqrt(r),
+                            model_std=np.sqrt(q))
+        np.testing.assert_allclose(np.asarray(res.spread_analysis) ** 2, variances, rtol=0.25)
+        np.testing.assert_allclose(np.asarray(res.analysis)[:, 0], means, atol=6 * np.sqrt(variances[-1] / N) + 0.03)
+    perfect = cycled_filter(lambda x: x, E0, ys, key=jax.random.key(1), method=ETKF(), obs_std=np.sqrt(r))
+    assert perfect.spread_analysis[-1] ** 2 < 0.5 * variances[-1]  # the test can tell the difference
+
+
+def test_twin_experiment_with_model_error_and_its_refusals():
+    step = lambda x: 0.9 * x
+    truth, ys = da.twin_experiment(step, jnp.zeros(3), n_steps=4000, key=jax.random.key(0), model_std=[0.1, 0.2, 0.3])
+    increments = np.asarray(truth[1:] - 0.9 * truth[:-1])
+    np.testing.assert_allclose(increments.std(0), [0.1, 0.2, 0.3], rtol=0.06)  # 4000 draws: ~1.1% sd
+    with pytest.raises(ValueError, match="model_std: got -1"):
+        cycled_filter(step, jnp.zeros((4, 3)), ys[:5], key=jax.random.key(0), model_std=-1.0)
+    with pytest.raises(ValueError, match=r"model_std: got \[1.0, 2.0\].*\(3\)"):
+        cycled_filter(step, jnp.zeros((4, 3)), ys[:5], key=jax.random.key(0), model_std=[1.0, 2.0])
+    with pytest.raises(ValueError, match="model_std.*IEnKS"):
+        cycled_filter(step, jnp.ones((4, 3)), ys[:5], key=jax.random.key(0), method=da.IEnKS(lag=2), model_std=0.1)

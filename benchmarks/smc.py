@@ -4,12 +4,13 @@ reference draws.
 One observation of each problem (``ji.problems.load(name)``, seed 0), the same number of draws
 for every method: NUTS with ``--chains`` chains x ``--draws`` draws after ``--warmup``; SMC
 with ``--chains`` x ``--draws`` particles; ``pt``: NUTS with replica exchange
-(``tempering=--temperatures``, the default ladder), same chains, warmup and draws. Each method
+(``tempering=--temperatures``, the default ladder), same chains, warmup and draws; ``pta``: the
+same with the ladder adapted in the warmup (``adapt_ladder=True``). Each method
 runs twice in the same process: the first call's extra time over the second is reported as
 compile time, the second (new key) as warm wall time. C2ST (`jinverse.problems.evaluate`,
 0.5 = indistinguishable) on the second run.
 
-    .venv/bin/python benchmarks/smc.py [--problems two_moons slcp] [--methods nuts smc pt]
+    .venv/bin/python benchmarks/smc.py [--problems two_moons slcp] [--methods nuts smc pt pta]
         [--out benchmarks/RESULTS.md]
 """
 
@@ -33,9 +34,10 @@ from _common import machine_info, record  # noqa: E402
 
 def run(bench, method, key, args):
     kw = dict(num_chains=args.chains, num_samples=args.draws)
-    if method in ("nuts", "pt"):
+    if method in ("nuts", "pt", "pta"):
         kw["num_warmup"] = args.warmup
-    if method == "pt":
+    if method in ("pt", "pta"):
+        kw["adapt_ladder"] = method == "pta"
         method, kw["tempering"] = "nuts", args.temperatures
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -50,7 +52,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", nargs="+", default=["two_moons", "slcp", "gaussian_mixture",
                                                       "inverse_kinematics", "trained_classifier"])
-    ap.add_argument("--methods", nargs="+", default=["nuts", "smc", "pt"], choices=["nuts", "smc", "pt"])
+    ap.add_argument("--methods", nargs="+", default=["nuts", "smc", "pt"], choices=["nuts", "smc", "pt", "pta"])
     ap.add_argument("--temperatures", type=int, default=8)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--draws", type=int, default=1000)
@@ -68,9 +70,10 @@ def main():
                 s = post.smc
                 note = (f"{int(s.num_stages)} stages, log Z {float(post.log_evidence):.3f}, final ESS "
                         f"{float(s.final_ess):.0f}, acceptance {float(s.acceptance_rate):.2f}")
-            elif method == "pt":
+            elif method in ("pt", "pta"):
                 rates = " ".join(f"{float(r):.2f}" for r in post.tempering.swap_acceptance)
-                note = f"max R-hat {float(post.max_rhat):.2f}, swap acceptance {rates}"
+                betas = " ".join(f"{float(b):.3g}" for b in post.tempering.betas)
+                note = f"max R-hat {float(post.max_rhat):.2f}, β {betas}, swap acceptance {rates}"
             else:
                 note = f"max R-hat {float(post.max_rhat):.2f}"
             note += "; warned: " + ", ".join(caught) if caught else "; no warning"
@@ -80,7 +83,9 @@ def main():
             f"{args.warmup} warmup steps; SMC: that many particles, defaults: 20 random-walk moves per "
             "stage, target ESS 0.5; pt: NUTS with replica exchange, "
             f"{args.temperatures} temperatures: {args.temperatures - 1} geometric from 1 to "
-            f"{ji.tempering.BETA_MIN:g}, then 0 (the prior); swaps every draw). C2ST against the problem's reference "
+            f"{ji.tempering.BETA_MIN:g}, then 0 (the prior); swaps every draw; pta: the same ladder's ends, the βs "
+            f"adapted in the warmup, {ji.tempering.ADAPT_ROUNDS} rounds equalising the swap rejections, then "
+            "fixed). C2ST against the problem's reference "
             "draws (0.5 is ideal).\n\n"
             + "\n".join(rows))
     command = "`.venv/bin/python benchmarks/smc.py " + " ".join(sys.argv[1:]) + "`"

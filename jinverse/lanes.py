@@ -159,7 +159,9 @@ def draw_one(problem: InverseProblem, s: Settings, y, states, params, k_draw, st
         theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(to_u(x))))(now.position)
         return states, (theta, stats)
 
-    states, (draws, stats) = jax.lax.scan(one_draw, states, keys if s.betas is None else (keys, index))
+    # (replica exchange: the draws' own numbers, so that swaps past the end are not counted)
+    states, (draws, stats) = jax.lax.scan(one_draw, states,
+                                          keys if s.betas is None else (keys, start + jnp.arange(count)))
     # (draws, chains, ...) -> (chains, draws, ...)
     draws, stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
     return states, draws, stats

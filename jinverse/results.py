@@ -184,6 +184,8 @@ def _payload(result, kind: str) -> tuple[dict[str, np.ndarray], dict]:
             arrays[f] = np.asarray(getattr(result, f))
         extra.update(method=result.method, num_warmup=result.num_warmup, warnings=list(result.warnings),
                      batch_shape=list(result.batch_shape))
+        if result.tempering is not None:  # replica exchange: the ladder and swap acceptance per pair
+            arrays.update({f"tempering.{f}": np.asarray(v) for f, v in result.tempering._asdict().items()})
     elif kind == "laplace":
         arrays, extra["theta_paths"] = _flatten_tree("mode", result.mode)
         arrays.update(mean=np.asarray(result.mean), ok=np.asarray(result.ok), status=np.asarray(result.status))
@@ -289,6 +291,9 @@ def _save_netcdf(post, path: pathlib.Path, meta: dict, data: dict) -> None:
         dims["y"] = obs[: observed["y"].ndim] + [f"y_dim_{i}" for i in range(observed["y"].ndim - nb)]
     idata = az.from_dict(posterior=posterior, sample_stats=stats, observed_data=observed or None, dims=dims)
     diag = {f: (obs, np.asarray(getattr(post, f))) for f in ("max_rhat", "min_ess", "num_divergent", "status")}
+    if post.tempering is not None:  # the ladder per temperature, the swap acceptance per pair
+        diag["tempering_betas"] = (obs + ["temperature"], np.asarray(post.tempering.betas))
+        diag["tempering_swap_acceptance"] = (obs + ["temperature_pair"], np.asarray(post.tempering.swap_acceptance))
     for name, a in data.items():
         if name.startswith("data.theta_true"):
             key = name[len("data."):].replace(".", "_")
@@ -387,11 +392,16 @@ def _rebuild(kind: str, arrays: dict, meta: dict, problem=None):
         found = {f: _stored(arrays[f"stats.{f}"]) for f in Stats._fields if f"stats.{f}" in arrays}
         # files written before a field existed (energy) read it as NaN
         stats = Stats(**{f: found.get(f, np.full_like(found["step_size"], np.nan)) for f in Stats._fields})
+        tempering = None  # replica exchange's ladder and swap rates, where the file has them
+        if "tempering.betas" in arrays:
+            from .tempering import TemperingStats
+
+            tempering = TemperingStats(*(_stored(arrays[f"tempering.{f}"]) for f in TemperingStats._fields))
         return Posterior(samples=samples, stats=stats, max_rhat=_stored(arrays["max_rhat"]),
                          min_ess=_stored(arrays["min_ess"]),
                          num_divergent=_stored(arrays["num_divergent"]),
                          status=_stored(arrays["status"]), warnings=tuple(meta["warnings"]),
-                         method=meta["method"], num_warmup=int(meta["num_warmup"]))
+                         method=meta["method"], num_warmup=int(meta["num_warmup"]), tempering=tempering)
     if kind == "laplace":
         return _rebuild_laplace(arrays, meta, problem)
     if kind == "tikhonov":
@@ -445,6 +455,8 @@ def _load_netcdf(path: pathlib.Path, problem=None) -> LoadedResult:
         name = f
         if f == "theta_true" or f.startswith("theta_true_"):  # data.theta_true[.i] (see _save_netcdf)
             name = "data.theta_true" + ("." + f[len("theta_true_"):] if f != "theta_true" else "")
+        elif f.startswith("tempering_"):
+            name = "tempering." + f[len("tempering_"):]
         arrays[name] = np.asarray(idata.jinverse[f].values)
     if "observed_data" in idata.groups() and "y" in idata.observed_data:
         arrays["data.y"] = np.asarray(idata.observed_data["y"].values)

@@ -25,6 +25,7 @@ replicas' whole states, then the log-density and its gradient are those of the n
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -163,21 +164,24 @@ def warmup(method, parts: Callable, betas, key, positions, num_warmup, num_sampl
     n = max(num_warmup // (2 * rounds), 2)
     per_replica = jnp.broadcast_to(positions, (b.shape[0], *positions.shape))
     keys = jax.random.split(key, rounds + 1)
-    # The ladder's tuning: `rounds` times, warm up at the ladder, exchange, equalise the rejections.
-    for r in range(rounds):
-        k_warm, k_draw = jax.random.split(keys[r])
-        states, params = _warm(method.warmup, parts, b, k_warm, None, per_replica, n, num_samples, options)
-        step = make_step(method.step, parts, swap_every, n, num_samples, options)
-        rep = Replicas(states, zeros, zeros, jnp.broadcast_to(b, (chains, b.shape[0])))
+    step = make_step(method.step, parts, swap_every, n, num_samples, options, num_counted=n)
 
-        def one(rep, ki, step=step, params=params):
-            k, i = ki
-            rep, _ = jax.vmap(lambda kk, st, p: step(kk, st, p, i))(jax.random.split(k, chains), rep, params)
+    # One round of the ladder's tuning: warm up at the ladder, exchange, equalise the rejections.
+    def tune(carry, k):
+        b, per_replica = carry
+        k_warm, k_draw = jax.random.split(k)
+        states, params = _warm(method.warmup, parts, b, k_warm, None, per_replica, n, num_samples, options)
+
+        def draw(rep, ki):
+            kk, i = ki
+            rep, _ = jax.vmap(lambda c, st, p: step(c, st, p, i))(jax.random.split(kk, chains), rep, params)
             return rep, None
 
-        rep, _ = jax.lax.scan(one, rep, (jax.random.split(k_draw, n), jnp.arange(n)))
-        b = equalise(b, swap_rates(rep).swap_acceptance)
-        per_replica = jnp.swapaxes(rep.states.position, 0, 1)  # (K, chains, d)
+        rep = Replicas(states, zeros, zeros, jnp.broadcast_to(b, (chains, b.shape[0])))
+        rep, _ = jax.lax.scan(draw, rep, (jax.random.split(k_draw, n), jnp.arange(n)))
+        return (equalise(b, swap_rates(rep).swap_acceptance), jnp.swapaxes(rep.states.position, 0, 1)), None
+
+    (b, per_replica), _ = jax.lax.scan(tune, (b, per_replica), keys[:rounds])
     states, params = _warm(method.warmup, parts, b, keys[-1], None, per_replica, num_warmup, num_samples, options)
     return Replicas(states, zeros, zeros, jnp.broadcast_to(b, (chains, b.shape[0]))), params
 
@@ -219,9 +223,13 @@ def equalise(betas: Float[Array, " K"], acceptance: Float[Array, " pairs"]) -> F
     return new.at[0].set(betas[0]).at[-1].set(betas[-1])
 
 
-def make_step(method_step: Callable, parts: Callable, swap_every: int, num_warmup, num_samples, options):
+def make_step(method_step: Callable, parts: Callable, swap_every: int, num_warmup, num_samples, options,
+              num_counted: int | None = None):
     """``step(key, replicas, params, i) -> (replicas, stats of β = 1)``: one chain's draw ``i``,
-    at the ladder the replicas carry."""
+    at the ladder the replicas carry. Swaps at draws ``i >= num_counted`` (default
+    ``num_samples``: the padding of a last chunk of draws) are made but not counted in the
+    swap statistics."""
+    last = num_samples if num_counted is None else num_counted
 
     def step(key, rep: Replicas, params, i):
         b = rep.betas
@@ -232,7 +240,11 @@ def make_step(method_step: Callable, parts: Callable, swap_every: int, num_warmu
 
         states, stats = jax.vmap(move)(jax.random.split(k_move, b.shape[0]), rep.states, params, b)
         states, prob, tried = swap(k_swap, states, parts, b, i, swap_every)
-        rep = Replicas(states, rep.swap_sum + jnp.where(tried, prob, 0.0), rep.swap_tries + tried, b)
+        tried = tried * (i < last)
+        # summed at float32 precision: programs that vectorise exp differently (one pass, chunks,
+        # a resumed checkpoint) then add the same numbers
+        prob = prob.astype(jnp.float32).astype(prob.dtype)
+        rep = Replicas(states, rep.swap_sum + jnp.where(tried > 0, prob, 0.0), rep.swap_tries + tried, b)
         return rep, jax.tree.map(lambda a: a[0], stats)
 
     return step
@@ -274,6 +286,12 @@ def cold(rep: Replicas):
 def swap_rates(rep: Replicas) -> TemperingStats:
     """One lane's ladder and its mean swap acceptance probability per pair over the lane's
     chains (``rep`` with a chain axis)."""
-    tries = jnp.sum(rep.swap_tries, axis=-2)
-    rates = jnp.sum(rep.swap_sum, axis=-2) / jnp.where(tries > 0, tries, math.nan)
+    def over_chains(a):  # added in chain order, so that any program rounds the sum alike (checkpoints)
+        return functools.reduce(jnp.add, [a[..., c, :] for c in range(a.shape[-2])])
+
+    tries = over_chains(rep.swap_tries)
+    rates = over_chains(rep.swap_sum) / jnp.where(tries > 0, tries, math.nan)
+    # to float32 precision: a resumed checkpoint computes this outside the sampling program,
+    # where XLA's division may round the last bit otherwise
+    rates = rates.astype(jnp.float32).astype(rates.dtype)
     return TemperingStats(rep.betas[..., 0, :], rates)

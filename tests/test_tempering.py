@@ -41,17 +41,37 @@ def test_mode_weights_right_where_plain_sampling_is_stuck(two_modes):
         plain = ji.sample(problem, jnp.array([Y]), num_samples=200, **kw)
     assert float(np.mean(np.asarray(plain.samples) > 0)) > 0.99  # every chain started in + stays there
     post = ji.sample(problem, jnp.array([Y]), tempering=8, num_samples=1000, **kw)
+    check_mode_share(post, exact)
+    t = post.tempering
+    assert t.betas.shape == (8,) and t.swap_acceptance.shape == (7,)
+    np.testing.assert_allclose(t.betas, [*np.geomspace(1, tempering_lib.BETA_MIN, 7), 0.0])
+    assert np.all((np.asarray(t.swap_acceptance) > 0.1) & (np.asarray(t.swap_acceptance) <= 1))
+    assert "replica exchange: 8 temperatures" in post.summary()
+
+
+def check_mode_share(post, exact):
     positive = (np.asarray(post.samples)[..., 0] > 0).astype(float)  # (chains, draws)
     frac = positive.mean()
     # Monte-Carlo error of the mode share from the indicator's own effective sample size
     ess = float(bd.effective_sample_size(jnp.asarray(positive), chain_axis=0, sample_axis=1))
     assert 100 < ess and abs(frac - exact) < 4 * np.sqrt(exact * (1 - exact) / ess), (frac, exact, ess)
     assert int(post.status) == 0
-    t = post.tempering
-    assert t.betas.shape == (8,) and t.swap_acceptance.shape == (7,)
-    np.testing.assert_allclose(t.betas, [*np.geomspace(1, tempering_lib.BETA_MIN, 7), 0.0])
-    assert np.all((np.asarray(t.swap_acceptance) > 0.1) & (np.asarray(t.swap_acceptance) <= 1))
-    assert "replica exchange: 8 temperatures" in post.summary()
+
+
+def test_adapted_ladder_keeps_the_mode_weights_and_evens_the_swaps(two_modes):
+    # The ladder tuned in the warmup, then fixed: the draws still weigh the modes as quadrature
+    # does, and the swap acceptance is more even than the geometric ladder's on this problem
+    # (0.61 ... 0.98 with tempering=8, seed 0).
+    problem, exact = two_modes
+    post = ji.sample(problem, jnp.array([Y]), key=jax.random.key(0), init=jnp.array([1.0]), jitter=0.05,
+                     num_warmup=400, num_samples=1000, tempering="adaptive")
+    check_mode_share(post, exact)
+    betas, acc = np.asarray(post.tempering.betas), np.asarray(post.tempering.swap_acceptance)
+    assert betas.shape == (tempering_lib.ADAPTIVE_K,) and betas[0] == 1 and betas[-1] == 0
+    assert np.all(np.diff(betas) < 0) and not np.allclose(betas, tempering_lib.ladder(tempering_lib.ADAPTIVE_K))
+    # each pair's rate is known to ~0.02 (1000 draws x 4 chains, every other draw); the tuning's
+    # own estimates (4 rounds of 50 draws) to ~0.05: pairs within ±0.15 of their mean
+    assert np.all(np.abs(acc - acc.mean()) < 0.15), acc
 
 
 def test_swap_move_matches_its_formula():
@@ -88,7 +108,28 @@ def test_swap_move_matches_its_formula():
     assert not np.any(np.asarray(tried))
 
 
-def test_batch_ladder_and_stats(two_modes):
+def test_equalise_is_exact_for_a_barrier_linear_in_log_beta():
+    # If the rejection of a pair is c·log(β_k / β_{k+1}) (a communication barrier Λ(β) = c·log(1/β),
+    # that of a Gaussian likelihood in many dimensions), one update gives the geometric ladder:
+    # equal rejection in every pair. From any start, ends kept.
+    start = jnp.array([1.0, 0.9, 0.5, 0.45, 0.02, 0.01])
+    c = 0.1
+    rejection = c * jnp.log(start[:-1] / start[1:])
+    new = tempering_lib.equalise(start, 1.0 - rejection)
+    np.testing.assert_allclose(new, np.geomspace(1.0, 0.01, 6), rtol=1e-12)
+    # already equal rejections: the ladder stays where it is (a fixed point), also with a last β = 0
+    ladder = jnp.asarray(tempering_lib.ladder(8))
+    np.testing.assert_allclose(tempering_lib.equalise(ladder, jnp.full(7, 0.6)), ladder, rtol=1e-12)
+    # a pair rejecting more gets its βs closer together; the ladder stays strictly decreasing
+    acc = jnp.array([0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.06])  # inverse_kinematics's last pair (RESULTS)
+    moved = np.asarray(tempering_lib.equalise(ladder, acc))
+    assert moved[0] == 1 and moved[-1] == 0 and np.all(np.diff(moved) < 0)
+    assert moved[-2] < ladder[-2] and np.all(moved[1:-1] < np.asarray(ladder)[1:-1])
+    # unseen pairs (NaN) count as rejecting everything, and give no NaN
+    assert np.all(np.isfinite(tempering_lib.equalise(ladder, acc.at[3].set(jnp.nan))))
+
+
+def test_batch_ladder_and_stats(two_modes, tmp_path):
     problem, _ = two_modes
     ys = jnp.array([[1.0], [0.8]])
     with warnings.catch_warnings():
@@ -102,6 +143,17 @@ def test_batch_ladder_and_stats(two_modes):
     one = post[1]
     np.testing.assert_allclose(one.tempering.betas, [1.0, 0.3, 0.0])
     assert "replica exchange: 3 temperatures" in post.summary()
+    # saved and loaded with the ladder and swap rates, in both formats
+    for suffix in (".npz", ".nc"):
+        loaded = ji.load_result(ji.save_result(post, tmp_path / f"pt{suffix}")).result
+        for field in ("betas", "swap_acceptance"):
+            np.testing.assert_array_equal(getattr(loaded.tempering, field), getattr(post.tempering, field))
+        np.testing.assert_array_equal(loaded.samples, post.samples)
+    # a file without them (written before they were saved) loads with tempering None
+    with np.load(tmp_path / "pt.npz") as npz:
+        older = {k: npz[k] for k in npz.files if not k.startswith("tempering.")}
+    np.savez(tmp_path / "pt.npz", **older)
+    assert ji.load_result(tmp_path / "pt.npz").result.tempering is None
 
 
 @pytest.mark.slow

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import dense
+
 
 def is_concrete(x) -> bool:
     """True when ``x`` holds values we can look at (not a tracer)."""
@@ -75,11 +77,17 @@ def check_positive_definite(name: str, matrix) -> None:
     check_finite(name, m)
     if not np.allclose(m, m.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(m).max()))):
         raise ValueError(f"{name}: got a non-symmetric matrix, expected a symmetric positive-definite one")
-    try:
-        np.linalg.cholesky(m)
-    except np.linalg.LinAlgError:
+    if not dense.fits_lapack(m.shape[0], m.shape[1], m.dtype):  # NumPy's LAPACK Cholesky can crash there too (issue 19)
+        ok = bool(np.all(np.isfinite(np.asarray(jax.jit(dense.cholesky)(jnp.asarray(m))))))
+    else:
+        try:
+            np.linalg.cholesky(m)
+            ok = True
+        except np.linalg.LinAlgError:
+            ok = False
+    if not ok:
         raise ValueError(f"{name}: got a matrix that is not positive definite, expected a symmetric "
-                         "positive-definite one") from None
+                         "positive-definite one")
 
 
 def check_key(name: str, key) -> None:

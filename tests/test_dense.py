@@ -188,3 +188,30 @@ def test_jax_still_needs_the_guard():
     assert crashed, (f"JAX no longer crashes; the guard in jinverse/dense.py may be lifted (jax {jax.__version__}: "
                      f"the reproduction of issue 19 returned normally; rerun "
                      f"tests/scripts/probe_dense_linalg.py and raise or drop dense.LAPACK_LIMIT_BYTES)")
+
+
+def test_dense_gaussian_prior_above_the_limit_is_blocked_and_equal(key, small_limit):
+    # a Gaussian prior with a dense covariance or precision factorises at construction: above the
+    # limit through the blocked Cholesky, with the same density, draws, whitening and variances
+    from jinverse import priors
+
+    d = 40  # 40 x 40 float64 is above the lowered 24 x 24 limit
+    a = jax.random.normal(key, (d, d))
+    cov = a @ a.T / d + jnp.eye(d)
+    theta = jax.random.normal(jax.random.fold_in(key, 1), (d,))
+    for kind in ("cov", "precision"):
+        blocked = priors.Gaussian(0.5, **{kind: cov})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dense, "LAPACK_LIMIT_BYTES", 2**30)
+            plain = priors.Gaussian(0.5, **{kind: cov})
+        np.testing.assert_allclose(blocked.chol, plain.chol, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(blocked.log_prob(theta), plain.log_prob(theta), rtol=1e-10)
+        np.testing.assert_allclose(blocked.whiten(theta), plain.whiten(theta), rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(blocked.variance(), plain.variance(), rtol=1e-9)
+        np.testing.assert_allclose(blocked.sample(key, (3,)), plain.sample(key, (3,)), rtol=1e-9, atol=1e-10)
+    # the positive-definiteness check takes the blocked path too, and still refuses
+    bad = cov - 2 * jnp.eye(d) * float(jnp.linalg.eigvalsh(cov)[0] + 1.0)
+    with pytest.raises(ValueError, match="cov: got a matrix that is not positive definite"):
+        priors.Gaussian(0.0, cov=bad)
+    with pytest.raises(ValueError, match=r"priors.Gaussian.covariance: got a dense 40 x 40 float64 matrix"):
+        priors.Gaussian(0.0, precision=cov).covariance()

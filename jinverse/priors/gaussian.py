@@ -12,8 +12,9 @@ from jax.scipy.special import log_ndtr, ndtr, ndtri
 from jaxtyping import Array, Float
 
 from .. import bijectors as bij
+from .. import dense
 from .._checks import as_float_array, check_finite, check_positive, check_positive_definite
-from .base import LOG_2PI, AbstractPrior, broadcast_event, checked_bounds, checked_loc_scale
+from .base import LOG_2PI, AbstractPositive, AbstractPrior, broadcast_event, checked_bounds, checked_loc_scale
 
 
 class Gaussian(AbstractPrior):
@@ -52,7 +53,7 @@ class Gaussian(AbstractPrior):
         if mean.shape != (n,):
             raise ValueError(f"mean: got shape {mean.shape}, expected ({n},) to match {name} of shape {matrix.shape}")
         self.mean, self.std = mean, None
-        self.chol = jnp.linalg.cholesky(matrix)
+        self.chol = dense.cholesky(matrix)  # blocked above jaxlib's LAPACK limit (issue 19)
 
     @property
     def event_shape(self):
@@ -71,7 +72,7 @@ class Gaussian(AbstractPrior):
         if self.is_precision:  # P = L L^T: quadratic form ||L^T r||^2
             z = self.chol.T @ r
             return -0.5 * jnp.sum(z**2) + logdiag - 0.5 * n * LOG_2PI
-        z = jax.scipy.linalg.solve_triangular(self.chol, r, lower=True)
+        z = dense.solve_triangular(self.chol, r, lower=True)
         return -0.5 * jnp.sum(z**2) - logdiag - 0.5 * n * LOG_2PI
 
     def sample(self, key, shape=()):
@@ -79,7 +80,7 @@ class Gaussian(AbstractPrior):
         if self.std is not None:
             return self.mean + self.std * z
         if self.is_precision:  # x = m + L^{-T} z has covariance (L L^T)^{-1}
-            x = jax.scipy.linalg.solve_triangular(self.chol.T, z.reshape(-1, z.shape[-1]).T, lower=False)
+            x = dense.solve_triangular(self.chol.T, z.reshape(-1, z.shape[-1]).T, lower=False)
             return self.mean + x.T.reshape(z.shape)
         return self.mean + z @ self.chol.T
 
@@ -91,7 +92,7 @@ class Gaussian(AbstractPrior):
             return r / self.std
         if self.is_precision:
             return self.chol.T @ r
-        return jax.scipy.linalg.solve_triangular(self.chol, r, lower=True)
+        return dense.solve_triangular(self.chol, r, lower=True)
 
     def _chol(self) -> Float[Array, "n n"]:
         """The Cholesky factor, set whenever ``std`` is None (`__init__` sets exactly one)."""
@@ -107,7 +108,7 @@ class Gaussian(AbstractPrior):
             return self.std * z
         chol = self._chol()
         if self.is_precision:  # S = L^{-T}, S^T = L^{-1}
-            return jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans=0 if transpose else 1)
+            return dense.solve_triangular(chol, z, lower=True, transpose_a=not transpose)
         return (chol.T if transpose else chol) @ z
 
     def variance(self) -> Float[Array, "*event"]:
@@ -116,7 +117,7 @@ class Gaussian(AbstractPrior):
             return self.std**2
         chol = self._chol()
         if self.is_precision:  # diag(L^{-T} L^{-1}): squared column norms of L^{-1}
-            inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(chol.shape[0], dtype=chol.dtype), lower=True)
+            inv = dense.solve_triangular(chol, jnp.eye(chol.shape[0], dtype=chol.dtype), lower=True)
             return jnp.sum(inv**2, axis=0)
         return jnp.sum(chol**2, axis=1)
 
@@ -133,10 +134,13 @@ class Gaussian(AbstractPrior):
             return jnp.diag(self.std.reshape(-1) ** 2)
         chol = self._chol()
         c = chol @ chol.T
-        return jnp.linalg.inv(c) if self.is_precision else c
+        if not self.is_precision:
+            return c
+        return dense.solve(c, jnp.eye(c.shape[0], dtype=c.dtype), what="priors.Gaussian.covariance",
+                           alternative="variance() or cov_sqrt (no dense inverse)")
 
 
-class LogNormal(AbstractPrior):
+class LogNormal(AbstractPositive):
     """Positive θ with ``log θ ~ Normal(loc, scale)``."""
 
     loc: Float[Array, "*event"]
@@ -145,30 +149,20 @@ class LogNormal(AbstractPrior):
     def __init__(self, loc, scale):
         self.loc, self.scale = checked_loc_scale(loc, scale)
 
-    @property
-    def event_shape(self):
-        return tuple(self.loc.shape)
-
-    @property
-    def bijector(self):
-        return bij.Exp()
-
     def center(self):
         return jnp.exp(self.loc)
 
-    def log_prob(self, theta):
-        safe = jnp.where(theta > 0, theta, 1.0)
-        logt = jnp.log(safe)
+    def log_prob_entries(self, theta):
+        logt = jnp.log(theta)
         z = (logt - self.loc) / self.scale
-        lp = jnp.sum(-0.5 * z**2 - jnp.log(self.scale) - logt - 0.5 * LOG_2PI)
-        return jnp.where(jnp.all(theta > 0), lp, -jnp.inf)
+        return -0.5 * z**2 - jnp.log(self.scale) - logt - 0.5 * LOG_2PI
 
     def sample(self, key, shape=()):
         z = jax.random.normal(key, (*shape, *self.event_shape), self.loc.dtype)
         return jnp.exp(self.loc + self.scale * z)
 
 
-class HalfNormal(AbstractPrior):
+class HalfNormal(AbstractPositive):
     """Positive θ with density ``2 N(θ; 0, scale^2)`` for θ > 0."""
 
     scale: Float[Array, "*event"]
@@ -178,21 +172,12 @@ class HalfNormal(AbstractPrior):
         check_positive("scale", scale)
         self.scale = scale
 
-    @property
-    def event_shape(self):
-        return tuple(self.scale.shape)
-
-    @property
-    def bijector(self):
-        return bij.Exp()
-
     def center(self):
         return self.scale * math.sqrt(2 / math.pi)  # the mean
 
-    def log_prob(self, theta):
+    def log_prob_entries(self, theta):
         z = theta / self.scale
-        lp = jnp.sum(-0.5 * z**2 - jnp.log(self.scale) + 0.5 * math.log(2 / math.pi))
-        return jnp.where(jnp.all(theta > 0), lp, -jnp.inf)
+        return -0.5 * z**2 - jnp.log(self.scale) + 0.5 * math.log(2 / math.pi)
 
     def sample(self, key, shape=()):
         return self.scale * jnp.abs(jax.random.normal(key, (*shape, *self.event_shape), self.scale.dtype))

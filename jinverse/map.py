@@ -30,7 +30,7 @@ from ._batching import check_mesh, default_block_size, stream, tree_bytes
 from ._checks import check_key, check_positive_int
 from ._quasi_newton import QuasiNewton
 from .newton import DampedNewton, NewtonCG, choose, least_squares
-from .problem import InverseProblem
+from .problem import InverseProblem, flat_leaves_np
 from .status import MAPStatus as Status  # (the name this module always had: ji.Status)
 from .steps import AbstractStep, OptaxStep, Point, Target
 
@@ -145,8 +145,7 @@ class MAPResult(eqx.Module):
         s = self.starts
         lp = np.asarray(s.log_posterior[index])
         ok = np.asarray(s.ok[index])
-        flat = np.stack([np.concatenate([np.ravel(leaf[index][j]) for leaf in jax.tree.leaves(s.theta)])
-                         for j in range(lp.shape[0])])
+        flat = flat_leaves_np(jax.tree.map(lambda a: a[index], s.theta), 1)  # (starts, d)
         kept: list[int] = []
         for j in np.argsort(-lp):
             if ok[j] and all(np.max(np.abs(flat[j] - flat[k])) > atol for k in kept):

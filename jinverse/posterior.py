@@ -193,7 +193,8 @@ class Posterior(eqx.Module):
             acceptance is NaN for MCLMC (no Metropolis step).
         max_rhat, min_ess, num_divergent: per observation ``(*batch,)``: the worst R-hat and
             smallest bulk ESS over all parameters, and the number of divergent transitions.
-        status: per observation, `Status` bit flags (0 when nothing is wrong).
+        status: per observation, `Status` (`jinverse.status.SamplingStatus`) bit flags (0 when
+            nothing is wrong); ``ok`` (a property) is ``status == 0``, as on every result.
         warnings: one readable message per kind of problem found.
         method: the sampler's name.
         log_evidence: ``method="smc"`` only: the estimate of ``log p(y)`` per observation,

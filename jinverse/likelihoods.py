@@ -308,6 +308,41 @@ class LogNormal(AbstractLikelihood):
             raise ValueError(f"{name}: got values <= 0 (min {y.min()!r}), expected positive observations")
 
 
+class MultivariateGaussian(AbstractLikelihood):
+    """``y ~ N(μ, Σ)`` with a mean and a covariance that both come from the forward model, which
+    returns ``jnp.vstack([μ, Σ])`` (shape ``(n + 1, n)``): a covariance that depends on θ, e.g.
+    a Gaussian process's marginal likelihood, ``Σ = k(x, x; θ) + σ² I``. (A covariance fixed in
+    advance is ``Gaussian(cov=...)``, factorised once.) A Σ that is not positive definite gives
+    -inf. The entries of y are not independent, so there is no pointwise log-likelihood.
+
+    Example (GP regression, unknown amplitude, length scale and noise)::
+
+        def forward(t):
+            k = t["alpha"] ** 2 * jnp.exp(-0.5 * (x[:, None] - x) ** 2 / t["rho"] ** 2)
+            return jnp.vstack([jnp.zeros(len(x)), k + t["sigma"] ** 2 * jnp.eye(len(x))])
+    """
+
+    def _mean_chol(self, prediction):
+        return prediction[0], jnp.linalg.cholesky(prediction[1:])
+
+    def log_prob(self, y, prediction):
+        mean, chol = self._mean_chol(prediction)
+        z = jax.scipy.linalg.solve_triangular(chol, y - mean, lower=True)
+        lp = -0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(jnp.diagonal(chol))) - 0.5 * z.size * _LOG_2PI
+        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)  # Cholesky of a non-positive-definite Σ is NaN
+
+    def sample(self, key, prediction):
+        mean, chol = self._mean_chol(prediction)
+        return mean + chol @ jax.random.normal(key, mean.shape, mean.dtype)
+
+    def event_shape(self, prediction):
+        shape = tuple(prediction.shape)
+        if len(shape) != 2 or shape[0] != shape[1] + 1:
+            raise ValueError(f"forward: returns shape {shape}, expected (n + 1, n) for MultivariateGaussian: "
+                             "jnp.vstack([mean, cov]), the mean of shape (n,) over the (n, n) covariance")
+        return shape[1:]
+
+
 class Bernoulli(AbstractLikelihood):
     """Binary outcomes: ``y ∈ {0, 1}`` with the forward model returning logits."""
 

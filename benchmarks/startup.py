@@ -7,12 +7,13 @@
 (c) first-call compilation of NUTS on ``deconvolution1d``: ``ji.sample(method="nuts")`` against a
     hand-written blackjax loop (``window_adaptation`` then a ``lax.scan`` of NUTS steps) on the
     same density (``problem.log_density``), same chains, warm-up and draws, each in a fresh
-    process with the persistent cache off; compilation = first call minus a second call with a
-    new key (same shapes: nothing recompiles).
+    process with the persistent cache off; compilation = first call minus a second, identical call
+    (same key: the same work, nothing recompiles), in wall and CPU seconds, and the sum of JAX's
+    own tracing, lowering and compilation events of the first call.
 
-Run: ``python benchmarks/startup.py [--part help,calls,nuts] [--record]`` (``--record`` writes the
-section of benchmarks/RESULTS.md). Wall times on a shared machine are noisy: each figure comes
-with the CPU time (user + sys) of the process and the load average.
+Run: ``python benchmarks/startup.py [--part help,calls,nuts] [--nuts ROWS]``; it prints markdown
+tables (figures and their reading: benchmarks/RESULTS.md, "Start-up and compilation"). Wall times
+on a shared machine are noisy: each figure comes with the CPU time (user + sys) and the load.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import tempfile
 import textwrap
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
 JINVERSE = str(pathlib.Path(sys.executable).with_name("jinverse"))
 
 
@@ -113,12 +113,16 @@ PRELUDE = textwrap.dedent("""
     bench = ji.problems.load("deconvolution1d")
     problem, y = bench.problem, bench.y
 
+    from jinverse.bench import compile_seconds  # JAX's own tracing, lowering and compile events
+
     def timed_twice(run):
+        # the same key twice: the second call repeats the first's work exactly, minus compilation
         out = {}
-        for call, seed in (("first", 0), ("second", 1)):
-            t0, c0 = time.perf_counter(), time.process_time()
-            jax.block_until_ready(run(jax.random.key(seed)))
+        for call in ("first", "second"):
+            t0, c0, e0 = time.perf_counter(), time.process_time(), compile_seconds()
+            jax.block_until_ready(run(jax.random.key(0)))
             out[call], out[call + "_cpu"] = time.perf_counter() - t0, time.process_time() - c0
+            out[call + "_events"] = compile_seconds() - e0
         print("RESULT", json.dumps(out))
 """)
 
@@ -161,16 +165,15 @@ NUTS_VARIANTS = {
     "`ji.sample(method=\"nuts\")`, defaults (metric \"auto\" = Laplace whitening here, diagnostics)":
         (JINVERSE_NUTS, {}),
     "`ji.sample(method=\"nuts\", diagnose=False)`": (JINVERSE_NUTS, {"diagnose": False}),
-    "`ji.sample(method=\"nuts\", metric=\"diagonal\")`": (JINVERSE_NUTS, {"metric": "diagonal"}),
-    "`ji.sample(method=\"nuts\", metric=\"diagonal\", diagnose=False)`":
-        (JINVERSE_NUTS, {"metric": "diagonal", "diagnose": False}),
+    "`ji.sample(method=\"nuts\", metric=\"diagonal\")` (blackjax's algorithm, diagnostics)":
+        (JINVERSE_NUTS, {"metric": "diagonal"}),
 }
 
 
 def part_nuts(only=()) -> list[str]:
     env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
-    rows = ["| program | first call wall (CPU) | second call wall (CPU) | compilation wall (CPU) | "
-            "vs blackjax, wall (CPU) |", "|---|---|---|---|---|"]
+    rows = ["| program | first call wall (CPU) | second call wall (CPU) | compilation: wall, CPU, JAX's "
+            "compile events | vs blackjax: wall, CPU, events |", "|---|---|---|---|---|"]
     base = None
     for label, (code, options) in NUTS_VARIANTS.items():
         if only and not any(o in label for o in only):
@@ -178,11 +181,11 @@ def part_nuts(only=()) -> list[str]:
         args = [] if options is None else [json.dumps(options)]
         proc = timed([sys.executable, "-c", code, *args], env=env)[2]
         r = json.loads(proc.stdout.split("RESULT", 1)[1])
-        comp = (r["first"] - r["second"], r["first_cpu"] - r["second_cpu"])
+        comp = (r["first"] - r["second"], r["first_cpu"] - r["second_cpu"], r["first_events"])
         base = comp if base is None else base
         rows.append(f"| {label} | {r['first']:.2f} s ({r['first_cpu']:.2f} s) | {r['second']:.2f} s "
-                    f"({r['second_cpu']:.2f} s) | {comp[0]:.2f} s ({comp[1]:.2f} s) | "
-                    f"{comp[0] / base[0]:.2f}x ({comp[1] / base[1]:.2f}x) |")
+                    f"({r['second_cpu']:.2f} s) | {comp[0]:.2f} s, {comp[1]:.2f} s, {comp[2]:.2f} s | "
+                    + ", ".join(f"{c / b:.2f}x" for c, b in zip(comp, base)) + " |")
         print(rows[-1], flush=True)
     return rows
 
@@ -190,7 +193,6 @@ def part_nuts(only=()) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="help,calls,nuts")
-    parser.add_argument("--record", action="store_true", help="write the section of benchmarks/RESULTS.md")
     parser.add_argument("--nuts", default="", help="comma-separated substrings: only these NUTS rows "
                         "(the first row run is the reference of the ratios)")
     args = parser.parse_args()
@@ -204,13 +206,7 @@ def main() -> None:
         body += [f"### {name} (load average at start {start}, at end {load()}; {time.perf_counter() - t0:.0f} s)",
                  "", *lines, ""]
         print("\n".join(lines), flush=True)
-    if args.record:
-        sys.path.insert(0, str(HERE))
-        from _common import machine_info, record
-
-        record(str(HERE / "RESULTS.md"), "startup", "Start-up and compilation (issue 15, item 5)",
-               f"`python benchmarks/startup.py --part {args.part} --record`", machine_info(),
-               "\n".join(body))
+    print("\n".join(body))
 
 
 if __name__ == "__main__":

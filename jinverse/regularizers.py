@@ -21,10 +21,9 @@ import numpy as np
 from jax.scipy.special import gammaln
 from jaxtyping import Array, Float
 
-from . import bijectors as bij
 from ._checks import as_float_array, check_finite, check_positive, check_positive_int
 from .linear.operators import difference_matrix
-from .priors.base import AbstractPrior
+from .priors.base import AbstractPositive, AbstractPrior
 from .proximal import prox_analysis_l1
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -319,7 +318,7 @@ class SparseL1(AbstractPrior):
         return self.loc + c
 
 
-class Gamma(AbstractPrior):
+class Gamma(AbstractPositive):
     """Gamma prior ``p(τ) ∝ τ^(concentration-1) exp(-rate τ)`` on a positive τ (e.g. a precision)."""
 
     concentration: Float[Array, "*event"]
@@ -332,22 +331,12 @@ class Gamma(AbstractPrior):
         shape = jnp.broadcast_shapes(a.shape, b.shape)
         self.concentration, self.rate = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
 
-    @property
-    def event_shape(self):
-        return tuple(self.rate.shape)
-
-    @property
-    def bijector(self):
-        return bij.Exp()
-
     def center(self):
         return self.concentration / self.rate  # the mean
 
-    def log_prob(self, theta):
+    def log_prob_entries(self, theta):
         a, b = self.concentration, self.rate
-        safe = jnp.where(theta > 0, theta, 1.0)
-        lp = jnp.sum(a * jnp.log(b) - gammaln(a) + (a - 1) * jnp.log(safe) - b * safe)
-        return jnp.where(jnp.all(theta > 0), lp, -jnp.inf)
+        return a * jnp.log(b) - gammaln(a) + (a - 1) * jnp.log(theta) - b * theta
 
     def sample(self, key, shape=()):
         g = jax.random.gamma(key, self.concentration, (*shape, *self.event_shape), self.rate.dtype)

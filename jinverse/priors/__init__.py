@@ -11,13 +11,14 @@ On the real line: `Gaussian`, `Laplace`, `Cauchy`, `StudentT`; positive: `LogNor
 `TruncatedNormal` (either bound may be infinite); improper: `Flat` (optionally half-bounded,
 ``is_proper`` False: it has no draws, so solvers need an ``init``).
 
-The families live in submodules: `base` (`AbstractPrior`, `AbstractLocationScale`), `gaussian`,
-`location_scale`, `positive`, `bounded`, `joint`; writing your own prior is described in
-``docs/extending.md``.
+The families live in submodules: `base` (`AbstractPrior`, `AbstractLocationScale`,
+`AbstractPositive`), `gaussian`, `location_scale`, `positive`, `bounded`, `joint`; writing your
+own prior is described in ``docs/extending.md``.
 """
 
 from ..bijectors import Interval as Interval
 from .base import AbstractLocationScale as AbstractLocationScale
+from .base import AbstractPositive as AbstractPositive
 from .base import AbstractPrior as AbstractPrior
 from .bounded import Beta as Beta
 from .bounded import Flat as Flat

@@ -4,6 +4,7 @@ every family shares: parameters broadcast to one event shape, bounds, the positi
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 
 import equinox as eqx
@@ -91,6 +92,29 @@ class AbstractLocationScale(AbstractPrior):
 
     def sample(self, key, shape=()):
         return self.loc + self.scale * self.standard_sample(key, (*shape, *self.event_shape))
+
+
+class AbstractPositive(AbstractPrior):
+    """A prior on the positive reals, sampled and optimised through ``θ = exp(u)``. Subclasses
+    declare their parameters as fields, the first of them with the event shape (the others
+    broadcast to it), and give the density of one entry for θ > 0 (`log_prob_entries`), the
+    draws (`sample`) and `center`; the event shape, the `Exp` bijector and the sum, -inf unless
+    every θ > 0 (with no NaN from the entries off the support), are here."""
+
+    @abc.abstractmethod
+    def log_prob_entries(self, theta) -> Float[Array, "*event"]:
+        """log p(θᵢ) of each entry, normalised; called with θ > 0 only."""
+
+    @property
+    def event_shape(self):
+        return tuple(jnp.shape(getattr(self, dataclasses.fields(self)[0].name)))
+
+    @property
+    def bijector(self):
+        return bij.Exp()
+
+    def log_prob(self, theta):
+        return positive_only(theta, self.log_prob_entries)
 
 
 def broadcast_event(*arrays, names: tuple[str, ...] = ()) -> tuple[int, ...]:

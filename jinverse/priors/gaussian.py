@@ -14,7 +14,7 @@ from jaxtyping import Array, Float
 from .. import bijectors as bij
 from .. import dense
 from .._checks import as_float_array, check_finite, check_positive, check_positive_definite
-from .base import LOG_2PI, AbstractPrior, broadcast_event, checked_bounds, checked_loc_scale
+from .base import LOG_2PI, AbstractPositive, AbstractPrior, broadcast_event, checked_bounds, checked_loc_scale
 
 
 class Gaussian(AbstractPrior):
@@ -140,7 +140,7 @@ class Gaussian(AbstractPrior):
                            alternative="variance() or cov_sqrt (no dense inverse)")
 
 
-class LogNormal(AbstractPrior):
+class LogNormal(AbstractPositive):
     """Positive θ with ``log θ ~ Normal(loc, scale)``."""
 
     loc: Float[Array, "*event"]
@@ -149,30 +149,20 @@ class LogNormal(AbstractPrior):
     def __init__(self, loc, scale):
         self.loc, self.scale = checked_loc_scale(loc, scale)
 
-    @property
-    def event_shape(self):
-        return tuple(self.loc.shape)
-
-    @property
-    def bijector(self):
-        return bij.Exp()
-
     def center(self):
         return jnp.exp(self.loc)
 
-    def log_prob(self, theta):
-        safe = jnp.where(theta > 0, theta, 1.0)
-        logt = jnp.log(safe)
+    def log_prob_entries(self, theta):
+        logt = jnp.log(theta)
         z = (logt - self.loc) / self.scale
-        lp = jnp.sum(-0.5 * z**2 - jnp.log(self.scale) - logt - 0.5 * LOG_2PI)
-        return jnp.where(jnp.all(theta > 0), lp, -jnp.inf)
+        return -0.5 * z**2 - jnp.log(self.scale) - logt - 0.5 * LOG_2PI
 
     def sample(self, key, shape=()):
         z = jax.random.normal(key, (*shape, *self.event_shape), self.loc.dtype)
         return jnp.exp(self.loc + self.scale * z)
 
 
-class HalfNormal(AbstractPrior):
+class HalfNormal(AbstractPositive):
     """Positive θ with density ``2 N(θ; 0, scale^2)`` for θ > 0."""
 
     scale: Float[Array, "*event"]
@@ -182,21 +172,12 @@ class HalfNormal(AbstractPrior):
         check_positive("scale", scale)
         self.scale = scale
 
-    @property
-    def event_shape(self):
-        return tuple(self.scale.shape)
-
-    @property
-    def bijector(self):
-        return bij.Exp()
-
     def center(self):
         return self.scale * math.sqrt(2 / math.pi)  # the mean
 
-    def log_prob(self, theta):
+    def log_prob_entries(self, theta):
         z = theta / self.scale
-        lp = jnp.sum(-0.5 * z**2 - jnp.log(self.scale) + 0.5 * math.log(2 / math.pi))
-        return jnp.where(jnp.all(theta > 0), lp, -jnp.inf)
+        return -0.5 * z**2 - jnp.log(self.scale) + 0.5 * math.log(2 / math.pi)
 
     def sample(self, key, shape=()):
         return self.scale * jnp.abs(jax.random.normal(key, (*shape, *self.event_shape), self.scale.dtype))

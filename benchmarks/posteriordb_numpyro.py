@@ -26,11 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)
-# NumPyro's `MCMC.run` compiles its loop again on every call (a new closure each time); with a
-# persistent compilation cache its second call loads the executable instead (tracing remains).
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jinverse-pdb-"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -230,6 +225,11 @@ def main():
     ap.add_argument("--models", nargs="*", default=sorted(MODELS, key=lambda n: "lotka" in n))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
+    # NumPyro's `MCMC.run` compiles its loop again on every call (a new closure each time); with a
+    # persistent compilation cache its second call loads the executable instead (tracing remains).
+    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jinverse-pdb-"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     rows, worst = [], []
     for name in args.models:
         first_ji = run_jinverse(name, args.warmup, args.draws, 0)[0]

@@ -6,6 +6,7 @@ prior's unconstrained space (as Stan's Laplace sampler does).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -182,7 +183,8 @@ def laplace(
                                              block_size=block_size, mesh=mesh, axis=axis, progress=progress)
         if warn:
             _warn(search, (found & ~pd).reshape(batch))
-        return eqx.tree_at(lambda a: a.status, approx, approximation_status(codes.reshape(batch), approx.ok))
+        # (replace, not eqx.tree_at: that would rebuild the problem inside, a copy of the one given)
+        return dataclasses.replace(approx, status=approximation_status(codes.reshape(batch), approx.ok))
     d = u0.shape[-1]
     n_dev = 1 if mesh is None else mesh.shape[axis]
     if block_size is None:

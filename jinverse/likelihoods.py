@@ -26,6 +26,7 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from . import dense
 from ._checks import as_float_array, check_finite, check_positive, check_positive_definite
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -114,13 +115,13 @@ class Gaussian(AbstractLikelihood):
         else:
             cov = as_float_array("cov", cov)
             check_positive_definite("cov", cov)
-            self.std, self.chol = None, jnp.linalg.cholesky(cov)
+            self.std, self.chol = None, dense.cholesky(cov)  # blocked above the LAPACK limit (issue 19)
 
     def whiten(self, r):
         """Map a residual to one with unit-variance independent entries."""
         if self.std is not None:
             return r / self.std
-        return jax.scipy.linalg.solve_triangular(self.chol, r, lower=True)
+        return dense.solve_triangular(self.chol, r, lower=True)
 
     def _log_norm(self, n):
         if self.std is not None:
@@ -323,11 +324,11 @@ class MultivariateGaussian(AbstractLikelihood):
     """
 
     def _mean_chol(self, prediction):
-        return prediction[0], jnp.linalg.cholesky(prediction[1:])
+        return prediction[0], dense.cholesky(prediction[1:])  # blocked above the LAPACK limit
 
     def log_prob(self, y, prediction):
         mean, chol = self._mean_chol(prediction)
-        z = jax.scipy.linalg.solve_triangular(chol, y - mean, lower=True)
+        z = dense.solve_triangular(chol, y - mean, lower=True)
         lp = -0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(jnp.diagonal(chol))) - 0.5 * z.size * _LOG_2PI
         return jnp.where(jnp.isnan(lp), -jnp.inf, lp)  # Cholesky of a non-positive-definite Σ is NaN
 

@@ -215,3 +215,26 @@ def test_dense_gaussian_prior_above_the_limit_is_blocked_and_equal(key, small_li
         priors.Gaussian(0.0, cov=bad)
     with pytest.raises(ValueError, match=r"priors.Gaussian.covariance: got a dense 40 x 40 float64 matrix"):
         priors.Gaussian(0.0, precision=cov).covariance()
+
+
+def test_dense_gaussian_likelihoods_above_the_limit_are_blocked_and_equal(key, small_limit):
+    # a fixed covariance (factorised once) and a covariance from the forward model (factorised
+    # per evaluation, inside the lanes): above the lowered limit both go through the blocked path
+    from jinverse import likelihoods
+
+    d = 40
+    a = jax.random.normal(key, (d, d))
+    cov = a @ a.T / d + jnp.eye(d)
+    y = jax.random.normal(jax.random.fold_in(key, 1), (d,))
+    pred = jnp.zeros(d)
+    blocked = likelihoods.Gaussian(cov=cov)
+    mvn = likelihoods.MultivariateGaussian()
+    lp_mvn = jax.jit(mvn.log_prob)(y, jnp.vstack([pred, cov]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dense, "LAPACK_LIMIT_BYTES", 2**30)
+        plain = likelihoods.Gaussian(cov=cov)
+        lp_plain = plain.log_prob(y, pred)
+        lp_mvn_plain = jax.jit(mvn.log_prob)(y, jnp.vstack([pred, cov]))
+    np.testing.assert_allclose(blocked.log_prob(y, pred), lp_plain, rtol=1e-10)
+    np.testing.assert_allclose(lp_mvn, lp_mvn_plain, rtol=1e-10)
+    np.testing.assert_allclose(lp_mvn, lp_plain, rtol=1e-10)  # the two likelihoods agree

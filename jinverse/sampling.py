@@ -302,7 +302,8 @@ def sample(
             interruption (even SIGKILL) resumes from the last complete chunk, and the draws are
             identical to an uninterrupted run (resume with the same ``chunk_size``,
             ``block_size`` and ``mesh``: XLA may round a different lane count differently). A file
-            written with other settings (data, key, method, counts, options) is refused.
+            written with other settings (data, key, method, counts, options) is refused. With
+            ``tempering``, every replica's state, the ladder and the swap counts are saved too.
         checkpoint_every: draws per chunk (default: ``num_samples // 10``, at least 1).
         diagnose: compute R-hat and bulk ESS (default). Their rank normalisation sorts the pooled
             draws and, for long runs on a CPU, can take as long as the sampling; ``False`` skips

@@ -202,18 +202,23 @@ def _solve_one(problem: InverseProblem, y, u0, settings: _Settings):
         return otu.tree_norm(p.grad) <= settings.tol * (1.0 + jnp.abs(p.value))
 
     def cond(carry):
-        p, _, k, stalled = carry
+        u, _, v, g, k, stalled = carry
+        p = Point(u, v, g)
         finite = jnp.isfinite(p.value) & jnp.isfinite(otu.tree_norm(p.grad))
         return (k < settings.max_steps) & finite & ~small(p) & ~stalled
 
     def body(carry):
-        p, state, k, _ = carry
+        u, state, v, g, k, _ = carry
+        p = Point(u, v, g)
         out = step.step(target, p, state)
-        return out.point, out.state, k + out.advanced, out.stalled & ~small(out.point)
+        u, v, g = out.point
+        return u, out.state, v, g, k + out.advanced, out.stalled & ~small(out.point)
 
     start = Point(u0, v0, g0)
-    carry = (start, step.init(target, start), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
-    (u, v, g), _, k, stalled = jax.lax.while_loop(cond, body, carry)
+    # the carry keeps the order (u, state, value, grad, ...): with the Point first, XLA's CPU
+    # while loop ran L-BFGS 1.25x slower (same program, other parameter order)
+    carry = (u0, step.init(target, start), v0, g0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    u, _, v, g, k, stalled = jax.lax.while_loop(cond, body, carry)
     gnorm = otu.tree_norm(g)
     finite = jnp.isfinite(v) & jnp.isfinite(gnorm) & jnp.all(
         jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(u)]))

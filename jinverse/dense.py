@@ -24,17 +24,19 @@ trsm       float64  11585  2**30 - 43736   vmap, d x d rhs      ok (34 s)
 cho_solve  float64  11585  2**30 - 43736   vmap, d x d rhs      ok (59 s)
 solve (LU) float64  11585  2**30 - 43736   vmap, d x d rhs      ok (212 s)
 trsm       float64  16384  2**31           vmap / plain, vector ok (9 s / 17 s)
+eigh       float64  11585  2**30 - 43736   vmap                 ok (552 s)
 =========  =======  =====  ==============  ===================  ==========================
 
-(The last four rows: the fourth session, 2026-12-01, on a machine at load average 8-17, niced.)
+(The last five rows: the fourth session, 2026-12-01, on a machine at load average 8-17, niced.)
 
 From issue 19 (the same versions): float64 d = 14400 Laplace (Cholesky and ``cho_solve``) works;
 d = 16384 vmapped ``cho_solve`` aborts (``munmap_chunk(): invalid pointer``), and one unbatched
 run there succeeded (so the crash is not deterministic). The solves just under the guard's limit
 work, with a full ``d x d`` right-hand side; a triangular solve with one vector at 16384 works.
 Not probed for lack of machine time: ``cho_solve`` and ``solve`` at 16384 (the vmapped
-``cho_solve`` with a vector did not finish in 25 minutes at load 17), ``eigh`` and ``svd`` at any
-of these sizes (above the limit they are refused, so only sizes below it reach LAPACK).
+``cho_solve`` with a vector did not finish in 25 minutes at load 17), ``eigh`` above the limit
+and ``svd`` at any of these sizes (above the limit both are refused, so only sizes below it reach
+LAPACK).
 
 So the safe float64 size lies somewhere between 14400 and 16383, and what matters is the size of
 the one matrix handed to LAPACK, not the batching. The guard keeps every LAPACK call under

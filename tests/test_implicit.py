@@ -137,12 +137,6 @@ def test_traced_init_and_no_warning(linear):
         jax.jit(lambda i: ji.solve_map(problem, ys, init=i))(jnp.ones(N + 1))
 
 
-def test_sample_still_refuses_traced_y(linear):
-    problem, ys = linear
-    with pytest.raises(TypeError, match="outside jit"):
-        jax.jit(lambda y: ji.sample(problem, y, key=jax.random.key(0)).samples)(ys[0])
-
-
 def test_laplace_jit_bit_identical(linear):
     problem, ys = linear
     eager = ji.laplace(problem, ys)

@@ -21,23 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-POINT_METHODS = {
-    "map": "MAP by ji.solve_map's default optimiser (chosen by the problem's structure)",
-    "newton": "MAP by damped Newton with the dense Hessian (ji.solve_map(optimizer='newton'))",
-    "laplace": "Gaussian at the mode, inverse-Hessian covariance (ji.laplace)",
-    "tikhonov-gcv": "Tikhonov, lambda by generalised cross-validation (ji.linear; linear problems)",
-    "tikhonov-lcurve": "Tikhonov, lambda at the L-curve corner (ji.linear; linear problems)",
-    "tikhonov-discrepancy": "Tikhonov, lambda by the discrepancy principle (ji.linear; linear problems)",
-}
-SAMPLE_METHODS = {
-    "nuts": "No-U-Turn sampler, Stan's window adaptation",
-    "hmc": "HMC, 16 leapfrog steps, window adaptation",
-    "mala": "Metropolis-adjusted Langevin, dual-averaged step",
-    "rwmh": "random-walk Metropolis, tuned diagonal proposal",
-    "mclmc": "microcanonical Langevin (unadjusted; >= 2 unknowns; a draw per decoherence length)",
-    "chees": "ChEES-adapted jittered HMC across chains",
-    "smc": "adaptive tempered SMC from prior to posterior (weighs separate modes; log evidence)",
-}
+# The method names and their one-line descriptions live beside the CLI's parser, which shows
+# them in --help without importing JAX; the benchmark runs exactly those.
+from jinverse_cli.names import POINT_METHODS, SAMPLE_METHODS
+
 METHODS = {**POINT_METHODS, **SAMPLE_METHODS}
 
 SUITES: dict[str, dict[str, Any]] = {

@@ -34,6 +34,36 @@ class SamplingWarning(UserWarning):
 UNCHECKED_MESSAGE = "R-hat and ESS not computed (diagnose=False)"
 
 
+def sampling_flags(diag: dict, num_chains: int, xp=np):
+    """The `Status` flags of each observation from its diagnostics: the one rule, used by the host
+    drivers (``xp`` NumPy, through `status_and_warnings`) and by ``ji.sample`` under a
+    transformation (``xp`` ``jax.numpy``, in the traced program).
+
+    ``diag``: ``max_rhat``, ``min_ess``, ``num_divergent``, ``finite`` per observation, and
+    optionally ``checked`` (default True: R-hat and ESS computed; where not, `Status.UNCHECKED`
+    replaces their checks), ``metric_fallback`` (default False: `Status.METRIC_FALLBACK`) and
+    ``separate_modes`` (default False: `Status.MULTIMODAL` where checked).
+    """
+    rhat, ess = xp.asarray(diag["max_rhat"]), xp.asarray(diag["min_ess"])
+
+    def per_observation(key, default=None):
+        value = diag[key] if default is None else diag.get(key, default)
+        return xp.broadcast_to(xp.asarray(value, bool), rhat.shape)
+
+    finite, checked = per_observation("finite"), per_observation("checked", True)
+    flags = ((~finite, Status.NONFINITE),
+             (checked & finite & ~(rhat <= RHAT_LIMIT), Status.HIGH_RHAT),
+             (checked & finite & (ess < ESS_PER_CHAIN * num_chains), Status.LOW_ESS),
+             (xp.asarray(diag["num_divergent"]) > 0, Status.DIVERGENCES),
+             (~checked, Status.UNCHECKED),
+             (per_observation("metric_fallback", False), Status.METRIC_FALLBACK),
+             (per_observation("separate_modes", False) & checked, Status.MULTIMODAL))
+    status = xp.zeros(rhat.shape, xp.int32)
+    for cond, flag in flags:
+        status = status | xp.where(cond, xp.int32(int(flag)), xp.int32(0))
+    return xp.asarray(status)  # (an array even for one observation)
+
+
 def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[str]]:
     """Per-observation status flags and one message per kind of problem (host side).
 
@@ -42,20 +72,10 @@ def status_and_warnings(diag: dict, num_chains: int) -> tuple[np.ndarray, list[s
     (optional, default False): where the ``"laplace"``/``"prior"`` metric fell back to the
     method's adapted one (`Status.METRIC_FALLBACK`).
     """
+    status = sampling_flags(diag, num_chains)
     rhat, ess = np.asarray(diag["max_rhat"]), np.asarray(diag["min_ess"])
     div, finite = np.asarray(diag["num_divergent"]), np.asarray(diag["finite"])
-    checked = np.broadcast_to(np.asarray(diag.get("checked", True), bool), rhat.shape)
-    status = np.zeros(rhat.shape, np.int32)
-    status |= np.where(~finite, int(Status.NONFINITE), 0).astype(np.int32)
-    status |= np.where(checked & finite & ~(rhat <= RHAT_LIMIT), int(Status.HIGH_RHAT), 0).astype(np.int32)
-    status |= np.where(checked & finite & (ess < ESS_PER_CHAIN * num_chains), int(Status.LOW_ESS),
-                       0).astype(np.int32)
-    status |= np.where(div > 0, int(Status.DIVERGENCES), 0).astype(np.int32)
-    status |= np.where(~checked, int(Status.UNCHECKED), 0).astype(np.int32)
-    fallback = np.broadcast_to(np.asarray(diag.get("metric_fallback", False), bool), rhat.shape)
-    status |= np.where(fallback, int(Status.METRIC_FALLBACK), 0).astype(np.int32)
-    modes = np.broadcast_to(np.asarray(diag.get("separate_modes", False), bool), rhat.shape) & checked
-    status |= np.where(modes, int(Status.MULTIMODAL), 0).astype(np.int32)
+    modes = (status & int(Status.MULTIMODAL)) != 0
     n = status.size
     of = "" if n == 1 else f" in {{}} of {n} posteriors"
     msgs = []

@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, PyTree
 
 from .problem import InverseProblem
-from .run_status import ESS_PER_CHAIN, RHAT_LIMIT, Status
+from .run_status import sampling_flags
 
 
 def is_traced(*trees) -> bool:
@@ -66,18 +66,9 @@ def check_theta(problem: InverseProblem, theta: PyTree, name: str, batch_shape: 
 
 
 def sampling_status(diag: dict, num_chains: int, metric_fallback, bad_input) -> Array:
-    """`jinverse.run_status.status_and_warnings`'s flags, computed in JAX from
-    `jinverse.posterior.draw_diagnostics` (``ji.sample`` under a transformation: no messages).
-    ``bad_input`` per observation: a non-finite observation or start, which the host refuses and
-    a traced call flags `Status.NONFINITE`."""
-    finite = diag["finite"] & ~bad_input
-    rhat, ess, checked = diag["max_rhat"], diag["min_ess"], diag["checked"]
-    modes = diag.get("separate_modes", jnp.zeros_like(finite)) & checked
-    flags = ((~finite, Status.NONFINITE), (checked & finite & ~(rhat <= RHAT_LIMIT), Status.HIGH_RHAT),
-             (checked & finite & (ess < ESS_PER_CHAIN * num_chains), Status.LOW_ESS),
-             (diag["num_divergent"] > 0, Status.DIVERGENCES), (~checked, Status.UNCHECKED),
-             (metric_fallback, Status.METRIC_FALLBACK), (modes, Status.MULTIMODAL))
-    status = jnp.zeros(finite.shape, jnp.int32)
-    for cond, flag in flags:
-        status |= jnp.where(cond, jnp.int32(int(flag)), jnp.int32(0))
-    return status
+    """`jinverse.run_status.sampling_flags` in JAX on `jinverse.posterior.draw_diagnostics`
+    (``ji.sample`` under a transformation: no messages). ``bad_input`` per observation: a
+    non-finite observation or start, which the host refuses and a traced call flags
+    `Status.NONFINITE`."""
+    return sampling_flags(dict(diag, finite=diag["finite"] & ~bad_input, metric_fallback=metric_fallback),
+                          num_chains, jnp)

@@ -154,3 +154,22 @@ def test_readme_example_runs():
         ref = ji.sample(scope["problem"], ys, key=jax.random.key(0), num_warmup=200, num_samples=200)
     se = np.sqrt(ref.std() ** 2 / np.asarray(ref.min_ess)[:, None] + post.std() ** 2 / np.asarray(post.min_ess)[:, None])
     assert np.all(np.abs(post.mean() - ref.mean()) < 5 * se)
+
+
+# replica exchange, MCLMC and ChEES run under jit too (each compiles its sampler twice: slow but
+# tempering, the one with its own driver path, stays in the default suite)
+@pytest.mark.parametrize("method, extra", [
+    ("nuts", dict(tempering=3)),
+    pytest.param("mclmc", {}, marks=pytest.mark.slow),
+    pytest.param("chees", {}, marks=pytest.mark.slow),
+])
+def test_jit_equals_the_host_call_tempering_mclmc_chees(problem, ys, method, extra):
+    key = jax.random.key(6)
+    kw = {**KW, "method": method, **extra}
+    ref = host(problem, ys[:2], key, **kw)
+    post = jax.jit(lambda p, y, k: ji.sample(p, y, key=k, **kw))(problem, ys[:2], key)
+    assert post.warnings == () and post.method == ref.method
+    same_posterior(post, ref)
+    if "tempering" in extra:  # the ladder and each pair's swap acceptance come back too
+        np.testing.assert_array_equal(post.tempering.betas, ref.tempering.betas)
+        np.testing.assert_array_equal(post.tempering.swap_acceptance, ref.tempering.swap_acceptance)

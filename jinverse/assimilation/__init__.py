@@ -1,6 +1,8 @@
-"""Data assimilation on any JAX model step: cycled strong-constraint 4D-Var (`cycled_4dvar`),
+"""Data assimilation on any JAX model step: cycled strong- and weak-constraint 4D-Var with a
+static or hybrid ensemble-variational B and sliding windows (`cycled_4dvar`, `Hybrid`),
 cycled ensemble filters and smoothers (`cycled_filter` with `ETKF`, `EnKF`, `LETKF`,
-`ParticleFilter`, `IEnKS`), derivative-free inversion (`eki`, `uki`, `eks`), with
+`ParticleFilter`, `EnKS`, `IEnKS`; `AdaptiveInflation`; time-varying observations with
+`TimeVarying`), derivative-free inversion (`eki`, `uki`, `eks`), with
 the user's truth and observations or a twin experiment (`twin_experiment`)."""
 
 from .cycling import FilterResult as FilterResult
@@ -16,6 +18,7 @@ from .enkf import AbstractFilter as AbstractFilter
 from .enkf import EnKF as EnKF
 from .enkf import ObsModel as ObsModel
 from .enkf import ParticleFilter as ParticleFilter
+from .enkf import TimeVarying as TimeVarying
 from .enkf import gaspari_cohn as gaspari_cohn
 from .fourdvar import CycledResult as CycledResult
 from .fourdvar import WindowForward as WindowForward
@@ -23,4 +26,8 @@ from .fourdvar import background_prior as background_prior
 from .fourdvar import cycled_4dvar as cycled_4dvar
 from .fourdvar import observation_operator as observation_operator
 from .fourdvar import twin_experiment as twin_experiment
+from .enks import EnKS as EnKS
 from .ienks import IEnKS as IEnKS
+from .inflation import AdaptiveInflation as AdaptiveInflation
+from .variational import ControlWindow as ControlWindow
+from .variational import Hybrid as Hybrid

@@ -31,6 +31,7 @@ from ..map import MAPWarning, Status, solve_map, status_report
 from ..priors import Gaussian as GaussianPrior
 from ..problem import InverseProblem
 from .enkf import NoisyStep, checked_model_std
+from .variational import ControlWindow, Hybrid, checked_psd, control_cycles, ensemble_setup, sqrt_psd
 
 
 class CycledResult(NamedTuple):
@@ -45,8 +46,14 @@ class CycledResult(NamedTuple):
     ``rmse_filter`` after ``burn_in`` cycles (analysis RMSE at the window end, the figure DA
     papers report for 4D-Var filtering); ``mean_rmse_analysis``: the same at the window start
     (a smoother's figure); ``obs_steps``: ``(n_cycles, window // obs_every)``, the model steps
-    whose observations each window assimilated (each once); ``observations``: those
-    observations, one row per observation time.
+    whose observations each window assimilated (each once; -1 for a sliding window's
+    observations an earlier window assimilated); ``observations``: those observations, one row
+    per observation time. With ``model_std``/``Q``, ``hybrid`` or ``shift`` (the
+    control-variable engine, `jinverse.assimilation.variational`): ``trajectory`` ``(n_cycles,
+    window, n)``, the analysed states at each window's steps ``1..W`` (with model error, the
+    weak-constraint smoother's states; ``forecast`` is its last); ``spread``: the hybrid
+    ensemble's spread at the next window start (NaN without one); both None otherwise. With
+    ``shift`` the window starts are ``c shift`` and the ends ``c shift + window``.
     """
 
     analysis: Array
@@ -62,6 +69,8 @@ class CycledResult(NamedTuple):
     num_steps: Array
     obs_steps: np.ndarray
     observations: Array
+    trajectory: Array | None = None
+    spread: Array | None = None
 
     @property
     def ok(self) -> Array:
@@ -166,7 +175,8 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
                  window: int, obs_every: int = 1, obs_operator=None, obs_std=1.0,
                  background_std=None, B=None, truth: Float[Array, "T n"] | None = None,
                  burn_in: int = 0, max_steps: int = 200, optimizer="gauss-newton",
-                 tol: float | None = None, warn: bool = True) -> CycledResult:
+                 tol: float | None = None, warn: bool = True, model_std=None, Q=None,
+                 hybrid: Hybrid | None = None, shift: int | None = None) -> CycledResult:
     """Cycled strong-constraint 4D-Var of ``observations`` with the model ``step``.
 
     Args:
@@ -190,6 +200,19 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
             Gauss-Newton by default (on 20-step Lorenz-96 windows it converged in every window
             where L-BFGS stopped at 200 steps in 40% of them: benchmarks/RESULTS.md).
         warn: a `MAPWarning` naming the windows whose MAP did not converge.
+        model_std, Q: weak-constraint 4D-Var with the model error ``x_t = M(x_{t-1}) + η_t``,
+            ``η_t ~ N(0, Q)`` per model step: ``Q = diag(model_std²)`` (a scalar or one per
+            component, as `cycled_filter` takes it) or ``Q`` a covariance matrix ``(n, n)`` or a
+            function ``v ↦ Q v``. The controls are the window-start state and the model error of
+            every step (the forcing formulation); ``Q = 0`` is the strong constraint.
+        hybrid: a `Hybrid`: the background covariance ``(1 - β) B + β ρ ∘ P_e`` with ``P_e`` the
+            sample covariance of an ensemble cycled alongside (ETKF/EnKF/LETKF), recentred on
+            each analysis.
+        shift: sliding windows: model steps between window starts (a multiple of ``obs_every``,
+            at most ``window``; default ``window``, no overlap). Each window covers ``(c shift,
+            c shift + window]`` and assimilates the observations that no earlier window has
+            (each once); ``observations`` then needs ``k obs_every - window`` a multiple of
+            ``shift``.
 
     Returns:
         A `CycledResult`.
@@ -203,13 +226,18 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
     if window % obs_every:
         raise ValueError(f"obs_every: got {obs_every}, expected a divisor of window={window}")
     per = window // obs_every
+    shift = window if shift is None else check_positive_int("shift", shift)
+    if shift % obs_every or shift > window:
+        raise ValueError(f"shift: got {shift}, expected a multiple of obs_every={obs_every} no larger than "
+                         f"window={window}")
     ys = jnp.asarray(observations, dtype=float)
     if ys.ndim == 1:
         ys = ys[:, None]
-    if ys.ndim != 2 or ys.shape[0] == 0 or ys.shape[0] % per:
-        raise ValueError(f"observations: got shape {tuple(ys.shape)}, expected (k, m) with k a multiple "
-                         f"of window // obs_every = {per} (one row per observation time)")
-    n_cycles = ys.shape[0] // per
+    T = ys.shape[0] * obs_every
+    if ys.ndim != 2 or T < window or (T - window) % shift:
+        raise ValueError(f"observations: got shape {tuple(ys.shape)}, expected (k, m) with k obs_every - window "
+                         f"a multiple of shift={shift}, k >= {per} (one row per observation time)")
+    n_cycles = (T - window) // shift + 1
     burn_in = check_positive_int("burn_in", burn_in, minimum=0)
     if burn_in >= n_cycles:
         raise ValueError(f"burn_in: got {burn_in}, expected fewer than the {n_cycles} cycles")
@@ -227,9 +255,16 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
         tol = 1e-9 if background.dtype == jnp.float64 else 1e-4
     settings = (optimizer, check_positive_int("max_steps", max_steps), float(tol))
 
-    xa, xf, xb, status, steps = _cycles(forward, prior0, lik, ys.reshape(n_cycles, per, -1),
-                                        background, settings)
-    obs_steps = (np.arange(n_cycles)[:, None] * window + obs_every * np.arange(1, per + 1)[None])
+    traj = spread = None
+    if model_std is None and Q is None and hybrid is None and shift == window:
+        xa, xf, xb, status, steps = _cycles(forward, prior0, lik, ys.reshape(n_cycles, per, -1),
+                                            background, settings)
+    else:
+        xa, traj, xb, status, steps, spread = _control_cycles(
+            prior0, H, forward.step, ys, lik, (*settings, window, obs_every, shift), obs_operator, obs_std, model_std, Q, hybrid)
+        xf = traj[:, -1]
+    obs_steps = np.arange(n_cycles)[:, None] * shift + obs_every * np.arange(1, per + 1)[None]
+    obs_steps[1:, :per - shift // obs_every] = -1  # a sliding window's older observations: assimilated before
     message = status_report(status, noun="window")
     if warn and message:
         warnings.warn(f"cycled_4dvar: {message}", MAPWarning, stacklevel=2)
@@ -238,18 +273,54 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
         starts = jnp.full((n_cycles + 1, n), jnp.nan)
     else:
         truth = jnp.asarray(truth, dtype=float)
-        if truth.shape != (n_cycles * window + 1, n):
+        if truth.shape != (T + 1, n):
             raise ValueError(f"truth: got shape {tuple(truth.shape)}, expected the states at every model step, "
-                             f"({n_cycles * window + 1}, {n})")
-        starts = truth[::window]
+                             f"({T + 1}, {n})")
+        starts = truth[np.arange(n_cycles + 1) * shift]
+    ends = starts[1:] if truth is None else truth[np.arange(n_cycles) * shift + window]
 
     def rmse(a, b):
         return jnp.sqrt(jnp.mean((a - b) ** 2, axis=-1))
 
-    r_a, r_f = rmse(xa, starts[:-1]), rmse(xf, starts[1:])
+    r_a, r_f = rmse(xa, starts[:-1]), rmse(xf, ends)
     return CycledResult(xa, xf, starts[:-1], r_a, rmse(xb, starts[:-1]), r_f, status == Status.CONVERGED,
                         float(jnp.mean(r_f[burn_in:])), float(jnp.mean(r_a[burn_in:])), status, steps,
-                        obs_steps, ys)
+                        obs_steps, ys, traj, spread)
+
+
+def _control_cycles(prior0, H, step, ys, lik, settings, obs_operator, obs_std, model_std, Q, hybrid):
+    """`cycled_4dvar` by the control-variable engine (`variational`): weak constraint, hybrid B,
+    sliding windows. Returns ``(x₀, trajectories, backgrounds, status, steps, spread)``."""
+    optimizer, max_steps, tol, window, obs_every, shift = settings
+    n, per = prior0.mean.shape[0], window // obs_every
+    b_clim = jnp.diag(prior0.std**2) if prior0.std is not None else prior0.chol @ prior0.chol.T
+    if model_std is not None and Q is not None:
+        raise ValueError("model_std, Q: expected at most one (a std per component, or a covariance matrix)")
+    q_sqrt = None
+    if model_std is not None:
+        q_sqrt = jnp.diag(checked_model_std(model_std, n))
+    elif Q is not None:
+        q_sqrt = sqrt_psd(jnp.asarray(checked_psd("Q", Q, n)))
+    n_cycles = (ys.shape[0] * obs_every - window) // shift + 1
+    rows = np.arange(n_cycles)[:, None] * (shift // obs_every) + np.arange(per)[None]
+    masks = None
+    if shift < window:
+        masks = np.ones((n_cycles, per, 1))
+        masks[1:, :per - shift // obs_every] = 0.0
+        masks = jnp.asarray(masks)
+    ens = None
+    if hybrid is not None:
+        if shift != window:
+            raise ValueError(f"shift: got {shift} with hybrid, expected the window ({window}): the hybrid's "
+                             "ensemble filter sits at the window start only without overlap")
+        if Q is not None:
+            raise ValueError("Q: got a matrix with hybrid, expected model_std (the ensemble draws diagonal "
+                             "model error)")
+        ens = ensemble_setup(hybrid, step, H, obs_std, obs_operator, model_std, b_clim, n, ys.shape[1])
+    win = ControlWindow(step, H, prior0.mean, sqrt_psd(b_clim), q_sqrt,
+                        None if masks is None else masks[0], window, obs_every)
+    recenter = hybrid.recenter if hybrid is not None else True
+    return control_cycles(win, lik, ys[rows], masks, (optimizer, max_steps, tol, shift, recenter), ens)
 
 
 def twin_experiment(step: Callable, x0: Float[Array, " n"], *, n_steps: int, obs_every: int = 1,

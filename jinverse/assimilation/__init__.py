@@ -20,13 +20,13 @@ from .enkf import ObsModel as ObsModel
 from .enkf import ParticleFilter as ParticleFilter
 from .enkf import TimeVarying as TimeVarying
 from .enkf import gaspari_cohn as gaspari_cohn
+from .enks import EnKS as EnKS
 from .fourdvar import CycledResult as CycledResult
 from .fourdvar import WindowForward as WindowForward
 from .fourdvar import background_prior as background_prior
 from .fourdvar import cycled_4dvar as cycled_4dvar
 from .fourdvar import observation_operator as observation_operator
 from .fourdvar import twin_experiment as twin_experiment
-from .enks import EnKS as EnKS
 from .ienks import IEnKS as IEnKS
 from .inflation import AdaptiveInflation as AdaptiveInflation
 from .variational import ControlWindow as ControlWindow

@@ -21,11 +21,13 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_positive_int
-from .enkf import FILTERS, LETKF, AbstractFilter, NoisyStep, ObsModel, checked_model_std
+from .enkf import FILTERS, LETKF, AbstractFilter, NoisyStep, ObsModel, TimeVarying, checked_model_std
+from .enks import EnKS
 from .fourdvar import observation_operator
 from .ienks import IEnKS
+from .inflation import AdaptiveInflation
 
-METHODS = {**FILTERS, "ienks": IEnKS}
+METHODS = {**FILTERS, "ienks": IEnKS, "enks": EnKS}
 
 
 DIVERGENCE_RATIO = 3.0
@@ -51,7 +53,12 @@ class FilterResult(NamedTuple):
     counts of the truth's rank among the analysis members, over components and times after
     ``burn_in`` (flat for a reliable ensemble); ``ensemble``: the last analysis ensemble;
     ``obs_steps``: ``(k,)`` model steps of the observation times; ``truth``: the true states
-    there (NaN without one).
+    there (NaN without one); ``inflation``: ``(k,)`` the anomaly inflation factor each analysis
+    used (varies with `AdaptiveInflation`; NaN for the particle filter); ``smoothed`` /
+    ``spread_smoothed`` / ``rmse_smoothed``: the smoother's means, spreads and RMSEs ``(k,
+    n)``, ``(k,)`` at the observation times (`EnKS`; NaN for a filter) and
+    ``mean_rmse_smoothed`` their time mean after ``burn_in``; ``rank_histograms``: ``(k, N +
+    1)``: the truth's rank counts at each observation time (over components).
     """
 
     forecast: Array
@@ -66,6 +73,12 @@ class FilterResult(NamedTuple):
     ensemble: Array
     obs_steps: np.ndarray
     truth: Array
+    inflation: Array
+    smoothed: Array
+    spread_smoothed: Array
+    rmse_smoothed: Array
+    mean_rmse_smoothed: Array | float
+    rank_histograms: Array
 
 
 def _as_module(fn):
@@ -82,18 +95,28 @@ def _stats(E, w):
 def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
     """The cycle loop of one experiment: the method's cycle per observation time (for a filter:
     forecast all members ``obs_every`` model steps, then the analysis with that observation)."""
-    keys = jax.random.split(key, ys.shape[0])
+    k = ys.shape[0]
+    keys = jax.random.split(key, k)
 
     def cycle(carry, inputs):
         state, _ = carry
-        y, x_true, k = inputs
-        state, (Ef, wf), (Ea, wa), E = flt.cycle(step, obs_every, state, y, obs, k)
+        y, x_true, i, key = inputs
+        y, obs_i = obs.at(i).mask(y)
+        state, (Ef, wf), (Ea, wa), E, info = flt.cycle(step, obs_every, state, y, obs_i, key)
         (mf, sf), (ma, sa) = _stats(Ef, wf), _stats(Ea, wa)
         rank = jnp.sum(E < x_true, axis=0)  # (n,) the truth's rank among the members
         counts = jnp.sum(jax.nn.one_hot(rank, E.shape[0] + 1, dtype=E.dtype), axis=0)
-        return (state, E), (mf, ma, sf, sa, counts)
+        done = info.get("smoothed")  # a smoother's final ensemble of an earlier time
+        ms, ss = _stats(done, wa) if done is not None else (jnp.full_like(ma, jnp.nan), jnp.nan * sa)
+        return (state, E), (mf, ma, sf, sa, counts, info["inflation"], ms, ss)
 
-    (_, E), out = jax.lax.scan(cycle, (flt.init(E0), E0), (ys, xt, keys))
+    (state, E), out = jax.lax.scan(cycle, (flt.init(E0), E0), (ys, xt, jnp.arange(k), keys))
+    tail = flt.smoothed_tail(state)
+    if tail is not None:  # the last `lag` times, smoothed with every observation there is
+        lag = tail.shape[0]
+        w = jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype)
+        mt, st = jax.vmap(_stats, in_axes=(0, None))(tail, w)
+        out = (*out[:6], jnp.concatenate([out[6][lag:], mt])[-k:], jnp.concatenate([out[7][lag:], st])[-k:])
     return E, out
 
 
@@ -118,9 +141,9 @@ def _filter(method) -> AbstractFilter:
         return method
     if isinstance(method, str) and method.lower() in METHODS and method.lower() != "letkf":
         return METHODS[method.lower()]()
-    raise ValueError(f"method: got {method!r}, expected one of 'etkf', 'enkf', 'pf', 'ienks' or a method "
-                     "such as ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(reg=0.9), "
-                     "IEnKS(lag=5) (LETKF needs its radius)")
+    raise ValueError(f"method: got {method!r}, expected one of 'etkf', 'enkf', 'pf', 'enks', 'ienks' or a "
+                     "method such as ETKF(inflation=1.02), EnKF(), LETKF(radius=4.0), ParticleFilter(reg=0.9), "
+                     "EnKS(lag=10), IEnKS(lag=5) (LETKF needs its radius)")
 
 
 SETTINGS = ("inflation", "radius", "jitter", "reg", "threshold", "tol")
@@ -130,6 +153,9 @@ def _check_filter(flt):
     """Checked settings; a 1-D array of settings (e.g. ``ETKF(inflation=[1.01, 1.02])``) runs
     one experiment per entry. Returns the filter (such settings as arrays) and its vmap axes
     (None when no setting is batched)."""
+    infl = getattr(flt, "inflation", None)
+    if isinstance(infl, AdaptiveInflation):
+        _check_adaptive(type(flt).__name__, infl)
     for name in ("lag", "n_iter"):
         v = getattr(flt, name, None)
         if v is not None and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
@@ -137,7 +163,7 @@ def _check_filter(flt):
     batched = []
     for name in SETTINGS:
         v = getattr(flt, name, None)
-        if v is None:
+        if v is None or isinstance(v, AdaptiveInflation):
             continue
         zero_ok = name in ("jitter", "reg", "threshold", "tol")
         a = np.asarray(v, dtype=float) if np.ndim(v) <= 1 else None
@@ -155,6 +181,53 @@ def _check_filter(flt):
     for name in batched:
         axes = eqx.tree_at(lambda f, n=name: getattr(f, n), axes, 0, is_leaf=lambda x: x is None)
     return flt, axes
+
+
+def _check_adaptive(owner: str, infl: AdaptiveInflation) -> None:
+    for name in ("initial", "var", "minimum", "maximum"):
+        v = getattr(infl, name)
+        if not (np.ndim(v) == 0 and np.isfinite(v) and v > 0):
+            raise ValueError(f"{owner}.inflation.{name}: got {v!r}, expected a finite number > 0")
+    if not infl.minimum <= infl.initial <= infl.maximum:
+        raise ValueError(f"{owner}.inflation: got initial {infl.initial!r}, expected it within [minimum, maximum] = "
+                         f"[{infl.minimum!r}, {infl.maximum!r}]")
+
+
+class _Stacked(eqx.Module):
+    H: Float[Array, "k m n"]
+
+    def __call__(self, i, x):
+        return self.H[i] @ x
+
+
+def _operator(obs_operator, n: int, k: int):
+    """The observation operator: a `TimeVarying` one as it is, a stack of matrices ``(k, m, n)``
+    as one, anything else by `observation_operator`."""
+    if isinstance(obs_operator, TimeVarying):
+        return obs_operator
+    if not callable(obs_operator) and obs_operator is not None and np.ndim(obs_operator) == 3:
+        a = np.asarray(obs_operator, dtype=float)
+        if a.shape[0] != k or a.shape[2] != n:
+            raise ValueError(f"obs_operator: got a stack of shape {a.shape}, expected one matrix per observation "
+                             f"time ({k}, m, {n})")
+        return TimeVarying(_Stacked(jnp.asarray(a)))
+    return observation_operator(obs_operator, n)
+
+
+def _burn_in(burn_in: int, burn_in_time, dt, obs_every: int) -> int:
+    """Observation times left out of the time means: ``burn_in``, or those at model time
+    ``(i + 1) obs_every dt <= burn_in_time`` (DAPPER's ``BurnIn``)."""
+    burn_in = check_positive_int("burn_in", burn_in, minimum=0)
+    if burn_in_time is None:
+        return burn_in
+    if burn_in:
+        raise ValueError(f"burn_in, burn_in_time: got {burn_in} and {burn_in_time!r}, expected one of them")
+    if dt is None or not (np.ndim(dt) == 0 and np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt: got {dt!r}, expected the model time step > 0 (burn_in_time is in model time units)")
+    if not (np.ndim(burn_in_time) == 0 and np.isfinite(burn_in_time) and burn_in_time >= 0):
+        raise ValueError(f"burn_in_time: got {burn_in_time!r}, expected a time >= 0")
+    # the tolerance: 0.25 = 25 x 0.01 and 20 = 400 x 0.05 must count as reached, whatever the rounding
+    return int(np.floor(float(burn_in_time) / (obs_every * float(dt)) * (1 + 1e-12)))
 
 
 def _locations(obs_operator, obs_locations, n, m, flt):
@@ -179,7 +252,7 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
                   *, key: PRNGKeyArray, method="etkf", obs_every: int = 1, obs_operator=None, obs_std=1.0,
                   obs_locations=None, period: float | None = None,
                   truth: Float[Array, "*batch T n"] | None = None, burn_in: int = 0,
-                  model_std=None) -> FilterResult:
+                  burn_in_time: float | None = None, dt: float | None = None, model_std=None) -> FilterResult:
     """Cycled ensemble filtering of ``observations`` with the model ``step``.
 
     Args:
@@ -190,15 +263,21 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
             does a 1-D array of a method's setting, e.g. ``ETKF(inflation=[1.01, 1.02, 1.04])``:
             one compiled program for a tuning sweep).
         observations: ``(k, m)``, row ``i`` observing the state at model step ``(i + 1)
-            obs_every``; ``(B, k, m)`` for a batch of experiments.
+            obs_every``; ``(B, k, m)`` for a batch of experiments. NaN marks an observation left
+            out (e.g. a component observed only at some times).
         key: a PRNG key (perturbed observations, resampling; split over a batch).
-        method: ``'etkf'``, ``'enkf'`` (perturbed observations), ``'pf'`` or a filter with its
-            settings: ``ETKF(inflation=...)``, ``EnKF(inflation=...)``, ``LETKF(radius=...,
-            inflation=...)``, ``ParticleFilter(jitter=...)`` (`jinverse.assimilation.enkf`).
+        method: ``'etkf'``, ``'enkf'`` (perturbed observations), ``'pf'``, ``'enks'`` (the full
+            smoother), ``'ienks'``, or a method with its settings: ``ETKF(inflation=...)``,
+            ``EnKF(inflation=...)``, ``LETKF(radius=..., inflation=...)``,
+            ``ParticleFilter(jitter=...)``, ``EnKS(lag=...)``, ``IEnKS(lag=..., mda=...)``; an
+            inflation may be ``AdaptiveInflation()`` (estimated from the innovations).
         obs_every: model steps between observation times.
-        obs_operator: ``None`` (every component), component indices, a matrix ``(m, n)`` or a
-            function of the state.
-        obs_std: observation-error std (R = diag(std²)): a scalar or one per component.
+        obs_operator: ``None`` (every component), component indices, a matrix ``(m, n)``, a
+            function of the state, or one that changes with time: a stack of matrices ``(k, m,
+            n)`` (one per observation time) or ``TimeVarying(lambda i, x: ...)`` (``i`` the
+            observation time's index).
+        obs_std: observation-error std (R = diag(std²)): a scalar, one per component ``(m,)``,
+            or one per time and component ``(k, m)``.
         obs_locations: each observation's position ``(m,)`` on the state grid (component ``i`` at
             ``i``), for LETKF's localisation; the indices themselves by default.
         period: the domain's period for localisation distances; the state size ``n`` by default
@@ -206,6 +285,8 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         truth: optionally the true states at every model step ``0..T`` (``T = k obs_every``),
             ``(T + 1, n)`` or ``(B, T + 1, n)``; the RMSE fields are NaN without it.
         burn_in: observation times left out of the time means and the rank histogram.
+        burn_in_time, dt: the burn-in in model time units instead (``dt`` the model time step):
+            the observation times at ``t = (i + 1) obs_every dt <= burn_in_time`` are left out.
         model_std: model error: each member's forecast adds ``N(0, diag(model_std²))`` after
             every model step (a stochastic forecast with Q = diag(model_std²) per step; a scalar
             or one per state component); ``None`` (default) for a perfect model. Not for
@@ -233,27 +314,37 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
                          "observation time")
     k, m = ys.shape[-2:]
     obs_every = check_positive_int("obs_every", obs_every)
-    burn_in = check_positive_int("burn_in", burn_in, minimum=0)
+    burn_in = _burn_in(burn_in, burn_in_time, dt, obs_every)
     if model_std is not None:
         if isinstance(flt, IEnKS):
             raise ValueError("model_std: got a model error, expected None with IEnKS (a strong-constraint "
                              "smoother); use ETKF, EnKF, LETKF or ParticleFilter for an imperfect model")
         step = NoisyStep(_as_module(step), checked_model_std(model_std, n))
     if burn_in >= k:
-        raise ValueError(f"burn_in: got {burn_in}, expected fewer than the {k} observation times")
-    H = observation_operator(obs_operator, n)
-    m_shape = jax.eval_shape(H, E0[(0,) * (E0.ndim - 1)]).shape
+        raise ValueError(f"burn_in: got {burn_in}"
+                         + ("" if burn_in_time is None else f" observation times (burn_in_time {burn_in_time!r})")
+                         + f", expected fewer than the {k} observation times")
+    if np.any(np.isinf(np.asarray(ys))):
+        raise ValueError("observations: got inf, expected finite values (NaN for an observation left out)")
+    H = _operator(obs_operator, n, k)
+    x = E0[(0,) * (E0.ndim - 1)]
+    m_shape = (jax.eval_shape(H, jnp.zeros((), jnp.int32), x) if isinstance(H, TimeVarying) else jax.eval_shape(H, x)).shape
     if m_shape != (m,):
         raise ValueError(f"observations: got {m} per time, expected {m_shape} (what obs_operator returns "
                          "for one state)")
-    std = np.broadcast_to(np.asarray(obs_std, dtype=float), (m,)) if np.ndim(obs_std) <= 1 else None
-    if std is None or std.shape != (m,) or not np.all(np.isfinite(std) & (std > 0)):
-        raise ValueError(f"obs_std: got {obs_std!r}, expected a std > 0, scalar or one per observed component ({m})")
+    std = np.asarray(obs_std, dtype=float) if np.ndim(obs_std) <= 2 else None
+    if std is None or std.shape not in ((), (m,), (k, m)) or not np.all(np.isfinite(std) & (std > 0)):
+        got = repr(obs_std) if np.size(obs_std) <= 6 else f"an array of shape {np.shape(obs_std)}"
+        raise ValueError(f"obs_std: got {got}, expected a std > 0: a scalar, one per observed component "
+                         f"({m},) or one per time and component ({k}, {m})")
+    std = np.broadcast_to(std, (m,)) if std.ndim < 2 else std
     period = float(n) if period is None else float(period)
     if not period > 0:
         raise ValueError(f"period: got {period!r}, expected a domain period > 0 (or inf)")
     obs = ObsModel(H, jnp.asarray(std), jnp.asarray(_locations(obs_operator, obs_locations, n, m, flt)), period)
 
+    if isinstance(flt, EnKS) and (flt.lag is None or flt.lag > k):  # the full smoother
+        flt = EnKS(lag=k, inflation=flt.inflation)
     T = k * obs_every
     if truth is None:
         xt = jnp.full((k, n), jnp.nan)
@@ -271,7 +362,7 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
     if len({s.split()[-1] for s in sizes}) > 1:
         raise ValueError(f"batch sizes: got {', '.join(sorted(sizes))}, expected one batch size")
     out = _run(_as_module(step), flt, obs, obs_every, (flt_axes, *batched), E0, ys, xt, key)
-    E, (mf, ma, sf, sa, counts) = out
+    E, (mf, ma, sf, sa, counts, infl, ms, ss) = out
     bad = ~np.all(np.isfinite(np.asarray(ma)), axis=(-2, -1))
     if np.any(bad):
         first = np.argmax(~np.all(np.isfinite(np.asarray(ma)), axis=-1), axis=-1)
@@ -283,18 +374,19 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
     def rmse(a):
         return jnp.sqrt(jnp.mean((a - xt) ** 2, axis=-1))
 
-    r_f, r_a = rmse(mf), rmse(ma)
+    r_f, r_a, r_s = rmse(mf), rmse(ma), rmse(ms)
     mean_rmse: Array | float = jnp.mean(r_a[..., burn_in:], -1)
+    mean_rmse_s: Array | float = jnp.mean(r_s[..., burn_in:], -1)
     mean_spread: Array | float = jnp.mean(sa[..., burn_in:], -1)
     if truth is not None:
         _warn_overconfident(np.asarray(mean_rmse), np.asarray(mean_spread))
     if flt_axes is None and not any(batched):
-        mean_rmse, mean_spread = float(mean_rmse), float(mean_spread)
-    hist = jnp.sum(counts[..., burn_in:, :], axis=-2)
+        mean_rmse, mean_spread, mean_rmse_s = float(mean_rmse), float(mean_spread), float(mean_rmse_s)
     if truth is None:
-        hist = jnp.full_like(hist, jnp.nan)
+        counts = jnp.full_like(counts, jnp.nan)
+    hist = jnp.sum(counts[..., burn_in:, :], axis=-2)
     return FilterResult(mf, ma, sf, sa, r_f, r_a, mean_rmse, mean_spread, hist, E,
-                        obs_every * np.arange(1, k + 1), xt)
+                        obs_every * np.arange(1, k + 1), xt, infl, ms, ss, r_s, mean_rmse_s, counts)
 
 
 def _warn_overconfident(rmse: np.ndarray, spread: np.ndarray) -> None:

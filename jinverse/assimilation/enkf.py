@@ -26,22 +26,60 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .inflation import AdaptiveInflation
+
+
+class TimeVarying(eqx.Module):
+    """An observation operator that changes with the observation time: ``fn(i, x) -> (m,)``,
+    ``i`` the observation time's index (``0..k-1``, an integer array: index arrays with it, or
+    branch with ``jnp.where``/``lax.switch``), ``x`` one state ``(n,)``. The number of
+    observations ``m`` is fixed; leave out some at a time with NaN observations."""
+
+    fn: Callable
+
+    def __call__(self, i, x):
+        return self.fn(i, x)
 
 
 class ObsModel(eqx.Module):
     """What an analysis needs to know about the observations of one time.
 
-    ``operator``: ``x ↦ H(x)`` on one state ``(n,)`` → ``(m,)``; ``std``: observation-error
-    std per component ``(m,)``; ``locations``: each observation's position ``(m,)`` on the
-    state's grid (state component ``i`` sits at ``i``); ``period``: the domain's period (the
-    state size for Lorenz-96), ``inf`` for a non-periodic domain.
+    ``operator``: ``x ↦ H(x)`` on one state ``(n,)`` → ``(m,)``, or a `TimeVarying` operator;
+    ``std``: observation-error std per component ``(m,)``, or per time and component ``(k, m)``
+    (``inf`` for an observation left out); ``locations``: each observation's position ``(m,)``
+    on the state's grid (state component ``i`` sits at ``i``); ``period``: the domain's period
+    (the state size for Lorenz-96), ``inf`` for a non-periodic domain; ``index``: the
+    observation time this model is at (`at` moves it). Analyses call `observe` and read `sd`.
     """
 
     operator: Callable
-    std: Float[Array, " m"]
+    std: Float[Array, "*k m"]
     locations: Float[Array, " m"]
     period: float = eqx.field(static=True)
+    index: Int[Array, ""] | int = 0
+
+    def at(self, i) -> ObsModel:
+        """The same observations at observation time ``i``."""
+        return ObsModel(self.operator, self.std, self.locations, self.period, i)
+
+    def observe(self, x: Float[Array, " n"]) -> Float[Array, " m"]:
+        if isinstance(self.operator, TimeVarying):
+            return self.operator(self.index, x)
+        return self.operator(x)
+
+    def mask(self, y: Float[Array, " m"]) -> tuple[Array, ObsModel]:
+        """``(y, obs)`` with the NaN observations left out: ``y`` zero and the std ``inf`` there
+        (an analysis gives them no weight)."""
+        miss = jnp.isnan(y)
+        std = jnp.where(miss, jnp.inf, self.sd)
+        return jnp.where(miss, 0.0, y), ObsModel(self.operator, std, self.locations, self.period, self.index)
+
+    @property
+    def sd(self) -> Float[Array, " m"]:
+        """The observation-error std at this time ``(m,)``."""
+        return self.std if self.std.ndim == 1 else self.std[self.index]
 
 
 GC_SCALE = (10.0 / 3.0) ** 0.5  # GC half-width over the radius where the taper is ~exp(-1/2)
@@ -65,10 +103,10 @@ def _anomalies(E, inflation):
 def _whitened_obs(E, y, obs: ObsModel):
     """Normalised whitened observation anomalies ``Ŝ = (Y - ȳ) / (σ √(N-1))`` ``(N, m)`` and
     the whitened innovation ``(y - ȳ) / σ``, with ``Y`` the observed ensemble."""
-    Y = jax.vmap(obs.operator)(E)
+    Y = jax.vmap(obs.observe)(E)
     ym = jnp.mean(Y, axis=0)
-    S = (Y - ym) / (obs.std * jnp.sqrt(E.shape[0] - 1.0))
-    return S, (y - ym) / obs.std, Y
+    S = (Y - ym) / (obs.sd * jnp.sqrt(E.shape[0] - 1.0))
+    return S, (y - ym) / obs.sd, Y
 
 
 def ensemble_transform(S, d):
@@ -104,29 +142,69 @@ class NoisyStep(eqx.Module):
         return jax.vmap(one)(E, jax.random.split(key, E.shape[0]))
 
 
+def forecast_members(step, E, obs_every: int, key: PRNGKeyArray) -> tuple[Array, PRNGKeyArray]:
+    """The forecast ensemble ``obs_every`` model steps on, and the key left for the analysis
+    (a `NoisyStep`'s model error draws from its own)."""
+    if isinstance(step, NoisyStep):
+        k_model, key = jax.random.split(key)
+        return step.forecast(E, obs_every, k_model), key
+    return forecast(step, E, obs_every), key
+
+
 class AbstractFilter(eqx.Module):
     """A cycled ensemble method. ``init(E0) -> state``; ``cycle(step, obs_every, state, y, obs,
-    key) -> (state, (E_f, w_f), (E_a, w_a), E_next)``: one observation time, with the forecast
-    and analysis (weighted) ensembles there for the statistics and the analysis ensemble that
-    carries on. Filters only write ``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat,
-    w_stat)``, called after ``obs_every`` model steps of every member; smoothers override
-    ``cycle``."""
+    key) -> (state, (E_f, w_f), (E_a, w_a), E_next, info)``: one observation time, with the
+    forecast and analysis (weighted) ensembles there for the statistics, the analysis ensemble
+    that carries on, and ``info``, a dict with the ``"inflation"`` factor used and, for a
+    smoother, ``"smoothed"``: the ensemble at the observation time leaving its lag (final).
+    Filters only write ``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat, w_stat)``,
+    called after ``obs_every`` model steps of every member; smoothers override ``cycle`` (and
+    ``smoothed_tail(state)``, the last ``lag`` times' smoothed ensembles)."""
 
     def init(self, E):
-        return E, jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype)
+        return E, jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype), inflation_state(self, E.dtype)
 
     def cycle(self, step, obs_every: int, state, y, obs: ObsModel, key: PRNGKeyArray):
-        E, w = state
-        if isinstance(step, NoisyStep):  # model error: the forecast draws from its own key
-            k_model, key = jax.random.split(key)
-            E = step.forecast(E, obs_every, k_model)
-        else:
-            E = forecast(step, E, obs_every)
-        En, wn, Es, ws = self.analyse(E, w, y, obs, key)
-        return (En, wn), (E, w), (Es, ws), En
+        E, w, s = state
+        E, key = forecast_members(step, E, obs_every, key)
+        flt, s, factor = adapted(self, s, E, y, obs)
+        En, wn, Es, ws = flt.analyse(E, w, y, obs, key)
+        return (En, wn, s), (E, w), (Es, ws), En, {"inflation": factor}
 
     def analyse(self, E, w, y, obs: ObsModel, key: PRNGKeyArray):
         raise NotImplementedError
+
+    def smoothed_tail(self, state):
+        return None
+
+
+def inflation_state(flt, dtype) -> Array:
+    """The adaptive inflation's first λ, or a placeholder for a fixed inflation."""
+    infl = getattr(flt, "inflation", None)
+    return infl.init(dtype) if isinstance(infl, AdaptiveInflation) else jnp.zeros((), dtype)
+
+
+def adapted(flt, s, E, y, obs: ObsModel):
+    """``(filter, s, factor)``: the filter with this time's anomaly inflation factor (an
+    `AdaptiveInflation` updated from the forecast ensemble ``E``'s innovations), the new
+    inflation state and the factor (NaN for a method without inflation)."""
+    infl = getattr(flt, "inflation", None)
+    if isinstance(infl, AdaptiveInflation):
+        S, d, _ = _whitened_obs(E, y, obs)
+        s = infl.update(s, S, d)
+        factor = jnp.sqrt(s)
+        return eqx.tree_at(lambda f: f.inflation, flt, factor), s, factor
+    return flt, s, jnp.asarray(jnp.nan if infl is None else infl, E.dtype)
+
+
+def etkf_transform(E: Float[Array, "N n"], y, obs: ObsModel, inflation) -> tuple[Array, Array, Array]:
+    """``(mean, A, W)`` with the ETKF analysis ``mean + W A``: ``A`` the forecast anomalies times
+    ``inflation``, ``W = 1 wᵀ / √(N-1) + T`` (mean weights and symmetric square root). A
+    smoother applies the same ``W`` to the (uninflated) anomalies of its earlier states."""
+    mean, A = _anomalies(E, inflation)
+    S, d, _ = _whitened_obs(mean + A, y, obs)
+    wm, T = ensemble_transform(S, d)
+    return mean, A, wm[None, :] / jnp.sqrt(E.shape[0] - 1.0) + T
 
 
 class ETKF(AbstractFilter):
@@ -134,13 +212,11 @@ class ETKF(AbstractFilter):
     ``EnKF('Sqrt')``): deterministic, the analysis ensemble has exactly the Kalman analysis mean
     and covariance of the (inflated) forecast ensemble's sample covariance for a linear H."""
 
-    inflation: float = 1.0
+    inflation: float | AdaptiveInflation = 1.0
 
     def analyse(self, E, w, y, obs, key):
-        mean, A = _anomalies(E, self.inflation)
-        S, d, _ = _whitened_obs(mean + A, y, obs)
-        wm, T = ensemble_transform(S, d)
-        Ea = mean + (wm / jnp.sqrt(E.shape[0] - 1.0)) @ A + T @ A
+        mean, A, W = etkf_transform(E, y, obs, self.inflation)
+        Ea = mean + W @ A
         return Ea, w, Ea, w
 
 
@@ -149,15 +225,15 @@ class EnKF(AbstractFilter):
     ``i`` is updated with ``y + ε_i``, ``ε ~ N(0, R)`` centred over the ensemble (as DAPPER's
     ``EnKF('PertObs')``). The gain is the ensemble gain, applied in ensemble space."""
 
-    inflation: float = 1.0
+    inflation: float | AdaptiveInflation = 1.0
 
     def analyse(self, E, w, y, obs, key):
         mean, A = _anomalies(E, self.inflation)
         Ef = mean + A
         S, _, Y = _whitened_obs(Ef, y, obs)
         eps = jax.random.normal(key, Y.shape, Y.dtype)
-        eps = eps - jnp.mean(eps, axis=0)
-        D = (y + obs.std * eps - Y) / obs.std  # whitened perturbed innovations (N, m)
+        eps = (eps - jnp.mean(eps, axis=0)) * jnp.isfinite(obs.sd)  # none for a left-out observation
+        D = (y - Y) / obs.sd + eps  # whitened perturbed innovations (N, m)
         N, m = S.shape
         # symmetric eigendecompositions, not LU solves: with XLA's CPU LU a 2000-cycle Lorenz-96 run
         # (N = m = 40) took 2-11 s instead of 0.3 s on the shared 2-core machine
@@ -181,7 +257,7 @@ class LETKF(AbstractFilter):
     eigendecomposition."""
 
     radius: float
-    inflation: float = 1.0
+    inflation: float | AdaptiveInflation = 1.0
 
     def analyse(self, E, w, y, obs, key):
         mean, A = _anomalies(E, self.inflation)
@@ -214,7 +290,7 @@ class ParticleFilter(AbstractFilter):
     threshold: float = 1.0
 
     def analyse(self, E, w, y, obs, key):
-        r = (y - jax.vmap(obs.operator)(E)) / obs.std
+        r = (y - jax.vmap(obs.observe)(E)) / obs.sd
         w = jax.nn.softmax(jnp.log(w) - 0.5 * jnp.sum(r**2, axis=-1))
         k1, k2 = jax.random.split(key)
         N, n = E.shape

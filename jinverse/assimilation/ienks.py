@@ -58,10 +58,10 @@ class IEnKS(AbstractFilter):
 
         def update(w, Tinv, Ey):
             """One Gauss-Newton step from the members' images ``Ey`` at t_c."""
-            Y = jax.vmap(obs.operator)(Ey)
+            Y = jax.vmap(obs.observe)(Ey)
             ym = jnp.mean(Y, axis=0)
-            S = Tinv @ (Y - ym) / (obs.std * root)  # (N, m): d obs / d w
-            grad = w - S @ ((y - ym) / obs.std)
+            S = Tinv @ (Y - ym) / (obs.sd * root)  # (N, m): d obs / d w
+            grad = w - S @ ((y - ym) / obs.sd)
             inv, T, Tinv = _sym_powers(eye + S @ S.T)  # the Gauss-Newton Hessian's powers
             dw = inv @ grad
             return w - dw, T, Tinv, jnp.linalg.norm(dw)
@@ -85,4 +85,5 @@ class IEnKS(AbstractFilter):
         E1 = forecast(step, E0a, obs_every)
         full = c + 1 >= self.lag
         uniform = jnp.full((N,), 1.0 / N, E0.dtype)
-        return (jnp.where(full, E1, E0a), c + 1), (Ef, uniform), (Ea, uniform), Ea
+        info = {"inflation": jnp.asarray(self.inflation, E0.dtype)}
+        return (jnp.where(full, E1, E0a), c + 1), (Ef, uniform), (Ea, uniform), Ea, info

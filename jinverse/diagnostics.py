@@ -23,6 +23,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._checks import check_key, check_positive_int
 from .problem import InverseProblem, flat_leaves
+from .status import SamplingStatus
 
 _BARS = " ▁▂▃▄▅▆▇█"
 
@@ -43,8 +44,10 @@ class SBCResult:
         level: the test level; ``passed`` is true when every p-value is at least
             ``level / d`` (Bonferroni over the components) and every simulation's draws are finite.
         num_nonfinite: simulations whose posterior draws held NaN/inf.
-        status: the sampler's per-simulation status flags (`ji.Posterior.status`), or None for
-            a custom sampler that returns plain draws.
+        status: ``(num_simulations,)`` `jinverse.status.SamplingStatus` flags: the sampler's
+            (`ji.Posterior.status`), or for a custom sampler that returns plain draws
+            ``NONFINITE`` where its draws held NaN/inf; ``ok``: ``status == 0`` (the per-simulation
+            mask; ``passed`` is the calibration verdict).
         theta: the prior draws ``θ*`` (a θ pytree with a leading ``num_simulations`` axis).
         y: the simulated observations ``(num_simulations, *event)``.
     """
@@ -59,9 +62,13 @@ class SBCResult:
     level: float
     passed: bool
     num_nonfinite: int
-    status: np.ndarray | None
+    status: np.ndarray
     theta: Any
     y: Any
+
+    @property
+    def ok(self) -> np.ndarray:
+        return SamplingStatus.ok(self.status)
 
     @property
     def num_bins(self) -> int:
@@ -205,7 +212,7 @@ def sbc(
     theta = problem.sample_prior(k_theta, (num_simulations,))
     ys = jax.vmap(problem.simulate)(jax.random.split(k_y, num_simulations), theta)
 
-    status = None
+    status = None  # (the sampler's, when it returns a Posterior)
     with warnings.catch_warnings():
         # Low-ESS / R-hat warnings are expected in a calibration sweep; the status is kept.
         from .posterior import Posterior, SamplingWarning
@@ -239,6 +246,8 @@ def sbc(
     ranks, finite = _ranks(truth, flat, k_tie)
     ranks = np.asarray(ranks)
     num_nonfinite = int(np.count_nonzero(~np.asarray(finite)))
+    if status is None:
+        status = np.where(np.asarray(finite), 0, int(SamplingStatus.NONFINITE)).astype(np.int32)
 
     if num_bins is None:
         num_bins = min(20, max(2, num_simulations // 10))

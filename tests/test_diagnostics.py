@@ -74,7 +74,9 @@ def test_ranks_by_hand(linear):
     truth = np.asarray(res.theta)
     expect = np.clip(np.floor(truth + 5.5), 0, 10).astype(int)
     np.testing.assert_array_equal(res.ranks, expect)
-    assert res.num_draws == 10 and res.names == ("θ[0]", "θ[1]") and res.status is None
+    assert res.num_draws == 10 and res.names == ("θ[0]", "θ[1]")
+    np.testing.assert_array_equal(res.status, np.zeros(30))
+    assert np.all(res.ok)
     assert res.y.shape == (30, 4)
 
 
@@ -147,6 +149,7 @@ def test_sbc_pytree_theta_and_nonfinite_draws():
 
     bad = ji.diagnostics.sbc(problem, key=jax.random.key(0), sampler=with_nan, num_simulations=200)
     assert bad.num_nonfinite == 1 and not bad.passed and "non-finite" in str(bad)
+    assert bad.status[0] == ji.posterior.Status.NONFINITE and not bad.ok[0] and np.all(bad.ok[1:])
 
 
 def test_sbc_is_deterministic(linear):

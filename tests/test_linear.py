@@ -333,6 +333,24 @@ def test_linear_gaussian_image_cg_equals_dense():
     cg = linear_gaussian(problem, y, method="cg", tol=1e-12)
     assert dense.mean.shape == (2, 36)
     np.testing.assert_allclose(cg.mean, dense.mean, rtol=1e-8, atol=1e-10)
+    assert np.all(cg.ok) and np.all(dense.ok) and cg.status.shape == (2,)
+
+
+def test_linear_gaussian_status():
+    """``status``/``ok`` per observation: CG stopped by ``maxiter`` above its tolerance is
+    MAX_STEPS (jax's cg does not say so; the residual is checked)."""
+    def blur(x):
+        return (0.5 * x + 0.25 * jnp.roll(x, 1, 0) + 0.25 * jnp.roll(x, 1, 1)).ravel()
+
+    prior = ji.priors.GMRF((6, 6), order=1, boundary="zero", precision=10.0)
+    problem = ji.InverseProblem(blur, prior, ji.likelihoods.Gaussian(0.05))
+    y = jax.random.normal(jax.random.key(0), (3, 36))
+    short = linear_gaussian(problem, y, method="cg", tol=1e-12, maxiter=2)
+    np.testing.assert_array_equal(short.status, [ji.Status.MAX_STEPS] * 3)
+    assert not np.any(short.ok)
+    full = linear_gaussian(problem, y, method="cg", tol=1e-12)
+    np.testing.assert_array_equal(full.status, [ji.Status.OK] * 3)
+    np.testing.assert_array_equal(linear_gaussian(problem, y, method="dense").status, [0, 0, 0])
 
 
 def test_linear_gaussian_rejects_nonlinear():

@@ -14,12 +14,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .. import dense
 from .._checks import check_key
 from ..likelihoods import Gaussian as GaussianLikelihood
 from ..priors import Gaussian as GaussianPrior
+from ..status import MAPStatus, finite_status
 from .operators import LinearOperator, as_operator
 
 
@@ -50,7 +51,9 @@ def _noise_parts(likelihood):
 class LinearGaussianPosterior(eqx.Module):
     """The Gaussian posterior of a linear-Gaussian problem for a batch of observations.
 
-    Attributes: ``mean`` (``(*batch, n)``); the rest are what `sample` needs.
+    Attributes: ``mean`` (``(*batch, n)``); ``status`` (``(*batch,)``, `jinverse.status.MAPStatus`
+    codes: ``OK``, ``NONFINITE`` where the mean is not finite, ``MAX_STEPS`` where CG stopped at
+    ``maxiter`` above its tolerance) and ``ok`` (``status == OK``); the rest are what `sample` needs.
     """
 
     mean: Float[Array, "*batch n"]
@@ -62,6 +65,11 @@ class LinearGaussianPosterior(eqx.Module):
     y: Float[Array, "*batch m"]
     tol: float = eqx.field(static=True)
     maxiter: int = eqx.field(static=True)
+    status: Int[Array, "*batch"] | None = None  # (set by `linear_gaussian`)
+
+    @property
+    def ok(self) -> Bool[Array, "*batch"]:
+        return MAPStatus.ok(self.status)
 
     def covariance(self) -> Float[Array, "n n"]:
         """The dense posterior covariance (the same for every observation)."""
@@ -93,7 +101,8 @@ def _dense_precision(post) -> Float[Array, "n n"]:
     return WA.T @ WA + jax.vmap(prec, in_axes=1, out_axes=1)(jnp.eye(n, dtype=WA.dtype))
 
 
-def _solve_cg(post, rhs):
+def _precision_matvec(post):
+    """``v ↦ (Aᵀ Γ⁻¹ A + P₀) v``, the posterior precision applied matrix-free."""
     _, prec = _prior_parts(post.prior)
     w = post.likelihood.whiten
 
@@ -102,7 +111,11 @@ def _solve_cg(post, rhs):
         wt = jax.linear_transpose(w, jax.ShapeDtypeStruct((post.A.shape[0],), v.dtype))
         return post.A.rmatvec(wt(w(post.A.matvec(v)))[0]) + prec(v)
 
-    x, _ = jax.scipy.sparse.linalg.cg(H, rhs, tol=post.tol, maxiter=post.maxiter)
+    return H
+
+
+def _solve_cg(post, rhs):
+    x, _ = jax.scipy.sparse.linalg.cg(_precision_matvec(post), rhs, tol=post.tol, maxiter=post.maxiter)
     return x
 
 
@@ -145,8 +158,20 @@ def _dense_draws(mean, chol, key, shape):
 
 @eqx.filter_jit
 def _cg_means(post, Y):
+    """The means and their status: CG's true residual checked against its tolerance (with room
+    for rounding), since `jax.scipy.sparse.linalg.cg` does not say whether it converged."""
     m0, _ = _prior_parts(post.prior)
-    return jax.vmap(lambda y: _solve_cg(post, _rhs(post, y, m0)))(Y)
+    H = _precision_matvec(post)
+    room = max(10.0 * post.tol, 100.0 * float(jnp.finfo(Y.dtype).eps))
+
+    def one(y):
+        b = _rhs(post, y, m0)
+        x = _solve_cg(post, b)
+        converged = jnp.linalg.norm(H(x) - b) <= room * jnp.linalg.norm(b)
+        code = jnp.where(converged, int(MAPStatus.OK), int(MAPStatus.MAX_STEPS))
+        return x, jnp.where(jnp.all(jnp.isfinite(x)), code, int(MAPStatus.NONFINITE)).astype(jnp.int32)
+
+    return jax.vmap(one)(Y)
 
 
 def linear_gaussian(problem, y, *, method: str = "auto", tol: float = 1e-10,
@@ -196,7 +221,9 @@ def linear_gaussian(problem, y, *, method: str = "auto", tol: float = 1e-10,
                                    problem.likelihood, Y, tol, maxiter or 10 * n)
     if method == "dense":
         means, chol = _dense_means(post, Yf)
-        return eqx.tree_at(lambda p: (p.mean, p.chol), post, (means.reshape(*batch, n), chol),
-                           is_leaf=lambda x: x is None)
-    means = _cg_means(post, Yf)
-    return eqx.tree_at(lambda p: p.mean, post, means.reshape(*batch, n))
+        means = means.reshape(*batch, n)
+        return eqx.tree_at(lambda p: (p.mean, p.chol, p.status), post,
+                           (means, chol, finite_status(means, len(batch))), is_leaf=lambda x: x is None)
+    means, status = _cg_means(post, Yf)
+    return eqx.tree_at(lambda p: (p.mean, p.status), post, (means.reshape(*batch, n), status.reshape(batch)),
+                       is_leaf=lambda x: x is None)

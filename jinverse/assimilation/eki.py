@@ -36,6 +36,7 @@ from .._checks import check_positive_int
 from ..likelihoods import Gaussian as GaussianLikelihood
 from ..priors import Gaussian as GaussianPrior
 from ..problem import InverseProblem
+from ..status import MAPStatus, finite_status
 from .enkf import ensemble_transform
 
 
@@ -46,7 +47,10 @@ class KalmanInversionResult(NamedTuple):
     ensemble's (or UKI's) covariance of the flattened θ, ``(d, d)``; ``ensemble``: EKI's final
     members ``(J, *θ)`` (None for UKI); ``objective``: ``Φ`` at the estimate after each
     iteration (the negative log-posterior up to a constant), ``(n_iter,)``; ``num_forward``:
-    forward-model evaluations per observation.
+    forward-model evaluations per observation; ``status`` (`jinverse.status.MAPStatus` per
+    observation: ``OK``, or ``NONFINITE`` where the estimate, covariance or final objective is
+    NaN/inf; these methods run a fixed number of iterations, so there is no convergence code) and
+    ``ok`` (``status == OK``).
     """
 
     theta: Array
@@ -54,6 +58,15 @@ class KalmanInversionResult(NamedTuple):
     ensemble: Array | None
     objective: Array
     num_forward: int
+
+    @property
+    def status(self) -> Array:
+        batch_ndim = jnp.ndim(self.covariance) - 2
+        return finite_status((self.theta, self.covariance, self.objective[..., -1]), batch_ndim)
+
+    @property
+    def ok(self) -> Array:
+        return MAPStatus.ok(self.status)
 
 
 class WhitenedProblem(eqx.Module):

@@ -131,3 +131,23 @@ def test_bad_input():
         eki(problem, y, key=key, init=np.zeros((5, 2)))
     with pytest.raises(ValueError, match="y: got shape"):
         uki(problem, y[:4])
+
+
+def test_status_per_observation():
+    """``status``/``ok`` per observation: an observation that drives the ensemble where the forward
+    model fails (NaN beyond |θ| > 50) is NONFINITE; its neighbours are OK and unchanged."""
+    problem, y, _, _ = _linear_problem(4)
+    A = np.asarray(jax.vmap(problem.forward)(jnp.eye(3)).T)
+
+    def fragile(t):
+        return jnp.asarray(A) @ t + jnp.where(jnp.max(jnp.abs(t)) > 50.0, jnp.nan, 0.0)
+
+    fp = ji.InverseProblem(fragile, problem.prior, problem.likelihood)
+    ys = np.stack([y, 1e3 * y, y - 0.2])
+    for res in (uki(fp, ys, n_iter=10), eki(fp, ys, key=jax.random.key(0), n_iter=10, method="deterministic")):
+        np.testing.assert_array_equal(res.status, [ji.Status.OK, ji.Status.NONFINITE, ji.Status.OK])
+        np.testing.assert_array_equal(res.ok, [True, False, True])
+        one = uki(problem, ys[2], n_iter=10) if res.ensemble is None else None
+        if one is not None:
+            np.testing.assert_allclose(res.theta[2], one.theta, atol=1e-10)
+            assert one.status.shape == () and bool(one.ok)

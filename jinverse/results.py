@@ -102,13 +102,14 @@ def _kind(result) -> str:
 
 
 def status_counts(result) -> dict[str, int]:
-    """How many batch elements have each status: `jinverse.status.MAPStatus` names; for a
-    posterior the number of observations with each flag of `jinverse.status.SamplingStatus`
-    (``ok``: none); for Laplace ``ok``/``failed``. ``{}`` for other kinds."""
+    """How many batch elements have each status: for results coded by `jinverse.status.MAPStatus`
+    (MAP, Laplace, Tikhonov/TSVD) the count of each code, by its lower-case name (``converged``,
+    ``max_steps``, ``not_positive_definite``, ...); for a posterior the number of observations
+    with each flag of `jinverse.status.SamplingStatus` (``ok``: none). ``{}`` for other kinds."""
     from .status import MAPStatus, SamplingStatus
 
     kind = _kind(result)
-    if kind == "map":
+    if kind in ("map", "laplace", "tikhonov"):
         codes = np.asarray(result.status).ravel()
         return {MAPStatus(int(c)).name.lower(): int(np.count_nonzero(codes == c)) for c in np.unique(codes)}
     if kind == "posterior":
@@ -118,9 +119,6 @@ def status_counts(result) -> dict[str, int]:
             if flag and flag.name and np.any(codes & flag):  # (members are named; mypy reads str | None)
                 out[flag.name.lower()] = int(np.count_nonzero(codes & flag))
         return out
-    if kind == "laplace":
-        ok = np.asarray(result.ok).ravel()
-        return {"ok": int(np.count_nonzero(ok)), "failed": int(np.count_nonzero(~ok))}
     return {}
 
 

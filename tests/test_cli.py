@@ -342,8 +342,8 @@ def test_out_folder_reloads_with_data_settings_and_a_typed_laplace(runner, tmp_p
     meta = loaded.metadata
     assert meta["flags"]["method"] == "laplace" and meta["flags"]["batch"] == 2 and meta["precision"] == 64
     assert meta["command"] == "solve" and meta["versions"]["jax"] == jax.__version__
-    assert meta["status_counts"] == {"ok": 2, "failed": 0}
-    assert json.loads((tmp_path / "summary.json").read_text())["status_counts"] == {"ok": 2, "failed": 0}
+    assert meta["status_counts"] == {"converged": 2}
+    assert json.loads((tmp_path / "summary.json").read_text())["status_counts"] == {"converged": 2}
     # re-checked from the files alone: the score printed, from the stored mode and truth
     rebuilt = ji.problems.load(meta["problem"], **meta["options"])
     score = ji.problems.evaluate(rebuilt, np.asarray(loaded.mode))

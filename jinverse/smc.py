@@ -115,8 +115,16 @@ def _mutation_step(key, state, logdensity_fn, scale):
     return _RMH(key, state, logdensity_fn, random_step)
 
 
-def smc_one(problem: InverseProblem, y, key: PRNGKeyArray, s: Settings):
+def smc_one(problem: InverseProblem, y, key: PRNGKeyArray, s: Settings, reference=None):
     """Tempered SMC for one observation.
+
+    ``reference``: None (from the prior), or an object whose ``smc_start(key, y, num)`` gives
+    ``num`` flat unconstrained draws ``(num, d)`` of a normalised density r(u | y) and the function
+    ``u -> log r(u | y)`` (e.g. a `jinverse.amortized.MixtureDensity`). The particles then start
+    from r, and the path is ``π_β ∝ r^(1-β) · posterior^β``: the same adaptive tempering with
+    ``log r`` in place of the prior and ``log p(u, y) - log r(u)`` in place of the
+    log-likelihood. The log evidence stays ``log p(y)`` (r is normalised); where r is the
+    posterior, the first stage reaches β = 1 with equal weights.
 
     Returns ``(u, acceptance, stats)``: the equally weighted particles in the flat unconstrained
     space ``(num_particles, d)``, each particle's acceptance rate over its final moves
@@ -125,22 +133,31 @@ def smc_one(problem: InverseProblem, y, key: PRNGKeyArray, s: Settings):
     ref = problem.theta_shape_dtype()
     _, unravel = ravel_pytree(jax.tree.map(lambda r: jnp.zeros(r.shape, r.dtype), ref))
     k_init, k_run, k_final = jax.random.split(key, 3)
-    theta0 = problem.sample_prior(k_init, (s.num_particles,))
-    u0 = jax.vmap(lambda t: ravel_pytree(problem.to_unconstrained(t))[0])(theta0)
+    if reference is None:
+        theta0 = problem.sample_prior(k_init, (s.num_particles,))
+        u0 = jax.vmap(lambda t: ravel_pytree(problem.to_unconstrained(t))[0])(theta0)
+
+        def log_prior(x):  # the density of u: the prior at θ(u) times |dθ/du|
+            u = unravel(x)
+            return problem.log_prior(problem.from_unconstrained(u)) + problem.prior.log_det_jacobian(u)
+
+        def raw_log_likelihood(x):
+            return problem.log_likelihood(problem.from_unconstrained(unravel(x)), y)
+    else:
+        u0, log_prior = reference.smc_start(k_init, y, s.num_particles)
+
+        def raw_log_likelihood(x):  # the posterior over the reference: log p(u, y) - log r(u)
+            return problem.log_density(unravel(x), y) - log_prior(x)
     n, d = u0.shape
     dtype = u0.dtype
     dense = d <= metric_lib.DENSE_MAX
-
-    def log_prior(x):  # the density of u: the prior at θ(u) times |dθ/du|
-        u = unravel(x)
-        return problem.log_prior(problem.from_unconstrained(u)) + problem.prior.log_det_jacobian(u)
 
     def log_likelihood(x):
         # Where the likelihood is zero (log -inf, e.g. two_moons' bounded noise) the tempering
         # meets 0·(-inf) = NaN (at β = 0 and δ = 0). `ZERO_LIKELIHOOD` instead: the path
         # prior·L^β then passes smoothly through prior·exp(-β·1e10) outside the support, whose
         # mass is gone (e^-1e10) long before β = 1. NaN stays NaN (a fault, flagged).
-        ll = problem.log_likelihood(problem.from_unconstrained(unravel(x)), y)
+        ll = raw_log_likelihood(x)
         return jnp.where(jnp.isneginf(ll), jnp.asarray(ZERO_LIKELIHOOD, ll.dtype), ll)
 
     parts = (log_prior, log_likelihood, _mutation_step, random_walk.init, resampling.systematic)
@@ -189,14 +206,14 @@ def smc_one(problem: InverseProblem, y, key: PRNGKeyArray, s: Settings):
 
 def _smc_lanes(operand, lanes):
     """`smc_one` for every lane (observation) of a block: θ draws, acceptance, statistics."""
-    problem, s = operand
+    problem, s, reference = operand
     _TRACES["count"] += 1
     _, unravel = ravel_pytree(jax.tree.map(lambda r: jnp.zeros(r.shape, r.dtype), problem.theta_shape_dtype()))
 
     def one(lane):
         y, kd = lane
         key = kd if s.key_impl is None else jax.random.wrap_key_data(kd, impl=s.key_impl)
-        u, acc, stats = smc_one(problem, y, key, s)
+        u, acc, stats = smc_one(problem, y, key, s, reference)
         theta = jax.vmap(lambda x: problem.from_unconstrained(unravel(x)))(u)
         loglik = jax.vmap(lambda t: problem.log_likelihood(t, y))(theta)
         return theta, acc, ~jnp.isfinite(loglik), stats
@@ -225,7 +242,7 @@ def _check_options(options: dict) -> dict:
 
 def sample_smc(problem: InverseProblem, y, *, key: PRNGKeyArray, num_chains: int = 4,
                num_samples: int = 1000, block_size: int | None = None, mesh=None,
-               batch_axis: str | None = None, progress: Any = None, **options) -> Posterior:
+               batch_axis: str | None = None, progress: Any = None, reference=None, **options) -> Posterior:
     """`ji.sample`'s ``method="smc"``: ``num_chains * num_samples`` particles per observation.
 
     The particles (equally weighted after the final resampling and move) are returned as
@@ -238,7 +255,9 @@ def sample_smc(problem: InverseProblem, y, *, key: PRNGKeyArray, num_chains: int
     ``num_integration_steps`` = ``num_mcmc_steps``, ``is_divergent`` where its log-likelihood is
     not finite. Options: ``num_mcmc_steps`` (default 20 random-walk moves per stage),
     ``target_ess`` (fraction kept per stage, default 0.5), ``max_stages`` (default 200; a run
-    that stops before β = 1 is flagged `Status.TEMPERING_INCOMPLETE`).
+    that stops before β = 1 is flagged `Status.TEMPERING_INCOMPLETE`). ``reference``: start
+    from it instead of the prior (see `smc_one`; `jinverse.amortized.smc_sample` passes a
+    trained q(θ | y)).
     """
     num_chains = check_positive_int("num_chains", num_chains)
     num_samples = check_positive_int("num_samples", num_samples, minimum=4)
@@ -261,7 +280,7 @@ def sample_smc(problem: InverseProblem, y, *, key: PRNGKeyArray, num_chains: int
         per_lane = n * (3 * d * y.dtype.itemsize + 16) + (d * d * y.dtype.itemsize if d <= metric_lib.DENSE_MAX else 0)
         n_dev = 1 if mesh is None else mesh.shape[batch_axis]
         block_size = default_block_size(tree_bytes(jax.tree.map(lambda a: a[:1], lanes)) + per_lane, n_dev)
-    theta, acc, bad, stats = stream(_smc_lanes, (problem, s), lanes, num_lanes=size, block_size=block_size,
+    theta, acc, bad, stats = stream(_smc_lanes, (problem, s, reference), lanes, num_lanes=size, block_size=block_size,
                                     mesh=mesh, axis=batch_axis, progress=progress, label="posteriors")
 
     def shape(a, per_particle):  # (lanes, particles, ...) -> (*batch, chains, draws, ...)

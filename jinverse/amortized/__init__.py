@@ -11,7 +11,9 @@ Networks trained once on simulated pairs (θ ~ prior, y ~ p(y | θ), drawn by th
 The exact log-posterior then says, per observation, how far to trust them: `map_report` (the MAP
 objective gap of the point estimate) and `importance_sample` (the effective sample size of q
 weighted by the exact density, and the self-normalised importance posterior as a cheap corrected
-answer). `save` / `load` keep a trained network with its problem's `fingerprint`.
+answer). As the proposal of exact samplers (`independence_sample`: independence
+Metropolis-Hastings; `smc_sample`: tempered SMC from q to the posterior) q makes exact posterior
+draws cheaper where it is good and only slower where it is not. `save` / `load` keep a trained network with its problem's `fingerprint`.
 
 Learned priors: `train_decoder` fits a variational autoencoder to example θs; `latent_problem`
 rewrites a problem over the decoder's code z ~ N(0, I) (θ = g(z)), so every solver runs there.
@@ -38,6 +40,8 @@ from .latent import Decoder as Decoder
 from .latent import decode as decode
 from .latent import latent_problem as latent_problem
 from .latent import train_decoder as train_decoder
+from .proposal import independence_sample as independence_sample
+from .proposal import smc_sample as smc_sample
 from .training import simulate_pairs as simulate_pairs
 from .training import train_mixture_density as train_mixture_density
 from .training import train_point_estimator as train_point_estimator

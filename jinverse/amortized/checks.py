@@ -17,12 +17,16 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .._checks import check_key, check_positive_int
 from ..map import MAPResult, solve_map
+from ..posterior import SMC_MIN_ESS
+from ..status import SamplingStatus
 from ..traced import check_y
 from .estimators import MixtureDensity, PointEstimator, apply_batched, check_problem, unconstrained_ravel
+
+MIN_ESS_FRACTION = 0.1  # importance weights worth fewer than this share of the draws are flagged
 
 
 class ImportanceResult(eqx.Module):
@@ -35,12 +39,23 @@ class ImportanceResult(eqx.Module):
         ess: effective sample size ``(Σw)² / Σw²`` of each observation, in [1, num].
         log_evidence: ``log mean w``, an estimate of log p(y) (the problem's log-density includes
             the normalising constants of its prior and likelihood).
+        status: `jinverse.status.SamplingStatus` flags per observation: ``NONFINITE`` where no
+            draw has a finite weight; ``LOW_ESS`` where the ESS is below `SMC_MIN_ESS` (100, as
+            for SMC's final weights) or below `MIN_ESS_FRACTION` of the draws (q far from the
+            posterior: the weights are heavy-tailed and the ESS estimate itself unreliable).
+            ``ok`` is ``status == 0``.
     """
 
     theta: PyTree
     log_weights: Float[Array, "*batch num"]
     ess: Float[Array, "*batch"]
     log_evidence: Float[Array, "*batch"]
+    status: Int[Array, "*batch"]
+
+    @property
+    def ok(self) -> Bool[Array, "*batch"]:
+        """True where nothing is flagged (``status == 0``)."""
+        return self.status == 0
 
     @property
     def ess_fraction(self) -> Float[Array, "*batch"]:
@@ -116,7 +131,11 @@ def importance_sample(q: MixtureDensity, y, key: PRNGKeyArray, *, num: int = 100
     flat = y.reshape(math.prod(batch), -1)
     theta, lw, ess, log_z = _importance(q, flat, jax.random.split(key, flat.shape[0]), num)
     unflat = lambda a: a.reshape(*batch, *a.shape[1:])  # noqa: E731
-    return ImportanceResult(jax.tree.map(unflat, theta), unflat(lw), unflat(ess), unflat(log_z))
+    ess, log_z = unflat(ess), unflat(log_z)
+    low = (ess < SMC_MIN_ESS) | (ess < MIN_ESS_FRACTION * num)
+    status = jnp.where(jnp.isfinite(log_z), jnp.where(low, int(SamplingStatus.LOW_ESS), 0),
+                       int(SamplingStatus.NONFINITE) | int(SamplingStatus.LOW_ESS)).astype(jnp.int32)
+    return ImportanceResult(jax.tree.map(unflat, theta), unflat(lw), ess, log_z, status)
 
 
 class MAPReport(eqx.Module):

@@ -179,6 +179,16 @@ def mixture_log_prob_many(logits, means, chols, z) -> Float[Array, " n"]:
     return jax.nn.logsumexp(jax.nn.log_softmax(logits) + comp, axis=-1)
 
 
+def mixture_sample(key, logw, means, chols, num: int) -> tuple[Float[Array, "num d"], Float[Array, " num"]]:
+    """``num`` draws ``(num, d)`` of the Gaussian mixture ``(log weights, means, Cholesky factors)``
+    and their log-density."""
+    k1, k2 = jax.random.split(key)
+    comp = jax.random.categorical(k1, logw, shape=(num,))
+    eps = jax.random.normal(k2, (num, means.shape[-1]), means.dtype)
+    u = means[comp] + jnp.einsum("nij,nj->ni", chols[comp], eps)
+    return u, mixture_log_prob_many(logw, means, chols, u)
+
+
 class PointEstimator(eqx.Module):
     """A trained network y -> θ, fitted by mean squared error to simulated pairs, so an estimate
     of the posterior mean E[θ | y]. Call it on observations ``(*batch, *event)``; pass it as
@@ -256,12 +266,14 @@ class MixtureDensity(eqx.Module):
 
     def sample_u(self, key, y_flat, num: int):
         """``num`` draws of the flat u from q(· | y) and their log q, for one flat observation."""
-        logw, means, chols = self.components(y_flat)
-        k1, k2 = jax.random.split(key)
-        comp = jax.random.categorical(k1, logw, shape=(num,))
-        eps = jax.random.normal(k2, (num, means.shape[-1]), means.dtype)
-        u = means[comp] + jnp.einsum("nij,nj->ni", chols[comp], eps)
-        return u, mixture_log_prob_many(logw, means, chols, u)
+        return mixture_sample(key, *self.components(y_flat), num)
+
+    def smc_start(self, key, y, num: int):
+        """``(u, log_q)``: ``num`` flat draws of q(· | y) for one observation ``y`` (event-shaped)
+        and the function ``u -> log q(u | y)``, the normalised density they come from: the start
+        and reference of `jinverse.smc.smc_one` (SMC from q instead of the prior)."""
+        comps = self.components(jnp.ravel(jnp.asarray(y, self.norm.y_loc.dtype)))
+        return mixture_sample(key, *comps, num)[0], lambda u: mixture_log_prob(*comps, u)
 
     def sample(self, key: PRNGKeyArray, y, num: int) -> PyTree:
         """``num`` draws of θ from q(θ | y) per observation: ``(*batch, num, *theta_shape)``."""

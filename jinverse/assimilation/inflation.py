@@ -39,7 +39,7 @@ class AdaptiveInflation(eqx.Module):
     """
 
     initial: float = 1.0
-    var: float = 0.01
+    var: float = 0.03
     minimum: float = 1.0
     maximum: float = 10.0
 

@@ -7,6 +7,7 @@ there and nowhere else.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -101,9 +102,12 @@ class InverseProblem(eqx.Module):
 
     # -- shapes -------------------------------------------------------------------------
     def theta_shape_dtype(self):
-        return self.prior.theta_shape_dtype()
+        return _cached_shapes(self, "theta", self.prior.theta_shape_dtype)
 
     def prediction_shape_dtype(self):
+        return _cached_shapes(self, "prediction", self._trace_prediction)
+
+    def _trace_prediction(self):
         try:
             return jax.eval_shape(self.forward, self.theta_shape_dtype())
         except Exception as exc:
@@ -276,3 +280,22 @@ class MatrixOperator(eqx.Module):
 
     def __call__(self, theta):
         return self.matrix @ theta
+
+
+# Shapes of a problem, traced once per problem object (a problem is immutable, and the shapes of
+# its θ and of forward(θ) are fixed by it): every driver call checks y against them, and tracing
+# forward for them cost a few ms a call. Keyed by id with a weak reference, so a problem's entry
+# goes with it (problems hold arrays, so they cannot be dictionary keys).
+_SHAPES: dict[tuple[int, str], tuple[weakref.ref, Any]] = {}
+
+
+def _cached_shapes(problem: InverseProblem, what: str, compute: Callable[[], Any]):
+    key = (id(problem), what)
+    hit = _SHAPES.get(key)
+    if hit is not None and hit[0]() is problem:
+        return hit[1]
+    out = compute()
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(problem)):
+        return out  # a problem rebuilt inside a trace: short-lived, not worth keeping
+    _SHAPES[key] = (weakref.ref(problem, lambda _, key=key: _SHAPES.pop(key, None)), out)
+    return out

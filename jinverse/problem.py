@@ -297,5 +297,9 @@ def _cached_shapes(problem: InverseProblem, what: str, compute: Callable[[], Any
     out = compute()
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(problem)):
         return out  # a problem rebuilt inside a trace: short-lived, not worth keeping
-    _SHAPES[key] = (weakref.ref(problem, lambda _, key=key: _SHAPES.pop(key, None)), out)
+
+    def forget(_ref, key=key):
+        _SHAPES.pop(key, None)
+
+    _SHAPES[key] = (weakref.ref(problem, forget), out)
     return out

@@ -17,6 +17,8 @@ EXPECTED = {
     "batch_inversion.py": ["100.00% converged", "batched results match one-at-a-time solves"],
     "custom_forward_model.py": ["MAP:  omega=", "posterior (NUTS)"],
     "regularization_choice.py": ["gcv", "lcurve", "discrepancy", "oracle"],
+    "learned_prior_digits.py": ["MAP, Gaussian prior", "MAP, total variation", "MAP, learned decoder prior",
+                                "best here:"],
 }
 
 

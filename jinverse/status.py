@@ -8,7 +8,7 @@ Two kinds of result need two kinds of code, so the family has two members, with 
   on them: `ji.solve_map`, the Laplace approximations, the evidence, `ji.find_modes`,
   `ji.empirical_bayes`, FISTA, the linear solvers, 4D-Var. ``ji.Status`` is this enum.
 - `SamplingStatus` (an `enum.IntFlag`: any set of problems per element) for `ji.Posterior`
-  (MCMC, SMC, replica exchange).
+  (MCMC, SMC, replica exchange), and `FilterStatus` (flags) for cycled ensemble filters.
 
 Shared by both: ``OK = 0`` (nothing wrong, and ``ok`` is True exactly there) and ``NONFINITE``
 (NaN/inf in the result). The values of the older enums (`jinverse.map.Status`,
@@ -71,6 +71,15 @@ class SamplingStatus(StatusFamily, enum.IntFlag):
     MULTIMODAL = 128  # chains each stationary, in different modes (R-hat cannot fix it by running longer)
 
 
+class FilterStatus(StatusFamily, enum.IntFlag):
+    """Bit flags of a cycled ensemble run (`jinverse.assimilation.FilterResult.status`), one value
+    per experiment; 0 is a clean run."""
+
+    OK = 0
+    NONFINITE = 1  # some analysis went NaN/inf (the run diverged numerically)
+    OVERCONFIDENT = 2  # with a truth: time-mean analysis RMSE over DIVERGENCE_RATIO x the spread
+
+
 _TEXT: dict[tuple[type, int], str] = {
     (MAPStatus, 0): "converged",
     (MAPStatus, 1): "stopped at max_steps without converging",
@@ -87,6 +96,9 @@ _TEXT: dict[tuple[type, int], str] = {
     (SamplingStatus, 32): "whitening metric not built",
     (SamplingStatus, 64): "tempering stopped before the posterior",
     (SamplingStatus, 128): "chains in separate modes",
+    (FilterStatus, 0): "ok",
+    (FilterStatus, 1): "non-finite analyses",
+    (FilterStatus, 2): "overconfident ensemble (filter divergence): analysis error far above the spread",
 }
 
 

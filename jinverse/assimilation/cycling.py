@@ -21,6 +21,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_positive_int
+from ..status import FilterStatus
 from .enkf import FILTERS, LETKF, AbstractFilter, NoisyStep, ObsModel, TimeVarying, checked_model_std
 from .enks import EnKS
 from .fourdvar import observation_operator
@@ -80,6 +81,20 @@ class FilterResult(NamedTuple):
     mean_rmse_smoothed: Array | float
     rank_histograms: Array
 
+    @property
+    def status(self) -> np.ndarray:
+        """`jinverse.status.FilterStatus` flags per experiment: ``NONFINITE`` where an analysis
+        went NaN/inf; ``OVERCONFIDENT`` where (with a truth) the time-mean analysis RMSE is over
+        `DIVERGENCE_RATIO` times the spread (what `FilterWarning` reports)."""
+        finite = np.all(np.isfinite(np.asarray(self.analysis)), axis=(-2, -1))
+        lost = _overconfident(np.asarray(self.mean_rmse), np.asarray(self.mean_spread))
+        return (np.where(finite, 0, int(FilterStatus.NONFINITE))
+                | np.where(finite & lost, int(FilterStatus.OVERCONFIDENT), 0)).astype(np.int32)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return FilterStatus.ok(self.status)
+
 
 def _as_module(fn):
     """A function as a pytree without leaves (so it passes through jit), a Module as it is."""
@@ -110,7 +125,7 @@ def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
         ms, ss = _stats(done, wa) if done is not None else (jnp.full_like(ma, jnp.nan), jnp.nan * sa)
         return (state, E), (mf, ma, sf, sa, counts, info["inflation"], ms, ss)
 
-    (state, E), out = jax.lax.scan(cycle, (flt.init(E0), E0), (ys, xt, jnp.arange(k), keys))
+    (state, E), out = jax.lax.scan(cycle, (flt.init(E0, ys.shape[-1]), E0), (ys, xt, jnp.arange(k), keys))
     tail = flt.smoothed_tail(state)
     if tail is not None:  # the last `lag` times, smoothed with every observation there is
         lag = tail.shape[0]
@@ -389,10 +404,15 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
                         obs_every * np.arange(1, k + 1), xt, infl, ms, ss, r_s, mean_rmse_s, counts)
 
 
+def _overconfident(rmse: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Runs whose (finite) time-mean analysis RMSE is over `DIVERGENCE_RATIO` times their spread."""
+    return np.isfinite(rmse) & (rmse > DIVERGENCE_RATIO * spread)
+
+
 def _warn_overconfident(rmse: np.ndarray, spread: np.ndarray) -> None:
     """A `FilterWarning` for the finite runs whose analysis RMSE is over `DIVERGENCE_RATIO` times
     their spread (the non-finite ones are warned about already)."""
-    lost = np.isfinite(rmse) & (rmse > DIVERGENCE_RATIO * spread)
+    lost = _overconfident(rmse, spread)
     if not np.any(lost):
         return
     where = f"{int(lost.sum())} of {lost.size} experiments" if lost.ndim else "the run"

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jinverse as ji
 from jinverse import assimilation as da
 from jinverse.assimilation import ETKF, LETKF, EnKF, ParticleFilter, cycled_filter, gaspari_cohn
 
@@ -193,6 +194,7 @@ def test_a_diverged_run_is_flagged():
         res = cycled_filter(lambda x: 1e200 * x, np.random.default_rng(0).standard_normal((5, 2)),
                             np.zeros((4, 2)), key=jax.random.key(0), truth=np.zeros((5, 2)))
     assert np.isnan(res.mean_rmse)
+    assert res.status == ji.status.FilterStatus.NONFINITE and not res.ok
 
 
 def test_new_data_same_shapes_does_not_retrace():
@@ -241,15 +243,17 @@ def test_an_overconfident_filter_is_warned_about():
         lost = cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=1.0), truth=truth,
                              burn_in=100)
     assert lost.mean_rmse > da.cycling.DIVERGENCE_RATIO * lost.mean_spread
+    assert lost.status == ji.status.FilterStatus.OVERCONFIDENT and not lost.ok
     with warnings.catch_warnings():
         warnings.simplefilter("error", da.FilterWarning)
         good = cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=1.04), truth=truth,
                              burn_in=100)
-    assert good.mean_rmse < 0.4
-    # a batch names how many experiments were lost
+    assert good.mean_rmse < 0.4 and good.status == 0 and good.ok
+    # a batch names how many experiments were lost, and flags which
     with pytest.warns(da.FilterWarning, match="1 of 2 experiments"):
-        cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=jnp.array([1.0, 1.04])),
+        both = cycled_filter(step, E0, ys, key=jax.random.key(0), method=ETKF(inflation=jnp.array([1.0, 1.04])),
                       truth=truth, burn_in=100)
+    np.testing.assert_array_equal(both.ok, [False, True])
 
 
 def test_model_error_forecast_follows_the_kalman_filter_with_q():

@@ -170,6 +170,9 @@ def _check_filter(flt):
     (None when no setting is batched)."""
     infl = getattr(flt, "inflation", None)
     if isinstance(infl, AdaptiveInflation):
+        if isinstance(flt, IEnKS):
+            raise ValueError("IEnKS.inflation: got AdaptiveInflation, expected a number (adaptive inflation is for "
+                             "ETKF, EnKF, LETKF and EnKS)")
         _check_adaptive(type(flt).__name__, infl)
     for name in ("lag", "n_iter"):
         v = getattr(flt, name, None)

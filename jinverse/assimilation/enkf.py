@@ -161,7 +161,8 @@ class AbstractFilter(eqx.Module):
     called after ``obs_every`` model steps of every member; smoothers override ``cycle`` (and
     ``smoothed_tail(state)``, the last ``lag`` times' smoothed ensembles)."""
 
-    def init(self, E):
+    def init(self, E, m: int = 0):
+        """The state before the first cycle from the first ensemble (``m``: observations per time)."""
         return E, jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype), inflation_state(self, E.dtype)
 
     def cycle(self, step, obs_every: int, state, y, obs: ObsModel, key: PRNGKeyArray):

@@ -30,7 +30,7 @@ class EnKS(AbstractFilter):
     lag: int | None = eqx.field(default=None, static=True)
     inflation: float | AdaptiveInflation = 1.0
 
-    def init(self, E):
+    def init(self, E, m: int = 0):
         if self.lag is None:
             raise ValueError(
                 "EnKS.lag: got None, expected the number of observation times (cycled_filter "

@@ -86,3 +86,11 @@ def test_bad_adaptive_settings():
             key=jax.random.key(0),
             method=da.LETKF(radius=1.0, inflation=AdaptiveInflation(initial=0.5)),
         )
+    with pytest.raises(ValueError, match=r"IEnKS.inflation: got AdaptiveInflation"):
+        cycled_filter(
+            lambda x: x,
+            np.ones((4, 2)),
+            np.zeros((3, 2)),
+            key=jax.random.key(0),
+            method=da.IEnKS(inflation=AdaptiveInflation()),
+        )

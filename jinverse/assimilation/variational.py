@@ -214,14 +214,14 @@ def control_cycles(window: ControlWindow, lik, ys, masks, settings, ens):
     prior = GaussianPrior(jnp.zeros(window.size(), window.background.dtype), 1.0)
 
     def cycle(carry, inputs):
-        xb, E, key = carry
+        xb, state, key = carry  # state: the ensemble filter's (its ensemble first), or None
         y, mask = inputs
         w = eqx.tree_at(lambda f: f.background, window, xb)
         if mask is not None:
             w = eqx.tree_at(lambda f: f.mask, w, mask)
         if ens is not None:
             flt, obs, _, b_clim, beta, rho, _, estep = ens
-            w = eqx.tree_at(lambda f: f.b_sqrt, w, hybrid_sqrt(E, b_clim, beta, rho))
+            w = eqx.tree_at(lambda f: f.b_sqrt, w, hybrid_sqrt(state[0], b_clim, beta, rho))
         res = solve_map(
             InverseProblem(w, prior, lik),
             y if mask is None else y * mask,
@@ -235,14 +235,13 @@ def control_cycles(window: ControlWindow, lik, ys, masks, settings, ens):
         spread = jnp.asarray(jnp.nan, xb.dtype)
         if ens is not None:
             key, sub = jax.random.split(key)
-            state = flt.init(E)
             for i in range(shift // window.obs_every):  # the filter over the window's first `shift` steps
-                state, *_ = flt.cycle(estep, window.obs_every, state, y[i], obs, jax.random.fold_in(sub, i))
+                state = flt.cycle(estep, window.obs_every, state, y[i], obs, jax.random.fold_in(sub, i))[0]
             E = state[0]
             spread = jnp.sqrt(jnp.mean(jnp.var(E, axis=0, ddof=1)))
             if recenter:
-                E = E - jnp.mean(E, axis=0) + x_next
-        return (x_next, E, key), (x0, xs, xb, res.status, res.num_steps, spread)
+                state = (E - jnp.mean(E, axis=0) + x_next, *state[1:])
+        return (x_next, state, key), (x0, xs, xb, res.status, res.num_steps, spread)
 
-    E0, key0 = (None, None) if ens is None else (ens[2], ens[6])
-    return jax.lax.scan(cycle, (window.background, E0, key0), (ys, masks))[1]
+    state0, key0 = (None, None) if ens is None else (ens[0].init(ens[2]), ens[6])
+    return jax.lax.scan(cycle, (window.background, state0, key0), (ys, masks))[1]

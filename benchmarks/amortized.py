@@ -20,6 +20,11 @@ draws of q, of q resampled by its weights, and of NUTS (``ji.sample`` defaults: 
 Large part (``--part large``, not run by default): the point part at ``--large`` observations
 (default 10^5) streamed through ``solve_map`` in blocks of ``--block`` lanes, one timed run each.
 
+Proposal part (``--part proposal``): q as the proposal of exact samplers (`independence_sample`,
+`smc_sample`) against NUTS and prior-started SMC on the benchmark observations (C2ST, ESS per
+second), and gaussian_linear's time per posterior at ``--n`` observations (NUTS on ``--nuts-obs``
+of them, extrapolated).
+
 Latent part (``--part latent``): deblurring signals of a known family under a Gaussian prior, a
 total-variation prior and a decoder-latent prior learned from 20,000 examples (`train_decoder`,
 `latent_problem`); relative error and MAP wall time on 200 test signals.
@@ -264,6 +269,83 @@ def posterior_part(args, lines):
     lines.append("")
 
 
+def proposal_part(args, lines):
+    """q as the proposal of exact samplers against NUTS and prior-started SMC, on the benchmark's
+    observations (C2ST against the reference draws), and per-posterior time at --n observations
+    for gaussian_linear."""
+    lines += [
+        f"On {args.c2st_obs} benchmark observations per problem: C2ST (0.5 = indistinguishable) against "
+        "the reference draws, mean; min ESS: median over observations of the smallest bulk ESS over "
+        "parameters (SMC: the ESS of its final weights, not an MCMC ESS); s/post: warm wall time of one "
+        "call on all observations, divided by their number; ESS/s: min ESS / s per posterior. NUTS: "
+        "`ji.sample` defaults (4 chains, 500 warmup, 1000 draws). IMH: `independence_sample`, 4 chains x "
+        "(100 burn-in + 1000 draws), 2 random-walk moves per transition; acc: its mean acceptance of "
+        "the independence proposals. SMC: 4000 particles, from q (`smc_sample`) or from the prior "
+        "(`ji.sample(method='smc')`); stages: mean tempering stages.",
+        "",
+        "| problem | sampler | C2ST | min ESS | s / post | min ESS / s | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, K in (("gaussian_linear", 2), ("two_moons", 8), ("inverse_kinematics", 8)):
+        problem = ji.problems.load(name).problem
+        q = am.train_mixture_density(
+            problem, jax.random.key(0), num_components=K, num_steps=args.steps, progress=True
+        )
+        bench = ji.problems.load(name, batch=args.c2st_obs)
+        ref = np.asarray(bench.reference["draws"])
+        runs = {
+            "NUTS": lambda: ji.sample(problem, bench.y, key=jax.random.key(2)),
+            "IMH from q": lambda: am.independence_sample(q, bench.y, jax.random.key(2), local_steps=2),
+            "SMC from q": lambda: am.smc_sample(q, bench.y, jax.random.key(2)),
+            "SMC from prior": lambda: ji.sample(problem, bench.y, key=jax.random.key(2), method="smc"),
+        }
+        outs, times = timed_in_turn(list(runs.values()), 1)
+        for (label, _), post, t in zip(runs.items(), outs, times):
+            draws = np.asarray(post.samples).reshape(args.c2st_obs, -1, ref.shape[-1])
+            acc = np.mean([c2st(draws[i], ref[i]) for i in range(args.c2st_obs)])
+            ess, per = float(np.median(np.asarray(post.min_ess))), t / args.c2st_obs
+            note = (
+                f"acc {float(jnp.mean(post.stats.acceptance_rate)):.2f}"
+                if label.startswith("IMH")
+                else f"stages {float(jnp.mean(post.smc.num_stages)):.1f}"
+                if label.startswith("SMC")
+                else f"{int(np.sum(np.asarray(post.num_divergent)))} divergences"
+            )
+            lines.append(
+                f"| {name} | {label} | {acc:.3f} | {ess:.0f} | {per:.3f} | {ess / per:,.0f} | {note} |"
+            )
+            print(lines[-1], flush=True)
+        if name == "gaussian_linear":
+            many = gaussian_linear_throughput(args, problem, q)
+    lines += ["", many, ""]
+
+
+def gaussian_linear_throughput(args, problem, q):
+    """Seconds per posterior at ``--n`` observations of gaussian_linear: q alone, q + importance
+    weights, IMH from q (all at --n, one call each, warm), NUTS on --nuts-obs observations in
+    one call (extrapolated per observation)."""
+    _, y = am.simulate_pairs(problem, jax.random.key(123), args.n)
+    k = args.nuts_obs
+    (_, imp, imh, nuts), (t_q, t_is, t_imh, t_nuts) = timed_in_turn(
+        [
+            lambda: q.sample(jax.random.key(1), y, 1000),
+            lambda: am.importance_sample(q, y, jax.random.key(1), num=1000),
+            lambda: am.independence_sample(q, y, jax.random.key(1), num_chains=1, diagnose=False),
+            lambda: ji.sample(problem, y[:k], key=jax.random.key(2), diagnose=False),
+        ],
+        1,
+    )
+    n = args.n
+    return (
+        f"gaussian_linear, time per posterior at {n:,} observations (one call each, warm): q alone "
+        f"(1000 draws) {t_q / n:.1e} s, q + importance weights (1000) {t_is / n:.1e} s "
+        f"(median ESS/N {float(jnp.median(imp.ess_fraction)):.3f}), IMH from q (1 chain, 100 + 1000) "
+        f"{t_imh / n:.1e} s (acceptance {float(jnp.mean(imh.stats.acceptance_rate)):.3f}); NUTS (4 chains, "
+        f"500 + 1000) on {k} observations in one call {t_nuts / k:.2e} s per posterior, so "
+        f"~{t_nuts / k * n:,.0f} s for {n:,} (extrapolated, linear in observations)."
+    )
+
+
 def signals(key, num, n):
     """A family of 1-D signals on n cells: a Gaussian bump plus a box, random heights, places, widths."""
     x = (jnp.arange(n) + 0.5) / n
@@ -333,6 +415,7 @@ PARTS = {
     "point": "Amortised / learned inverses (issue 18): point estimates and warm-started MAP",
     "large": "Amortised / learned inverses (issue 18): point estimates and warm-started MAP at 10^5 observations",
     "posterior": "Amortised / learned inverses (issue 18): amortised posteriors against the exact density",
+    "proposal": "Amortised / learned inverses (issue 18): q as the proposal of exact samplers",
     "latent": "Amortised / learned inverses (issue 18): a decoder-latent prior",
 }
 
@@ -345,10 +428,21 @@ def main():
     ap.add_argument("--large", type=int, default=100_000, help="observations of --part large")
     ap.add_argument("--block", type=int, default=4096, help="solve_map block_size of --part large")
     ap.add_argument("--c2st-obs", type=int, default=3)
-    ap.add_argument("--part", nargs="+", default=["point", "posterior", "latent"], choices=list(PARTS))
+    ap.add_argument(
+        "--nuts-obs", type=int, default=64, help="NUTS observations of the --part proposal throughput"
+    )
+    ap.add_argument(
+        "--part", nargs="+", default=["point", "posterior", "proposal", "latent"], choices=list(PARTS)
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    run = {"point": point_part, "large": large_part, "posterior": posterior_part, "latent": latent_part}
+    run = {
+        "point": point_part,
+        "large": large_part,
+        "proposal": proposal_part,
+        "posterior": posterior_part,
+        "latent": latent_part,
+    }
     for part in args.part:  # each part is its own section of the results file
         lines = []
         run[part](args, lines)

@@ -167,16 +167,26 @@ def mixture_log_prob(logits, means, chols, z) -> Float[Array, ""]:
     return jax.nn.logsumexp(jax.nn.log_softmax(logits) + comp)
 
 
-def mixture_log_prob_many(logits, means, chols, z) -> Float[Array, " n"]:
-    """`mixture_log_prob` at many points ``z`` (n, d) of one mixture: each component's Cholesky
-    factor inverted once, then one matrix product per point (no triangular solve per point)."""
-    d = z.shape[-1]
+def mixture_density_fn(logits, means, chols):
+    """The function ``z -> log sum_k softmax(logits)_k N(z; means_k, L_k L_kᵀ)`` of one mixture,
+    each component's Cholesky factor inverted once (then one matrix product per point and
+    component: no triangular solve per point, which is slow when vmapped on a CPU)."""
+    d = means.shape[-1]
     eye = jnp.eye(d, dtype=chols.dtype)
     inv = jax.vmap(lambda L: jax.scipy.linalg.solve_triangular(L, eye, lower=True))(chols)
-    white = jnp.einsum("kij,nkj->nki", inv, z[:, None, :] - means[None])
     logdet = jnp.sum(jnp.log(jnp.diagonal(chols, axis1=-2, axis2=-1)), axis=-1)
-    comp = -0.5 * jnp.sum(white**2, axis=-1) - logdet - 0.5 * d * math.log(2 * math.pi)
-    return jax.nn.logsumexp(jax.nn.log_softmax(logits) + comp, axis=-1)
+    const = jax.nn.log_softmax(logits) - logdet - 0.5 * d * math.log(2 * math.pi)
+
+    def log_prob(z):
+        white = jnp.einsum("kij,kj->ki", inv, z - means)
+        return jax.nn.logsumexp(const - 0.5 * jnp.sum(white**2, axis=-1))
+
+    return log_prob
+
+
+def mixture_log_prob_many(logits, means, chols, z) -> Float[Array, " n"]:
+    """`mixture_log_prob` at many points ``z`` (n, d) of one mixture (`mixture_density_fn`)."""
+    return jax.vmap(mixture_density_fn(logits, means, chols))(z)
 
 
 def mixture_sample(key, logw, means, chols, num: int) -> tuple[Float[Array, "num d"], Float[Array, " num"]]:
@@ -273,7 +283,7 @@ class MixtureDensity(eqx.Module):
         and the function ``u -> log q(u | y)``, the normalised density they come from: the start
         and reference of `jinverse.smc.smc_one` (SMC from q instead of the prior)."""
         comps = self.components(jnp.ravel(jnp.asarray(y, self.norm.y_loc.dtype)))
-        return mixture_sample(key, *comps, num)[0], lambda u: mixture_log_prob(*comps, u)
+        return mixture_sample(key, *comps, num)[0], mixture_density_fn(*comps)
 
     def sample(self, key: PRNGKeyArray, y, num: int) -> PyTree:
         """``num`` draws of θ from q(θ | y) per observation: ``(*batch, num, *theta_shape)``."""

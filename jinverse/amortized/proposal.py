@@ -35,7 +35,7 @@ from .._samplers import Stats
 from ..posterior import Posterior, diagnose_draws, warn
 from ..smc import sample_smc
 from ..traced import check_y
-from .estimators import MixtureDensity, mixture_log_prob, mixture_sample, unconstrained_ravel
+from .estimators import MixtureDensity, mixture_density_fn, mixture_sample, unconstrained_ravel
 
 OPTIMAL_RW_SCALE = (
     2.38  # random-walk Metropolis: proposal covariance (2.38² / d) Σ (Roberts & Rosenthal 2001)
@@ -71,6 +71,7 @@ def imh_lane(q: MixtureDensity, y_flat, key, s: Settings):
     d, unravel = unconstrained_ravel(problem)
     y = y_flat.reshape(problem.data_shape())
     comps = q.components(y_flat)
+    log_q = mixture_density_fn(*comps)
     scale = OPTIMAL_RW_SCALE / math.sqrt(d) * mixture_covariance_factor(*comps)
 
     def log_p(u):  # NaN (a fault of the model) counts as -inf: such a point is never accepted
@@ -103,7 +104,7 @@ def imh_lane(q: MixtureDensity, y_flat, key, s: Settings):
 
         if s.local_steps:
             (u, lp, fault), _ = jax.lax.scan(local, (u, lp, fault), jax.random.split(k_local, s.local_steps))
-            lq = mixture_log_prob(*comps, u)
+            lq = log_q(u)
         nan = jnp.full((), jnp.nan, u.dtype)
         return (u, lp, lq), (u, Stats(rate, fault, jnp.int32(1 + s.local_steps), nan, nan))
 

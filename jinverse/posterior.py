@@ -2,9 +2,11 @@
 
 R-hat and ESS are blackjax's rank-normalised estimators (`blackjax.diagnostics.rhat`,
 `ess_bulk`, `ess_tail`; the same definitions as ArviZ's defaults), computed per parameter with
-the batch axes kept. Their rank normalisation sorts the pooled draws, which for long runs costs
-as much as the sampling: ``ji.sample(..., diagnose=False)`` skips it (status `Status.UNCHECKED`)
-and `Posterior.diagnose` computes it afterwards, by the same `diagnose_draws` path.
+the batch axes kept (for `ji.sample`'s own checks of draws on the CPU, by a NumPy port of the
+same steps, `jinverse._host_diagnostics`, which has nothing to compile). Their rank
+normalisation sorts the pooled draws, which for long runs costs as much as the sampling:
+``ji.sample(..., diagnose=False)`` skips it (status `Status.UNCHECKED`) and `Posterior.diagnose`
+computes it afterwards, by the same `diagnose_draws` path.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from typing import NamedTuple
 
-import blackjax.diagnostics as bd
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -22,9 +24,10 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _arviz as arviz_export
+from . import _host_diagnostics as host
 from . import predictive as pred
 from ._samplers import Stats
-from .problem import flat_leaves
+from .problem import flat_leaves, flat_leaves_np
 from .run_status import (  # noqa: F401 (re-exported: the status of a run is read as jinverse.posterior.X)
     ESS_PER_CHAIN,
     MODE_SEPARATION,
@@ -87,47 +90,78 @@ class ChainModes(NamedTuple):
 
 
 
-@functools.partial(jax.jit, static_argnames="diagnose")
-def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnose: bool = True):
-    """Worst R-hat, smallest bulk ESS (blackjax's rank-normalised estimators), divergences.
-
-    Compiled apart from the sampler so that every method with the same draw shapes shares it.
-    ``diagnose=False``: only the cheap checks (finite draws, divergences); R-hat and ESS NaN.
-    """
+def _checks(xp, flat, divergent, diagnose: bool, series_stats) -> dict:
+    """Worst R-hat, smallest bulk ESS, divergences and the separate-modes check of draws
+    ``flat`` shaped ``(*batch, chains, draws, d)``, in ``xp`` (NumPy or ``jax.numpy``);
+    ``series_stats(flat)`` gives each parameter's R-hat and bulk ESS ``(*batch, d)`` and each
+    observation's worst R-hat of a chain against itself (its two halves as two chains).
+    ``diagnose=False``: only the cheap checks (finite draws, divergences); R-hat and ESS NaN."""
     nb = flat.ndim - 3
     batch = flat.shape[:nb]
-    finite = jnp.all(jnp.isfinite(flat), axis=(-3, -2, -1))
-    out = {"num_divergent": jnp.sum(divergent, axis=(-2, -1)), "finite": finite,
-           "checked": jnp.full(batch, diagnose)}
+    finite = xp.all(xp.isfinite(flat), axis=(-3, -2, -1))
+    out = {"num_divergent": xp.sum(divergent, axis=(-2, -1)), "finite": finite,
+           "checked": xp.full(batch, diagnose)}
     if not diagnose:
-        nan = jnp.full(batch, jnp.nan, flat.dtype)
+        nan = xp.full(batch, xp.nan, flat.dtype)
         return {"max_rhat": nan, "min_ess": nan, **out}
-    rhat = _each_series(bd.rhat, flat, nb)
-    ess = _each_series(bd.ess_bulk, flat, nb)
-    # each chain alone: its two halves as two chains
-    c, n, d = flat.shape[nb:]
-    halves = flat[..., : 2 * (n // 2), :].reshape(*batch, c, 2, n // 2, d)
-    self_rhat = jnp.nanmax(_each_series(bd.rhat, halves, nb + 1), axis=(-2, -1))
-    max_rhat = jnp.nanmax(rhat, axis=-1)
+    rhat, ess, self_rhat = series_stats(flat)
+    max_rhat = xp.nanmax(rhat, axis=-1)
     # how far apart the chains' means are, in within-chain standard deviations (worst parameter)
-    means, within = jnp.mean(flat, axis=-2), jnp.sqrt(jnp.mean(jnp.var(flat, axis=-2), axis=-2))
-    spread = jnp.max(means, axis=-2) - jnp.min(means, axis=-2)
-    separation = jnp.max(jnp.where(within > 0, spread / jnp.where(within > 0, within, 1.0), 0.0), axis=-1)
+    means, within = xp.mean(flat, axis=-2), xp.sqrt(xp.mean(xp.var(flat, axis=-2), axis=-2))
+    spread = xp.max(means, axis=-2) - xp.min(means, axis=-2)
+    separation = xp.max(xp.where(within > 0, spread / xp.where(within > 0, within, 1.0), 0.0), axis=-1)
     out["mode_separation"] = separation
     out["separate_modes"] = (finite & (max_rhat > SELF_RHAT_LIMIT) & (self_rhat <= SELF_RHAT_LIMIT)
                              & (separation > MODE_SEPARATION))
-    return {"max_rhat": jnp.where(finite, max_rhat, jnp.inf),
-            "min_ess": jnp.where(finite, jnp.nanmin(ess, axis=-1), 0.0), **out}
+    return {"max_rhat": xp.where(finite, max_rhat, xp.inf),
+            "min_ess": xp.where(finite, xp.nanmin(ess, axis=-1), 0.0), **out}
+
+
+def _blackjax_stats(flat):
+    """`_checks`'s ``series_stats`` in JAX: blackjax's `rhat` and `ess_bulk`."""
+    import blackjax.diagnostics as bd  # (here: importing blackjax is not free, and only this path needs it)
+
+    nb = flat.ndim - 3
+    c, n, d = flat.shape[nb:]
+    halves = flat[..., : 2 * (n // 2), :].reshape(*flat.shape[:nb], c, 2, n // 2, d)
+    self_rhat = jnp.nanmax(_each_series(bd.rhat, halves, nb + 1), axis=(-2, -1))
+    return _each_series(bd.rhat, flat, nb), _each_series(bd.ess_bulk, flat, nb), self_rhat
+
+
+@functools.partial(jax.jit, static_argnames="diagnose")
+def _diagnostics(flat: Float[Array, "*batch chains draws d"], divergent, diagnose: bool = True):
+    """`_checks` in JAX with blackjax's estimators, compiled apart from the sampler so that
+    every method with the same draw shapes shares it."""
+    return _checks(jnp, flat, divergent, diagnose, _blackjax_stats)
+
+
+def _on_host(arrays) -> bool:
+    """Whether every array is concrete (no tracer) and held by CPU devices (NumPy arrays included)."""
+    return all(not isinstance(a, jax.core.Tracer)
+               and (not isinstance(a, jax.Array) or all(dev.platform == "cpu" for dev in a.devices()))
+               for a in arrays)
 
 
 def draw_diagnostics(samples: PyTree, divergent, diagnose: bool = True) -> dict:
-    """Per observation, JAX arrays shaped ``(*batch,)``: ``max_rhat``, ``min_ess``,
+    """Per observation, arrays shaped ``(*batch,)``: ``max_rhat``, ``min_ess``,
     ``num_divergent``, ``finite``, ``checked`` (and ``separate_modes``, ``mode_separation`` when
-    ``diagnose``), for draws shaped ``(*batch, chains, draws, *theta_shape)``. Pure JAX (safe
-    under ``jit``/``vmap``): the batch axes are flattened to one lane axis, as the sampler
-    returns them, so every caller runs the same compiled `_diagnostics`."""
+    ``diagnose``), for draws shaped ``(*batch, chains, draws, *theta_shape)``.
+
+    Draws on the CPU outside a transformation are checked in NumPy (`jinverse._host_diagnostics`,
+    nothing to compile); otherwise (under ``jit``/``vmap``, or on an accelerator) in JAX, with
+    the batch axes flattened to one lane axis, as the sampler returns them, so every caller runs
+    the same compiled `_diagnostics`. Both give the same values to rounding.
+    """
     batch = tuple(divergent.shape[:-2])
     nb, size = len(batch), math.prod(batch)
+    if _on_host([*jax.tree.leaves(samples), divergent]):
+        draws = flat_leaves_np(samples, nb + 2)
+        draws = draws.reshape(size, *draws.shape[nb:])
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: a constant or NaN series
+            diag = _checks(np, draws, np.reshape(np.asarray(divergent), (size, *divergent.shape[nb:])),
+                           diagnose, host.draw_stats)
+        return {k: jnp.asarray(np.reshape(v, batch)) for k, v in diag.items()}
     flat = flat_leaves(samples, nb + 2)
     flat = flat.reshape(size, *flat.shape[nb:])
     diag = _diagnostics(flat, jnp.reshape(divergent, (size, *divergent.shape[nb:])), diagnose=diagnose)
@@ -276,11 +310,15 @@ class Posterior(eqx.Module):
 
     def rhat(self) -> PyTree:
         """Rank-normalised split R-hat per parameter (`blackjax.diagnostics.rhat`)."""
+        import blackjax.diagnostics as bd
+
         c, _ = self._axes()  # draws follow chains
         return jax.tree.map(lambda a: _per_param(a, bd.rhat, c), self.samples)
 
     def ess(self, kind: str = "bulk") -> PyTree:
         """Effective sample size per parameter: ``"bulk"`` (default), ``"tail"`` or ``"basic"``."""
+        import blackjax.diagnostics as bd
+
         fns = {"bulk": bd.ess_bulk, "tail": bd.ess_tail, "basic": bd.effective_sample_size}
         if kind not in fns:
             raise ValueError(f"kind: got {kind!r}, expected one of {sorted(fns)}")

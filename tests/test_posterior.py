@@ -11,6 +11,7 @@ from jinverse.posterior import (
     Status,
     _diagnostics,
     diagnose_draws,
+    draw_diagnostics,
     status_and_warnings,
     warn,
 )
@@ -24,8 +25,8 @@ def _posterior(draws, divergent=None):
     div = np.zeros(lead, bool) if divergent is None else divergent
     stats = Stats(jnp.full(lead, 0.8), jnp.asarray(div), jnp.full(lead, 7, jnp.int32),
                   jnp.full(lead, 0.1), jnp.full(lead, jnp.nan))
-    # the diagnostics ji.sample computes (blackjax's R-hat and bulk ESS)
-    diag = _diagnostics(jnp.asarray(draws), jnp.asarray(div))
+    # the diagnostics ji.sample computes (blackjax's R-hat and bulk ESS; in NumPy for draws on the CPU)
+    diag = draw_diagnostics(jnp.asarray(draws), jnp.asarray(div))
     status, msgs = status_and_warnings(diag, lead[nb])
     return Posterior(jnp.asarray(draws), stats, diag["max_rhat"], diag["min_ess"],
                      jnp.asarray(diag["num_divergent"]), jnp.asarray(status), tuple(msgs), "test", 10)

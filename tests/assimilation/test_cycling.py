@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_enkf import _l96_data, _linear_system
 
-from jinverse.assimilation import ETKF, TimeVarying, cycled_filter
+from jinverse.assimilation import ETKF, IEnKS, TimeVarying, cycled_filter
 
 
 def _kalman_tv(M, Hs, stds, mean, P, ys):
@@ -51,8 +51,14 @@ def test_time_varying_operator_is_the_kalman_filter_with_h_of_t():
     for i in range(k):
         cols = slice(0, 2) if i % 2 == 0 else slice(2, 4)
         ys4[i, cols], std4[i, cols] = ys[i], stds[i]
-    res = cycled_filter(model, E0, ys4, key=jax.random.key(0), method=ETKF(), obs_std=std4, obs_operator=full)
-    np.testing.assert_allclose(res.analysis, means, atol=1e-9)
+    # the iEnKS's too: it observes its whole window through H_t, R_t and the mask
+    ienks = cycled_filter(model, E0, ys, obs_operator=fn, **dict(kw, method=IEnKS(lag=3, mda=True)))
+    np.testing.assert_allclose(ienks.analysis, means, atol=1e-8)
+    for method in (ETKF(), IEnKS(lag=3)):
+        res = cycled_filter(
+            model, E0, ys4, key=jax.random.key(0), method=method, obs_std=std4, obs_operator=full
+        )
+        np.testing.assert_allclose(res.analysis, means, atol=1e-8)
     # and without the time variation the answer is different (the test can tell)
     fixed = cycled_filter(model, E0, ys, obs_operator=H0, **kw)
     assert np.max(np.abs(np.asarray(fixed.analysis) - means)) > 0.1

@@ -121,3 +121,19 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         cycled_filter(lambda x: x, args.pop("ensemble"), args.pop("observations"), **args)
+
+
+def test_batched_smoother_with_adaptive_inflation_equals_sequential_runs():
+    # the new state (adaptive λ, the smoother's past ensembles) is carried per experiment
+    from jinverse.assimilation import AdaptiveInflation, EnKS
+
+    step, truth, ys, E0 = _l96_data(30)
+    E = jnp.stack([E0, E0 + 0.1])
+    key = jax.random.key(5)
+    method = EnKS(lag=3, inflation=AdaptiveInflation())
+    batch = cycled_filter(step, E, ys, key=key, method=method, truth=truth, burn_in=5)
+    for b, k in enumerate(jax.random.split(key, 2)):
+        one = cycled_filter(step, E[b], ys, key=k, method=method, truth=truth, burn_in=5)
+        np.testing.assert_allclose(batch.smoothed[b], one.smoothed, atol=1e-9)
+        np.testing.assert_allclose(batch.inflation[b], one.inflation, atol=1e-12)
+    assert np.ptp(np.asarray(batch.inflation[0])) > 0  # it did adapt

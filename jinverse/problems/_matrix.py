@@ -11,12 +11,16 @@ vmapped over 16 lanes with gradients, 1.3 s matrix-free against 0.05 s as a dens
 from __future__ import annotations
 
 import math
+import sys
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import sparse as jsparse
 from jaxtyping import Array
+
+if TYPE_CHECKING:
+    from jax.experimental import sparse as jsparse
 
 #: ``assemble="auto"`` stores the matrix dense up to this many bytes (float64), else sparse.
 DENSE_BYTES = 2**28
@@ -42,7 +46,10 @@ class AssembledOperator(eqx.Module):
 
     @property
     def sparse(self) -> bool:
-        return isinstance(self.matrix, jsparse.BCOO)
+        # (a BCOO matrix exists only once jax.experimental.sparse is imported: importing it here
+        # would cost every dense problem a tenth of a second)
+        sparse = sys.modules.get("jax.experimental.sparse")
+        return sparse is not None and isinstance(self.matrix, sparse.BCOO)
 
 
 def projector_matrix(angles, detectors, n: int, samples_per_pixel: int):
@@ -95,6 +102,8 @@ def assemble(coo, in_shape, out_shape, how: str) -> AssembledOperator:
         dense[rows, cols] = vals  # (rows, cols) are unique
         matrix = jnp.asarray(dense)
     else:
+        from jax.experimental import sparse as jsparse
+
         indices = jnp.asarray(np.stack([rows, cols], axis=1).astype(np.int32))
         matrix = jsparse.BCOO((jnp.asarray(vals), indices), shape=shape, indices_sorted=True,
                               unique_indices=True)

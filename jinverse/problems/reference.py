@@ -21,7 +21,6 @@ import os
 import pathlib
 from collections.abc import Callable
 
-import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -208,6 +207,8 @@ def nuts_reference(key, logdensity: Callable, init: jax.Array, num: int, *, num_
     Returns:
         ``(num, d)`` draws in the space of ``u``, chains concatenated.
     """
+    import blackjax  # (here: only a reference run needs it, and importing it is not free)
+
     chains = init.shape[0]
     per_chain = max(-(-num // chains), min_per_chain)
     steps = per_chain * thin

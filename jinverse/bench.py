@@ -207,7 +207,6 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
     from .laplace import laplace
     from .linear import tikhonov
     from .map import solve_map
-    from .sampling import sample
 
     t_start = time.perf_counter()
     reason = applicable(benchmark, method)
@@ -219,6 +218,8 @@ def run_method(benchmark, method: str, *, seed: int = 0, chains: int = 4, warmup
     diag: dict[str, Any] = {}
     band = None
     if method in SAMPLE_METHODS:
+        from .sampling import sample  # (here: a point method need not import the samplers, blackjax)
+
         kind = "posterior"
 
         def fn(i):

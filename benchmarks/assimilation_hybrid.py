@@ -17,7 +17,12 @@ Figures: time-mean analysis RMSE at the window ends (the filtering analysis; eve
 ETKF) after ``--burn`` model steps, per seed and averaged; warm seconds of the whole run (a
 compile and run for the first seed, warm for the others: same shapes, other data).
 
-    .venv/bin/python benchmarks/assimilation_hybrid.py [--steps 1000] [--seeds 0 1] [--out benchmarks/RESULTS.md]
+    .venv/bin/python benchmarks/assimilation_hybrid.py [--part hybrid|sliding] [--steps 1000] [--seeds 0 1]
+        [--out benchmarks/RESULTS.md]
+
+``--part sliding``: static-B 4D-Var with 10-step windows sliding by 10, 5 and 2 steps, per
+background std (the background of a sliding window has seen more observations, so wants a
+smaller B).
 """
 
 from __future__ import annotations
@@ -74,13 +79,68 @@ def run(method, window, seed, n_steps, burn):
     return float(r.mean_rmse), time.perf_counter() - t
 
 
+def sliding(args):
+    """Static-B strong-constraint 4D-Var, 10-step windows sliding by ``shift``, per background std."""
+    stds = (0.1, 0.2, 0.3, 0.5)
+    rows = []
+    for shift in (10, 5, 2):
+        figs = []
+        for sb in stds:
+            per_seed = []
+            for seed in args.seeds:
+                truth, ys, xb, _ = experiment(seed, args.steps)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    r = cycled_4dvar(
+                        step,
+                        xb,
+                        ys,
+                        window=10,
+                        shift=shift,
+                        background_std=sb,
+                        truth=truth,
+                        burn_in=args.burn // shift,
+                    )
+                per_seed.append((r.mean_rmse, r.mean_rmse_analysis))
+            figs.append(np.mean(per_seed, axis=0))
+        end = " | ".join(f"{e:.3f} ({a:.3f})" for e, a in figs)
+        rows.append(f"| {shift} | {end} |")
+        print(rows[-1], flush=True)
+    return (
+        f"Lorenz-96 as above, strong constraint, static B = σ_b² I, 10-step windows sliding by `shift` model steps "
+        f"(each observation assimilated once: a window assimilates those of its last `shift` steps); {args.steps} "
+        f"model steps, burn-in {args.burn}, mean over seeds {args.seeds}. Analysis RMSE at the window end (in "
+        "brackets: at the window start, the smoother's).\n\n"
+        f"| shift | {' | '.join(f'σ_b = {sb}' for sb in stds)} |\n|---|{'---|' * len(stds)}\n"
+        + "\n".join(rows)
+    )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--burn", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--part", choices=["hybrid", "sliding"], default="hybrid")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    command = (
+        f"`.venv/bin/python benchmarks/assimilation_hybrid.py --part {args.part} --steps {args.steps} "
+        f"--burn {args.burn} --seeds {' '.join(map(str, args.seeds))} --out benchmarks/RESULTS.md`"
+    )
+    if args.part == "sliding":
+        body = sliding(args)
+        print(body)
+        if args.out:
+            record(
+                args.out,
+                "assimilation-sliding",
+                "Sliding 4D-Var windows (issue 16)",
+                command,
+                machine_info(),
+                body,
+            )
+        return
     plan = [("ETKF", 1), ("static", 1), ("static", 5), ("static", 10)]
     plan += [(f"hybrid β={b}", w) for w in (1, 5, 10) for b in (0.9, 1.0)]
     plan += [("static, model error 0.3", 10), ("weak, model_std=0.3", 10)]
@@ -109,8 +169,7 @@ def main():
             args.out,
             "assimilation-hybrid",
             "Hybrid ensemble-variational and weak-constraint 4D-Var (issue 16)",
-            f"`.venv/bin/python benchmarks/assimilation_hybrid.py --steps {args.steps} --burn {args.burn} "
-            f"--seeds {' '.join(map(str, args.seeds))} --out benchmarks/RESULTS.md`",
+            command,
             machine_info(),
             body,
         )

@@ -314,8 +314,8 @@ def _control_cycles(prior0, H, step, ys, lik, settings, obs_operator, obs_std, m
     ens = None
     if hybrid is not None:
         if shift != window:
-            raise ValueError(f"shift: got {shift} with hybrid, expected the window ({window}): the hybrid's "
-                             "ensemble filter sits at the window start only without overlap")
+            raise ValueError(f"shift: got {shift} with hybrid, expected the window ({window}): with overlapping "
+                             "windows the hybrid's ensemble filter would lag behind the 4D-Var background")
         if Q is not None:
             raise ValueError("Q: got a matrix with hybrid, expected model_std (the ensemble draws diagonal "
                              "model error)")

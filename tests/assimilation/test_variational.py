@@ -186,6 +186,41 @@ def test_hybrid_beta_one_on_a_linear_model_is_the_kalman_filter(window):
     assert bool(np.all(res.ok))
 
 
+def _gaspari_cohn(d, c):
+    """Gaspari and Cohn (1999), eq. (4.10), half-width c."""
+    r = np.abs(d) / c
+    inner = -(r**5) / 4 + r**4 / 2 + 5 * r**3 / 8 - 5 * r**2 / 3 + 1
+    with np.errstate(divide="ignore"):
+        outer = r**5 / 12 - r**4 / 2 + 5 * r**3 / 8 + 5 * r**2 / 3 - 5 * r + 4 - 2 / (3 * r)
+    return np.where(r <= 1, inner, np.where(r < 2, outer, 0.0))
+
+
+@pytest.mark.parametrize("localization", ["radius", "ones"])
+def test_localised_hybrid_first_analysis_is_the_kalman_update_with_the_tapered_covariance(localization):
+    # β = 1, one-step window: the first analysis is the Kalman update with ρ ∘ P_e, ρ the
+    # Gaspari-Cohn taper of the periodic grid distance (LETKF's radius: c = sqrt(10/3) radius),
+    # or a matrix of ones (no localisation).
+    rng, M, H, _, _ = _linear_system(6, n=6, m=3)
+    E0 = rng.standard_normal((4, 6))
+    xb, ys = rng.standard_normal(6), rng.standard_normal((2, 3))
+    gap = np.abs(np.arange(6)[:, None] - np.arange(6)[None, :])
+    rho = _gaspari_cohn(np.minimum(gap, 6 - gap), 1.5 * np.sqrt(10 / 3)) if localization == "radius" else None
+    Mj = jnp.asarray(M)
+    res = cycled_4dvar(
+        lambda x: Mj @ x,
+        xb,
+        ys,
+        window=1,
+        obs_operator=H,
+        obs_std=0.5,
+        hybrid=Hybrid(E0, beta=1.0, localization=1.5 if localization == "radius" else np.ones((6, 6))),
+    )
+    P0 = np.cov(E0.T) * (1.0 if rho is None else rho)
+    Pf = M @ P0 @ M.T
+    K = Pf @ H.T @ np.linalg.inv(H @ Pf @ H.T + 0.25 * np.eye(3))
+    np.testing.assert_allclose(res.forecast[0], M @ xb + K @ (ys[0] - H @ M @ xb), atol=1e-8)
+
+
 def _linear_4dvar_masked(M, H, B, r_std, xb, ys, use):
     Rinv = np.diag(1.0 / np.broadcast_to(r_std, (H.shape[0],)) ** 2)
     A, b, G = np.linalg.inv(B), np.zeros(len(xb)), np.eye(len(xb))

@@ -28,7 +28,7 @@ from jaxtyping import Array, Float
 
 
 class AdaptiveInflation(eqx.Module):
-    """Adaptive multiplicative inflation for ``ETKF``, ``EnKF`` and ``LETKF``: pass it as their
+    """Adaptive multiplicative inflation for ``ETKF``, ``EnKF``, ``LETKF`` and ``EnKS``: pass it as their
     ``inflation``, e.g. ``ETKF(inflation=AdaptiveInflation())``; the factor used at each
     observation time is `FilterResult.inflation`.
 

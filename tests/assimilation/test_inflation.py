@@ -47,11 +47,15 @@ def test_adaptive_inflation_finds_the_inflation_that_absorbs_model_error():
 
 
 @pytest.mark.slow
-def test_adaptive_inflation_is_near_the_best_fixed_inflation_on_lorenz96():
-    # Sakov 2008 configuration, N = 20, 2000 observation times, 3 twin experiments: the default
+@pytest.mark.parametrize(
+    "filter_, N", [(ETKF, 20), (lambda inflation: da.LETKF(radius=4.0, inflation=inflation), 10)]
+)
+def test_adaptive_inflation_is_near_the_best_fixed_inflation_on_lorenz96(filter_, N):
+    # Sakov 2008 configuration, 2000 observation times, 3 twin experiments: the default
     # AdaptiveInflation (no tuning) against the best of a sweep of fixed inflations per experiment;
-    # measured 3.9 % above on average (0.1906 vs 0.1835); a time mean over 1500 times varies by
-    # ~2-3 % from run to run
+    # measured for the ETKF (N = 20) 3.9 % above on average (0.1906 vs 0.1835), and on DAPPER's
+    # truths ETKF +2.3 %, LETKF (N = 10) +1.6 % (benchmarks/RESULTS.md); a time mean over 1500
+    # times varies by ~2-3 % from run to run
     from jinverse.problems.dynamics import Flow
 
     flow = Flow("lorenz96", jnp.array([8.0]), 0.05)
@@ -59,12 +63,12 @@ def test_adaptive_inflation_is_near_the_best_fixed_inflation_on_lorenz96():
     for seed in (0, 1, 2):
         x0 = flow(8.0 + 0.01 * jax.random.normal(jax.random.key(seed), (40,)), 500)
         truth, ys = da.twin_experiment(flow.step, x0, n_steps=2000, key=jax.random.key(seed + 1))
-        E0 = x0 + jax.random.normal(jax.random.key(seed + 2), (20, 40))
+        E0 = x0 + jax.random.normal(jax.random.key(seed + 2), (N, 40))
         kw = dict(key=jax.random.key(seed + 5), truth=truth, burn_in=500)
-        sweep = cycled_filter(flow.step, E0, ys, method=ETKF(inflation=[1.01, 1.02, 1.03, 1.04]), **kw)
+        sweep = cycled_filter(flow.step, E0, ys, method=filter_(inflation=[1.01, 1.02, 1.03, 1.04]), **kw)
         best.append(np.min(np.asarray(sweep.mean_rmse)))
         adaptive.append(
-            cycled_filter(flow.step, E0, ys, method=ETKF(inflation=AdaptiveInflation()), **kw).mean_rmse
+            cycled_filter(flow.step, E0, ys, method=filter_(inflation=AdaptiveInflation()), **kw).mean_rmse
         )
     assert np.mean(adaptive) < 1.08 * np.mean(best), (adaptive, best)
 

@@ -167,6 +167,11 @@ def test_warm_start_reduces_map_steps(point, data):
     assert float(jnp.mean(warm.num_steps)) < float(jnp.mean(cold.num_steps))
     rep = am.map_report(point, y, result=warm)
     assert rep.gap.shape == (64,) and bool(jnp.all(rep.gap >= -1e-9))
+    np.testing.assert_array_equal(np.asarray(rep.status), np.asarray(warm.status))
+    assert bool(jnp.all(rep.ok))
+    # a MAP cut short is not OK (its gap is against an unconverged point)
+    short = am.map_report(point, y, optimizer="bfgs", max_steps=1, warn=False)
+    assert not bool(jnp.any(short.ok)) and bool(jnp.all(short.status == ji.Status.MAX_STEPS))
     # the gap of a Gaussian posterior is ½ (θ - μ)ᵀ Σ⁻¹ (θ - μ)
     diff = np.asarray(point(y)) - posterior(y)[0]
     want = 0.5 * np.einsum("bi,ij,bj->b", diff, np.linalg.inv(posterior(y)[1]), diff)

@@ -148,12 +148,25 @@ class MAPReport(eqx.Module):
         distance: ``||θ_net - θ_MAP|| / sqrt(n)``, the root-mean-square coordinate difference.
         map: the `MAPResult` of ``ji.solve_map(problem, y, init=estimator)`` (its ``num_steps``:
             the steps left after the warm start).
+
+    ``status`` is the exact MAP's (`jinverse.status.MAPStatus` codes): the gap is measured
+    against a converged MAP only where ``ok``.
     """
 
     theta: PyTree
     gap: Float[Array, "*batch"]
     distance: Float[Array, "*batch"]
     map: MAPResult
+
+    @property
+    def status(self) -> Int[Array, "*batch"]:
+        """The exact MAP's status codes, per observation (0: converged)."""
+        return jnp.asarray(self.map.status)
+
+    @property
+    def ok(self) -> Bool[Array, "*batch"]:
+        """True where the exact MAP converged (``status == 0``)."""
+        return self.status == 0
 
 
 @eqx.filter_jit

@@ -13,7 +13,8 @@ objective gap of the point estimate) and `importance_sample` (the effective samp
 weighted by the exact density, and the self-normalised importance posterior as a cheap corrected
 answer). As the proposal of exact samplers (`independence_sample`: independence
 Metropolis-Hastings; `smc_sample`: tempered SMC from q to the posterior) q makes exact posterior
-draws cheaper where it is good and only slower where it is not. `save` / `load` keep a trained network with its problem's `fingerprint`.
+draws cheaper where it is good and only slower where it is not. `save` / `load` keep a trained
+network with its problem's `fingerprint`.
 
 Learned priors: `train_decoder` fits a variational autoencoder to example θs; `latent_problem`
 rewrites a problem over the decoder's code z ~ N(0, I) (θ = g(z)), so every solver runs there.

@@ -11,7 +11,10 @@
     (same key: the same work, nothing recompiles), in wall and CPU seconds, and the sum of JAX's
     own tracing, lowering and compilation events of the first call.
 
-Run: ``python benchmarks/startup.py [--part help,calls,nuts] [--nuts ROWS]``; it prints markdown
+``--part ab --old WORKTREE`` repeats (b) for this tree and an earlier commit's worktree, interleaved.
+
+Run: ``python benchmarks/startup.py [--part help,calls,nuts,ab] [--nuts ROWS] [--nuts-length WARMUP,DRAWS]
+[--repeats K] [--old WORKTREE]``; it prints markdown
 tables (figures and their reading: benchmarks/RESULTS.md, "Start-up and compilation"). Wall times
 on a shared machine are noisy: each figure comes with the CPU time (user + sys) and the load.
 """
@@ -101,6 +104,36 @@ def part_calls() -> list[str]:
     return rows
 
 
+def part_ab(old: str, repeats: int = 3) -> list[str]:
+    """(b) for this tree against ``old`` (a git worktree of an earlier commit, imported through
+    ``PYTHONPATH``): one cold call each with its own empty cache, then ``repeats`` warm calls
+    each, the two trees alternating; CPU seconds (medians). Adds ``--no-score`` to ``sample``
+    (C2ST training is work, not start-up)."""
+    rows = ["| command | before: cold | before: warm | before: ratio | after: cold | after: warm | after: ratio |",
+            "|---|---|---|---|---|---|---|"]
+    trees = {"before": old, "after": None}
+    with tempfile.TemporaryDirectory(prefix="jinverse-ab-") as root:
+        def call(tree, args):
+            env = {**os.environ, "JINVERSE_CACHE": os.path.join(root, tree)}
+            env.pop("JINVERSE_NO_CACHE", None)
+            env.pop("PYTHONPATH", None)
+            if trees[tree]:
+                env["PYTHONPATH"] = trees[tree]
+            return timed([JINVERSE, "-q", *args], env=env, cwd=root)[1]
+
+        for args in (*CALLS[::2], [*CALLS[1], "--no-score"]):
+            cold = {t: call(t, args) for t in trees}
+            warm: dict[str, list[float]] = {t: [] for t in trees}
+            for _ in range(repeats):
+                for t in trees:
+                    warm[t].append(call(t, args))
+            cells = [f"{cold[t]:.2f} s | {statistics.median(warm[t]):.2f} s | "
+                     f"{cold[t] / statistics.median(warm[t]):.1f}x" for t in trees]
+            rows.append(f"| `jinverse {' '.join(args)}` | " + " | ".join(cells) + " |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 # -- (c) NUTS compilation: jinverse against hand-written blackjax ----------------------------------
 
 PRELUDE = textwrap.dedent("""
@@ -109,7 +142,7 @@ PRELUDE = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import jinverse as ji
-    CHAINS, WARMUP, DRAWS = 4, 500, 1000
+    CHAINS, WARMUP, DRAWS = 4, *json.loads(sys.argv[2])
     bench = ji.problems.load("deconvolution1d")
     problem, y = bench.problem, bench.y
 
@@ -127,7 +160,7 @@ PRELUDE = textwrap.dedent("""
 """)
 
 JINVERSE_NUTS = PRELUDE + textwrap.dedent("""
-    options = json.loads(sys.argv[1])
+    options = json.loads(sys.argv[1]) or {}
     timed_twice(lambda key: ji.sample(problem, y, key=key, method="nuts", num_chains=CHAINS,
                                       num_warmup=WARMUP, num_samples=DRAWS, progress=False,
                                       **options).samples)
@@ -170,7 +203,10 @@ NUTS_VARIANTS = {
 }
 
 
-def part_nuts(only=()) -> list[str]:
+def part_nuts(only=(), length=(500, 1000), repeats=1) -> list[str]:
+    """``length``: warm-up and draws per chain (compilation does not depend on them: shorter runs
+    leave less sampling time in the first-minus-second difference, so less noise); each program
+    is run ``repeats`` times, each time in a fresh process, and the medians are shown."""
     env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
     rows = ["| program | first call wall (CPU) | second call wall (CPU) | compilation: wall, CPU, JAX's "
             "compile events | vs blackjax: wall, CPU, events |", "|---|---|---|---|---|"]
@@ -178,10 +214,11 @@ def part_nuts(only=()) -> list[str]:
     for label, (code, options) in NUTS_VARIANTS.items():
         if only and not any(o in label for o in only):
             continue
-        args = [] if options is None else [json.dumps(options)]
-        proc = timed([sys.executable, "-c", code, *args], env=env)[2]
-        r = json.loads(proc.stdout.split("RESULT", 1)[1])
-        comp = (r["first"] - r["second"], r["first_cpu"] - r["second_cpu"], r["first_events"])
+        runs = [json.loads(timed([sys.executable, "-c", code, json.dumps(options), json.dumps(length)],
+                                 env=env)[2].stdout.split("RESULT", 1)[1]) for _ in range(repeats)]
+        r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        comp = tuple(statistics.median(c) for c in zip(*[
+            (run["first"] - run["second"], run["first_cpu"] - run["second_cpu"], run["first_events"]) for run in runs]))
         base = comp if base is None else base
         rows.append(f"| {label} | {r['first']:.2f} s ({r['first_cpu']:.2f} s) | {r['second']:.2f} s "
                     f"({r['second_cpu']:.2f} s) | {comp[0]:.2f} s, {comp[1]:.2f} s, {comp[2]:.2f} s | "
@@ -195,9 +232,14 @@ def main() -> None:
     parser.add_argument("--part", default="help,calls,nuts")
     parser.add_argument("--nuts", default="", help="comma-separated substrings: only these NUTS rows "
                         "(the first row run is the reference of the ratios)")
+    parser.add_argument("--nuts-length", default="500,1000", help="NUTS warm-up and draws per chain")
+    parser.add_argument("--repeats", type=int, default=1, help="nuts, ab: fresh processes per program (medians)")
+    parser.add_argument("--old", default="", help="ab: a git worktree of the commit to compare against")
     args = parser.parse_args()
     only = [o for o in args.nuts.split(",") if o]
-    parts = {"help": part_help, "calls": part_calls, "nuts": lambda: part_nuts(only)}
+    length = tuple(int(v) for v in args.nuts_length.split(","))
+    parts = {"help": part_help, "calls": part_calls, "nuts": lambda: part_nuts(only, length, args.repeats),
+             "ab": lambda: part_ab(args.old, max(args.repeats, 1))}
     body = []
     for name in args.part.split(","):
         start = load()

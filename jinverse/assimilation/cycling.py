@@ -1,8 +1,9 @@
 """Cycled ensemble filtering on any JAX model step: forecast every member (vmapped), analyse
 at each observation time, statistics there; the whole cycle one compiled ``lax.scan``, and a
-batch of experiments (first ensembles, observations, truths, or a method's settings) one
-``vmap`` of it. The methods (`jinverse.assimilation.enkf`: ETKF, EnKF, LETKF, particle filter;
-`jinverse.assimilation.ienks`: the iEnKS) each own one cycle.
+batch of experiments (first ensembles, of one size or several padded to the largest with a
+member mask, observations, truths, or a method's settings) one ``vmap`` of it. The methods
+(`jinverse.assimilation.enkf`: ETKF, EnKF, LETKF, particle filter; `jinverse.assimilation.ienks`:
+the iEnKS) each own one cycle.
 
 Time runs in model steps as in `cycled_4dvar`: observation ``i`` observes the state at model
 step ``(i + 1) obs_every``; the first ensemble is at step 0 (not observed).
@@ -22,7 +23,16 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_positive_int
 from ..status import FilterStatus
-from .enkf import FILTERS, LETKF, AbstractFilter, NoisyStep, ObsModel, TimeVarying, checked_model_std
+from .enkf import (
+    FILTERS,
+    LETKF,
+    AbstractFilter,
+    NoisyStep,
+    ObsModel,
+    TimeVarying,
+    checked_model_std,
+    member_weights,
+)
 from .enks import EnKS
 from .fourdvar import observation_operator
 from .ienks import IEnKS
@@ -52,7 +62,9 @@ class FilterResult(NamedTuple):
     ``mean_rmse`` / ``mean_spread``: time means of the analysis RMSE and spread over the times
     after ``burn_in`` (floats, or arrays over the batch); ``rank_histogram``: ``(N + 1,)``
     counts of the truth's rank among the analysis members, over components and times after
-    ``burn_in`` (flat for a reliable ensemble); ``ensemble``: the last analysis ensemble;
+    ``burn_in`` (flat for a reliable ensemble; for a batch of ensemble sizes padded to the
+    largest N, experiment b's are its first ``N_b + 1``, as are the rows of its ``ensemble``);
+    ``ensemble``: the last analysis ensemble;
     ``obs_steps``: ``(k,)`` model steps of the observation times; ``truth``: the true states
     there (NaN without one); ``inflation``: ``(k,)`` the anomaly inflation factor each analysis
     used (varies with `AdaptiveInflation`; NaN for the particle filter); ``smoothed`` /
@@ -119,7 +131,8 @@ def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
         y, obs_i = obs.at(i).mask(y)
         state, (Ef, wf), (Ea, wa), E, info = flt.cycle(step, obs_every, state, y, obs_i, key)
         (mf, sf), (ma, sa) = _stats(Ef, wf), _stats(Ea, wa)
-        rank = jnp.sum(E < x_true, axis=0)  # (n,) the truth's rank among the members
+        below = E < x_true if flt.members is None else (E < x_true) & flt.members[:, None]
+        rank = jnp.sum(below, axis=0)  # (n,) the truth's rank among the members
         counts = jnp.sum(jax.nn.one_hot(rank, E.shape[0] + 1, dtype=E.dtype), axis=0)
         done = info.get("smoothed")  # a smoother's final ensemble of an earlier time
         ms, ss = _stats(done, wa) if done is not None else (jnp.full_like(ma, jnp.nan), jnp.nan * sa)
@@ -129,7 +142,7 @@ def _one_run(step, flt, obs, obs_every, E0, ys, xt, key):
     tail = flt.smoothed_tail(state)
     if tail is not None:  # the last `lag` times, smoothed with every observation there is
         lag = tail.shape[0]
-        w = jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype)
+        w = member_weights(flt.members, E.shape[0], E.dtype)
         mt, st = jax.vmap(_stats, in_axes=(0, None))(tail, w)
         out = (*out[:6], jnp.concatenate([out[6][lag:], mt])[-k:], jnp.concatenate([out[7][lag:], st])[-k:])
     return E, out
@@ -143,8 +156,8 @@ def _run(step, flt, obs, obs_every, batched, E0, ys, xt, key):
     if flt_axes is None and not any(data_batched):
         return _one_run(step, flt, obs, obs_every, E0, ys, xt, key)
     sizes = [a.shape[0] for a, b in zip((E0, ys, xt), data_batched) if b]
-    axes_leaves = jax.tree.leaves(flt_axes, is_leaf=lambda x: x is None)  # aligned with flt's leaves
-    sizes += [x.shape[0] for x, a in zip(jax.tree.leaves(flt), axes_leaves) if a == 0]
+    sizes += jax.tree.leaves(jax.tree.map(lambda a, x: None if a is None else x.shape[0], flt_axes, flt,
+                                          is_leaf=lambda x: x is None))
     axes = (flt_axes, *(0 if b else None for b in data_batched), 0)
     keys = jax.random.split(key, sizes[0])
     return jax.vmap(lambda f, e, y, x, k: _one_run(step, f, obs, obs_every, e, y, x, k), in_axes=axes)(
@@ -193,12 +206,42 @@ def _check_filter(flt):
         if a.ndim == 1:
             flt = eqx.tree_at(lambda f, n=name: getattr(f, n), flt, jnp.asarray(a))
             batched.append(name)
-    if not batched:
-        return flt, None
-    axes = jax.tree.map(lambda _: None, flt)
+    axes = None
     for name in batched:
-        axes = eqx.tree_at(lambda f, n=name: getattr(f, n), axes, 0, is_leaf=lambda x: x is None)
+        axes = _batch_axis(flt, axes, name)
     return flt, axes
+
+
+def _batch_axis(flt, axes, name: str):
+    """The filter's vmap axes ``axes`` (None: none yet) with its field ``name`` batched."""
+    axes = jax.tree.map(lambda _: None, flt) if axes is None else axes
+    return eqx.tree_at(lambda f: getattr(f, name), axes, 0, is_leaf=lambda x: x is None)
+
+
+def _ensembles(ensemble, flt):
+    """``(E0, members)``: the first ensemble(s) as one array, and for a list of ensembles of
+    different sizes ``(N_b, n)``, each padded to the largest with its members' mean, and
+    ``members`` ``(B, N)`` marking the real rows (None otherwise)."""
+    if flt.members is not None:
+        raise ValueError(f"{type(flt).__name__}.members: got {flt.members!r}, expected None (cycled_filter sets it "
+                         "from a list of ensembles of different sizes)")
+    if not isinstance(ensemble, (list, tuple)):
+        return jnp.asarray(ensemble, dtype=float), None
+    Es = [jnp.asarray(E, dtype=float) for E in ensemble]
+    shapes = [tuple(E.shape) for E in Es]
+    if not Es or any(len(s) != 2 or s[0] < 2 or s[1] != shapes[0][1] for s in shapes):
+        raise ValueError(f"ensemble: got a list of shapes {shapes}, expected one ensemble (N_b, n) per experiment, "
+                         "N_b >= 2 members, the same n")
+    sizes = [s[0] for s in shapes]
+    N = max(sizes)
+    if min(sizes) == N:
+        return jnp.stack(Es), None
+    if not flt.pads_members:
+        raise ValueError(f"ensemble: got ensembles of {', '.join(map(str, sizes))} members with "
+                         f"{type(flt).__name__}, expected one size (different sizes in one batch are for ETKF, "
+                         "EnKF, LETKF and EnKS)")
+    E0 = jnp.stack([jnp.concatenate([E, jnp.broadcast_to(E.mean(0), (N - len(E), E.shape[1]))]) for E in Es])
+    return E0, jnp.arange(N) < jnp.asarray(sizes)[:, None]
 
 
 def _check_adaptive(owner: str, infl: AdaptiveInflation) -> None:
@@ -266,7 +309,7 @@ def _locations(obs_operator, obs_locations, n, m, flt):
     return np.zeros(m)
 
 
-def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observations: Float[Array, "*batch k m"],
+def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"] | list, observations: Float[Array, "*batch k m"],
                   *, key: PRNGKeyArray, method="etkf", obs_every: int = 1, obs_operator=None, obs_std=1.0,
                   obs_locations=None, period: float | None = None,
                   truth: Float[Array, "*batch T n"] | None = None, burn_in: int = 0,
@@ -279,7 +322,13 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         ensemble: the first ensemble at model step 0, ``(N, n)``, ``N >= 2`` members in rows
             (e.g. ``x_b + σ_b ε``); a leading batch axis ``(B, N, n)`` runs B experiments (so
             does a 1-D array of a method's setting, e.g. ``ETKF(inflation=[1.01, 1.02, 1.04])``:
-            one compiled program for a tuning sweep).
+            one compiled program for a tuning sweep). A list of B ensembles ``(N_b, n)`` of
+            different sizes runs them in one program too (ETKF, EnKF, LETKF, EnKS): each is
+            padded to the largest N with rows that have no say (mean, anomalies, ``√(N_b - 1)``,
+            transforms, perturbed observations, inflation and statistics are over its own
+            members), so experiment b gives what it gives alone; ``ensemble[b, :N_b]`` and
+            ``rank_histogram[b, :N_b + 1]`` of the result are its own (the padding tracks the
+            analysis mean).
         observations: ``(k, m)``, row ``i`` observing the state at model step ``(i + 1)
             obs_every``; ``(B, k, m)`` for a batch of experiments. NaN marks an observation left
             out (e.g. a component observed only at some times).
@@ -322,7 +371,7 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
                                             method=ETKF(inflation=1.04), burn_in=100)
     """
     flt, flt_axes = _check_filter(_filter(method))
-    E0 = jnp.asarray(ensemble, dtype=float)
+    E0, members = _ensembles(ensemble, flt)
     if E0.ndim not in (2, 3) or E0.shape[-2] < 2:
         raise ValueError(f"ensemble: got shape {tuple(E0.shape)}, expected (N, n) or (B, N, n) with N >= 2 members")
     N, n = E0.shape[-2:]
@@ -379,6 +428,9 @@ def cycled_filter(step: Callable, ensemble: Float[Array, "*batch N n"], observat
         sizes |= {f"{name} {np.size(getattr(flt, name))}" for name in SETTINGS if np.ndim(getattr(flt, name, 0)) == 1}
     if len({s.split()[-1] for s in sizes}) > 1:
         raise ValueError(f"batch sizes: got {', '.join(sorted(sizes))}, expected one batch size")
+    if members is not None:  # a batch of ensemble sizes: the mask is batched with the ensembles
+        flt_axes = _batch_axis(flt, flt_axes, "members")
+        flt = eqx.tree_at(lambda f: f.members, flt, members, is_leaf=lambda x: x is None)
     out = _run(_as_module(step), flt, obs, obs_every, (flt_axes, *batched), E0, ys, xt, key)
     E, (mf, ma, sf, sa, counts, infl, ms, ss) = out
     bad = ~np.all(np.isfinite(np.asarray(ma)), axis=(-2, -1))

@@ -21,12 +21,13 @@ per grid point for the LETKF).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .inflation import AdaptiveInflation
 
@@ -95,17 +96,37 @@ def gaspari_cohn(distance: Float[Array, "*shape"], radius) -> Float[Array, "*sha
     return jnp.where(r <= 1.0, inner, jnp.where(r < 2.0, outer, 0.0))
 
 
-def _anomalies(E, inflation):
-    mean = jnp.mean(E, axis=0)
-    return mean, inflation * (E - mean)
+def centre(X: Float[Array, "N d"], members: Bool[Array, " N"] | None = None):
+    """``(mean, X - mean, N)`` over the members: all rows, or those where ``members`` is true
+    (a padded ensemble of a mixed-size batch; the other rows get zero anomalies and no say)."""
+    if members is None:
+        mean = jnp.mean(X, axis=0)
+        return mean, X - mean, X.shape[0]
+    on = members[:, None]
+    N = jnp.sum(members).astype(X.dtype)
+    mean = jnp.sum(jnp.where(on, X, 0.0), axis=0) / N
+    return mean, jnp.where(on, X - mean, 0.0), N
 
 
-def _whitened_obs(E, y, obs: ObsModel):
+def member_weights(members: Bool[Array, " N"] | None, N: int, dtype) -> Array:
+    """Equal weights over the members (all ``N`` rows, or those where ``members`` is true)."""
+    if members is None:
+        return jnp.full((N,), 1.0 / N, dtype)
+    return members.astype(dtype) / jnp.sum(members).astype(dtype)
+
+
+def _anomalies(E, inflation, members=None):
+    mean, A, N = centre(E, members)
+    return mean, inflation * A, N
+
+
+def _whitened_obs(E, y, obs: ObsModel, members=None):
     """Normalised whitened observation anomalies ``Ŝ = (Y - ȳ) / (σ √(N-1))`` ``(N, m)`` and
-    the whitened innovation ``(y - ȳ) / σ``, with ``Y`` the observed ensemble."""
+    the whitened innovation ``(y - ȳ) / σ``, with ``Y`` the observed ensemble (over the
+    ``members``: zero rows for the padding)."""
     Y = jax.vmap(obs.observe)(E)
-    ym = jnp.mean(Y, axis=0)
-    S = (Y - ym) / (obs.sd * jnp.sqrt(E.shape[0] - 1.0))
+    ym, dY, N = centre(Y, members)
+    S = dY / (obs.sd * jnp.sqrt(N - 1.0))
     return S, (y - ym) / obs.sd, Y
 
 
@@ -159,11 +180,18 @@ class AbstractFilter(eqx.Module):
     smoother, ``"smoothed"``: the ensemble at the observation time leaving its lag (final).
     Filters only write ``analyse(E, w, y, obs, key) -> (E_next, w_next, E_stat, w_stat)``,
     called after ``obs_every`` model steps of every member; smoothers override ``cycle`` (and
-    ``smoothed_tail(state)``, the last ``lag`` times' smoothed ensembles)."""
+    ``smoothed_tail(state)``, the last ``lag`` times' smoothed ensembles).
+
+    ``members``: which rows of the ensemble are members, the others padding with no influence
+    (``None``: all). `cycled_filter` sets it for a batch of experiments with different ensemble
+    sizes, padded to the largest, for a method with ``pads_members`` (one that honours it)."""
+
+    members: Bool[Array, " N"] | None = eqx.field(default=None, kw_only=True)
+    pads_members: ClassVar[bool] = False
 
     def init(self, E, m: int = 0):
         """The state before the first cycle from the first ensemble (``m``: observations per time)."""
-        return E, jnp.full(E.shape[:1], 1.0 / E.shape[0], E.dtype), inflation_state(self, E.dtype)
+        return E, member_weights(self.members, E.shape[0], E.dtype), inflation_state(self, E.dtype)
 
     def cycle(self, step, obs_every: int, state, y, obs: ObsModel, key: PRNGKeyArray):
         E, w, s = state
@@ -191,21 +219,23 @@ def adapted(flt, s, E, y, obs: ObsModel):
     inflation state and the factor (NaN for a method without inflation)."""
     infl = getattr(flt, "inflation", None)
     if isinstance(infl, AdaptiveInflation):
-        S, d, _ = _whitened_obs(E, y, obs)
+        S, d, _ = _whitened_obs(E, y, obs, flt.members)
         s = infl.update(s, S, d)
         factor = jnp.sqrt(s)
         return eqx.tree_at(lambda f: f.inflation, flt, factor), s, factor
     return flt, s, jnp.asarray(jnp.nan if infl is None else infl, E.dtype)
 
 
-def etkf_transform(E: Float[Array, "N n"], y, obs: ObsModel, inflation) -> tuple[Array, Array, Array]:
+def etkf_transform(E: Float[Array, "N n"], y, obs: ObsModel, inflation, members=None) -> tuple[Array, Array, Array]:
     """``(mean, A, W)`` with the ETKF analysis ``mean + W A``: ``A`` the forecast anomalies times
     ``inflation``, ``W = 1 wᵀ / √(N-1) + T`` (mean weights and symmetric square root). A
-    smoother applies the same ``W`` to the (uninflated) anomalies of its earlier states."""
-    mean, A = _anomalies(E, inflation)
-    S, d, _ = _whitened_obs(mean + A, y, obs)
+    smoother applies the same ``W`` to the (uninflated) anomalies of its earlier states. With
+    ``members``, over those rows only: the padding's anomalies and ``Ŝ`` rows are zero, so ``W``
+    is block diagonal up to the mean weights, and the padding lands on the analysis mean."""
+    mean, A, N = _anomalies(E, inflation, members)
+    S, d, _ = _whitened_obs(mean + A, y, obs, members)
     wm, T = ensemble_transform(S, d)
-    return mean, A, wm[None, :] / jnp.sqrt(E.shape[0] - 1.0) + T
+    return mean, A, wm[None, :] / jnp.sqrt(N - 1.0) + T
 
 
 class ETKF(AbstractFilter):
@@ -214,9 +244,10 @@ class ETKF(AbstractFilter):
     and covariance of the (inflated) forecast ensemble's sample covariance for a linear H."""
 
     inflation: float | AdaptiveInflation = 1.0
+    pads_members: ClassVar[bool] = True
 
     def analyse(self, E, w, y, obs, key):
-        mean, A, W = etkf_transform(E, y, obs, self.inflation)
+        mean, A, W = etkf_transform(E, y, obs, self.inflation, self.members)
         Ea = mean + W @ A
         return Ea, w, Ea, w
 
@@ -227,18 +258,21 @@ class EnKF(AbstractFilter):
     ``EnKF('PertObs')``). The gain is the ensemble gain, applied in ensemble space."""
 
     inflation: float | AdaptiveInflation = 1.0
+    pads_members: ClassVar[bool] = True
 
     def analyse(self, E, w, y, obs, key):
-        mean, A = _anomalies(E, self.inflation)
+        mean, A, N = _anomalies(E, self.inflation, self.members)
         Ef = mean + A
-        S, _, Y = _whitened_obs(Ef, y, obs)
-        eps = jax.random.normal(key, Y.shape, Y.dtype)
-        eps = (eps - jnp.mean(eps, axis=0)) * jnp.isfinite(obs.sd)  # none for a left-out observation
+        S, _, Y = _whitened_obs(Ef, y, obs, self.members)
+        # member i's perturbation is row i of one draw (rows do not depend on how many there
+        # are), centred over the members: a padded ensemble perturbs its members as a run alone
+        eps = centre(jax.random.normal(key, Y.shape, Y.dtype), self.members)[1]
+        eps = eps * jnp.isfinite(obs.sd)  # none for a left-out observation
         D = (y - Y) / obs.sd + eps  # whitened perturbed innovations (N, m)
-        N, m = S.shape
+        m = S.shape[1]
         # symmetric eigendecompositions, not LU solves: with XLA's CPU LU a 2000-cycle Lorenz-96 run
         # (N = m = 40) took 2-11 s instead of 0.3 s on the shared 2-core machine
-        if N <= m:  # gain in ensemble space: (I + Ŝ Ŝᵀ)⁻¹ Ŝ, N × N
+        if S.shape[0] <= m:  # gain in ensemble space: (I + Ŝ Ŝᵀ)⁻¹ Ŝ, N × N
             s, V = jnp.linalg.eigh(S @ S.T)
             G = V @ ((V.T @ (S @ D.T)) / (1.0 + jnp.maximum(s, 0.0))[:, None])  # (N, N)
             Ea = Ef + G.T @ A / jnp.sqrt(N - 1.0)
@@ -259,10 +293,11 @@ class LETKF(AbstractFilter):
 
     radius: float
     inflation: float | AdaptiveInflation = 1.0
+    pads_members: ClassVar[bool] = True
 
     def analyse(self, E, w, y, obs, key):
-        mean, A = _anomalies(E, self.inflation)
-        S, d, _ = _whitened_obs(mean + A, y, obs)
+        mean, A, N = _anomalies(E, self.inflation, self.members)
+        S, d, _ = _whitened_obs(mean + A, y, obs, self.members)
         grid = jnp.arange(E.shape[1], dtype=E.dtype)
         gap = jnp.abs(grid[:, None] - obs.locations[None, :])  # (n, m)
         if obs.period != float("inf"):
@@ -273,7 +308,7 @@ class LETKF(AbstractFilter):
             return ensemble_transform(S * t, d * t)
 
         wm, T = jax.vmap(local)(taper)  # (n, N), (n, N, N)
-        Ea = mean + jnp.einsum("ik,ki->i", wm, A) / jnp.sqrt(E.shape[0] - 1.0) + jnp.einsum("ijk,ki->ji", T, A)
+        Ea = mean + jnp.einsum("ik,ki->i", wm, A) / jnp.sqrt(N - 1.0) + jnp.einsum("ijk,ki->ji", T, A)
         return Ea, w, Ea, w
 
 

@@ -13,10 +13,13 @@ every later analysis.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
-from .enkf import AbstractFilter, adapted, etkf_transform, forecast_members
+from .enkf import AbstractFilter, adapted, centre, etkf_transform, forecast_members
 from .inflation import AdaptiveInflation
 
 
@@ -29,6 +32,7 @@ class EnKS(AbstractFilter):
 
     lag: int | None = eqx.field(default=None, static=True)
     inflation: float | AdaptiveInflation = 1.0
+    pads_members: ClassVar[bool] = True
 
     def init(self, E, m: int = 0):
         if self.lag is None:
@@ -42,10 +46,10 @@ class EnKS(AbstractFilter):
         E, w, s, past = state  # past: the last `lag` analysis ensembles, oldest first
         E, key = forecast_members(step, E, obs_every, key)
         flt, s, factor = adapted(self, s, E, y, obs)
-        mean, A, W = etkf_transform(E, y, obs, flt.inflation)
+        mean, A, W = etkf_transform(E, y, obs, flt.inflation, self.members)
         Ea = mean + W @ A
-        centre = jnp.mean(past, axis=1, keepdims=True)
-        past = centre + jnp.einsum("ij,ljn->lin", W, past - centre)
+        means, anomalies, _ = jax.vmap(lambda X: centre(X, self.members))(past)
+        past = means[:, None] + jnp.einsum("ij,ljn->lin", W, anomalies)
         done = past[0]  # lag times back: no later observation will change it
         past = jnp.concatenate([past[1:], Ea[None]])
         return (Ea, w, s, past), (E, w), (Ea, w), Ea, {"inflation": factor, "smoothed": done}

@@ -92,6 +92,23 @@ def test_mixed_sizes_follow_the_kalman_filter_on_a_linear_model():
         np.testing.assert_allclose(np.cov(np.asarray(res.ensemble[b, :len(E0)]).T), covs[-1], atol=1e-10)
 
 
+def test_mixed_sizes_with_model_error_equal_each_run_alone():
+    # a stochastic forecast (model_std) and perturbed observations: member i's model noise and
+    # perturbation come from row i of draws whose rows do not depend on the ensemble size, so
+    # the padded experiment draws what it draws alone
+    M, H, r_std = _linear_system(5)
+    rng = np.random.default_rng(1)
+    Es = [rng.standard_normal((N, 4)) for N in (5, 9)]
+    ys = rng.standard_normal((6, H.shape[0]))
+    key = jax.random.key(3)
+    kw = dict(method=EnKF(), obs_operator=H, obs_std=r_std, model_std=0.2)
+    batch = cycled_filter(lambda x: jnp.asarray(M) @ x, Es, ys, key=key, **kw)
+    for b, (E, k) in enumerate(zip(Es, jax.random.split(key, 2))):
+        one = cycled_filter(lambda x: jnp.asarray(M) @ x, E, ys, key=k, **kw)
+        np.testing.assert_allclose(batch.analysis[b], one.analysis, atol=1e-10)
+        np.testing.assert_allclose(batch.ensemble[b, :len(E)], one.ensemble, atol=1e-10)
+
+
 def test_equal_sizes_in_a_list_are_the_stacked_batch():
     # no padding, no mask: the same program as a (B, N, n) array
     rng = np.random.default_rng(0)

@@ -32,6 +32,12 @@ def linear_problem():
     return ji.InverseProblem(jnp.asarray(A), ji.priors.Gaussian(jnp.zeros(2), S0), ji.likelihoods.Gaussian(S))
 
 
+
+def _untrained(problem, net, norm):
+    """A full-covariance MixtureDensity around ``net`` (built directly: no training)."""
+    return am.MixtureDensity(problem, net, norm, jnp.zeros(0), am.fingerprint(problem),
+                             (("kind", "mixture"), ("covariance", "full")))
+
 def gaussian_q(problem, c=1.0, shift=(0.0, 0.0)):
     """A one-component `MixtureDensity` that is N(GAIN y + shift, c² COV) for every y: a linear
     shortcut for the mean, constant heads for the offset and the Cholesky factor."""
@@ -53,14 +59,7 @@ def gaussian_q(problem, c=1.0, shift=(0.0, 0.0)):
         ),
     )
     norm = Normaliser(jnp.zeros(3), jnp.ones(3), jnp.zeros(2), jnp.ones(2))
-    return am.MixtureDensity(
-        problem,
-        net,
-        norm,
-        jnp.zeros(0),
-        am.fingerprint(problem),
-        (("kind", "mixture"), ("covariance", "full")),
-    )
+    return _untrained(problem, net, norm)
 
 
 @pytest.fixture(scope="module")
@@ -219,14 +218,7 @@ def test_independence_on_a_bounded_prior_matches_quadrature():
     )
     net = MixtureNet(2, 2, 2, "full", 8, 1, jnp.float64, key=jax.random.key(0))
     norm = Normaliser(jnp.zeros(2), jnp.ones(2), jnp.zeros(2), jnp.ones(2))
-    q = am.MixtureDensity(
-        problem,
-        net,
-        norm,
-        jnp.zeros(0),
-        am.fingerprint(problem),
-        (("kind", "mixture"), ("covariance", "full")),
-    )
+    q = _untrained(problem, net, norm)
     y = np.array([[0.8, -0.3], [1.4, 0.2]])
     post = am.independence_sample(q, y, jax.random.key(8), local_steps=2)
     h = 2 / 400

@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from . import programs
 from ._checks import check_positive_int
 
 _MEMORY_BUDGET = 512 * 2**20  # bytes of lane inputs/outputs per compiled call
@@ -88,6 +89,8 @@ def stream(
     size = min(block_size, num_lanes)
     size = -(-size // unit) * unit  # round up: whole chunks on every device
     run = _compiled(fn, mesh, axis)
+    if mesh is None:  # kept on disk when the caller turned that on (the CLI: `jinverse.programs`)
+        run = programs.wrap(fn, run)
     if multiprocess:  # every process runs this same loop on its own lanes (SPMD)
         operand = _replicate_global(operand, mesh)
     report = reporter(progress, num_lanes, label)

@@ -5,6 +5,8 @@ group's settings (`Settings`, `settings`, `echo`), error handling (`handle_error
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import tomllib
 from typing import Any
 
@@ -24,9 +26,13 @@ class Settings:
 
         jax.config.update("jax_enable_x64", self.precision == 64)
         if self.cache:
+            from jinverse import programs
             from jinverse.runtime import enable_compilation_cache
 
-            enable_compilation_cache(min_compile_time_secs=0.0)
+            xla = enable_compilation_cache(min_compile_time_secs=0.0)
+            programs.enable(os.path.join(os.path.dirname(xla), "programs"))
+        elif "jinverse.programs" in sys.modules:  # an earlier command in this process turned it on
+            sys.modules["jinverse.programs"].disable()
 
 
 def settings() -> Settings:

@@ -88,7 +88,8 @@ def test_python_dash_m_jinverse():
 
 def test_repeated_command_reuses_compiled_programs_and_trained_network(tmp_path):
     """A repeated command, in a new process, loads the compiled programs and the trained network
-    of the first from $JINVERSE_CACHE: nothing is compiled into the cache or trained again."""
+    of the first from $JINVERSE_CACHE: nothing is compiled into the cache, stored as a program
+    (`jinverse.programs`) or trained again."""
     cli = [sys.executable, "-m", "jinverse_cli", "-q"]
     args = ["solve", "trained_regressor", "-o", "width=8", "-o", "steps=200", "-o", "num_reference=100"]
     env = {**os.environ, "JINVERSE_CACHE": str(tmp_path)}
@@ -102,6 +103,7 @@ def test_repeated_command_reuses_compiled_programs_and_trained_network(tmp_path)
     assert first.returncode == 0, first.stderr
     files = stored()
     assert any(p.parts[0] == "xla" for p in files), "the first command compiled nothing into the cache"
+    assert any(p.parts[0] == "programs" for p in files), "the first command stored no program"
     assert [p.suffix for p in files if p.parts[0] == "trained"].count(".eqx") == 1
     second = run(*args)
     assert second.returncode == 0, second.stderr

@@ -77,11 +77,19 @@ def _fmt(v) -> str:
 
 
 def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
+    name = _need_name(name)
+    folder = out_dir(out)  # checked before the run: a bad --out must not cost the results
+    from .. import programs
+
+    # the programs this command runs are kept on disk under everything that chose them
+    with programs.scope(click.get_current_context().info_name, name, option, seed, batch, chunk, method, kwargs):
+        return _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs)
+
+
+def _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs):
     from ..bench import NotApplicable, applicable, run_chunked
     from ._outputs import failure_report, summary_lines, timing, write_outputs
 
-    name = _need_name(name)
-    folder = out_dir(out)  # checked before the run: a bad --out must not cost the results
     with phase(f"loading {name}"):
         bench = load_benchmark(name, parse_options(option), seed=seed, batch=batch)
     reason = applicable(bench, method)
@@ -188,7 +196,7 @@ def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
     import time
 
     from .. import bench as B
-    from .. import problems
+    from .. import problems, programs
     from ..bench_table import format_table
 
     probs, meths = _split_list(problem_list), _split_list(method_list)
@@ -213,7 +221,8 @@ def bench(suite, problem_list, method_list, seed, chains, warmup, samples, out):
 
     t0 = time.perf_counter()
     try:
-        records = B.run_matrix(table, methods, seed=seed, on_step=on_step, **sampler)
+        with programs.scope("bench", table, methods, seed, sampler):
+            records = B.run_matrix(table, methods, seed=seed, on_step=on_step, **sampler)
         progress(total, total)
     finally:
         progress.close()

@@ -11,9 +11,10 @@
     (same key: the same work, nothing recompiles), in wall and CPU seconds, and the sum of JAX's
     own tracing, lowering and compilation events of the first call.
 
-``--part ab --old WORKTREE`` repeats (b) for this tree and an earlier commit's worktree, interleaved.
+``--part ab --old WORKTREE`` repeats (b) for this tree and an earlier commit's worktree, interleaved;
+``--part server`` repeats (b) with a ``jinverse server`` running (the commands run in it).
 
-Run: ``python benchmarks/startup.py [--part help,calls,nuts,ab] [--nuts ROWS] [--nuts-length WARMUP,DRAWS]
+Run: ``python benchmarks/startup.py [--part help,calls,nuts,ab,server] [--nuts ROWS] [--nuts-length WARMUP,DRAWS]
 [--repeats K] [--old WORKTREE]``; it prints markdown
 tables (figures and their reading: benchmarks/RESULTS.md, "Start-up and compilation"). Wall times
 on a shared machine are noisy: each figure comes with the CPU time (user + sys) and the load.
@@ -134,6 +135,43 @@ def part_ab(old: str, repeats: int = 3) -> list[str]:
     return rows
 
 
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux: /proc/PID/stat)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def part_server(repeats: int = 3) -> list[str]:
+    """(b) with ``jinverse server start`` first: the same command ``1 + repeats`` times, all run in
+    the one server (fresh, empty cache). Wall seconds of the client, and CPU seconds of the client
+    plus the server's CPU over the call; the server's start-up (imports) is shown apart."""
+    rows = ["| command | first: wall | first: CPU | later: wall (median) | later: CPU (median) | wall ratio | "
+            "CPU ratio |", "|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="jinverse-server-") as cache:
+        env = {**os.environ, "JINVERSE_CACHE": cache}
+        for k in ("JINVERSE_NO_CACHE", "JINVERSE_NO_SERVER"):
+            env.pop(k, None)
+        wall, cpu, proc = timed([JINVERSE, "server", "start", "--idle-timeout", "30"], env=env)
+        pid = int(proc.stdout.split("pid ")[1].split(",")[0])
+        rows.insert(0, f"`jinverse server start`: {wall:.2f} s wall until it answers (it imports JAX and "
+                       "jinverse once).\n")
+        try:
+            for args in (*CALLS[::2], [*CALLS[1], "--no-score"]):
+                walls, cpus = [], []
+                for _ in range(1 + repeats):
+                    before = server_cpu(pid)
+                    w, c, _ = timed([JINVERSE, "-q", *args], env=env)
+                    walls.append(w)
+                    cpus.append(c + server_cpu(pid) - before)
+                later_w, later_c = statistics.median(walls[1:]), statistics.median(cpus[1:])
+                rows.append(f"| `jinverse {' '.join(args)}` | {walls[0]:.2f} s | {cpus[0]:.2f} s | {later_w:.2f} s | "
+                            f"{later_c:.2f} s | {walls[0] / later_w:.1f}x | {cpus[0] / later_c:.1f}x |")
+                print(rows[-1], flush=True)
+        finally:
+            subprocess.run([JINVERSE, "server", "stop"], env=env, capture_output=True)
+    return rows
+
+
 # -- (c) NUTS compilation: jinverse against hand-written blackjax ----------------------------------
 
 PRELUDE = textwrap.dedent("""
@@ -239,7 +277,8 @@ def main() -> None:
     only = [o for o in args.nuts.split(",") if o]
     length = tuple(int(v) for v in args.nuts_length.split(","))
     parts = {"help": part_help, "calls": part_calls, "nuts": lambda: part_nuts(only, length, args.repeats),
-             "ab": lambda: part_ab(args.old, max(args.repeats, 1))}
+             "ab": lambda: part_ab(args.old, max(args.repeats, 1)),
+             "server": lambda: part_server(max(args.repeats, 1))}
     body = []
     for name in args.part.split(","):
         start = load()

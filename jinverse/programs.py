@@ -63,6 +63,11 @@ def enable(path: str | os.PathLike) -> pathlib.Path:
 
 def disable() -> None:
     _state["dir"] = None
+    forget()
+
+
+def forget() -> None:
+    """Drop this process's loaded programs (the files stay)."""
     _state["memo"].clear()
 
 

@@ -20,3 +20,6 @@ SAMPLE_METHODS = {
     "smc": "adaptive tempered SMC from prior to posterior (weighs separate modes; log evidence)",
 }
 SUITE_NAMES = ("quick", "full")
+
+#: the commands a running `jinverse server` runs (the others, and --help, run in the calling process)
+SERVED_COMMANDS = ("solve", "sample", "bench", "demo")

@@ -9,7 +9,7 @@ import functools
 import click
 
 from .common import Settings, config_option, group_config, handle_errors
-from .names import POINT_METHODS, SAMPLE_METHODS, SUITE_NAMES
+from .names import POINT_METHODS, SAMPLE_METHODS, SERVED_COMMANDS, SUITE_NAMES
 
 
 def _runs_in_jinverse(fn):
@@ -24,7 +24,23 @@ def _runs_in_jinverse(fn):
     return run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The command group; run from a shell (``jinverse ...``), a command goes to the resident
+    server when one is running (`jinverse_cli.server`), else runs here."""
+
+    def __call__(self, *args, **kwargs):
+        import sys
+
+        if not args and "args" not in kwargs and set(sys.argv[1:]) & set(SERVED_COMMANDS):
+            from .server import forward
+
+            code = forward(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
+        return super().__call__(*args, **kwargs)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=group_config,
               help="TOML file of settings (before or after the command): top-level keys for these options, "
@@ -38,9 +54,12 @@ def _runs_in_jinverse(fn):
               help="Do not use JAX's persistent compilation cache ($JINVERSE_CACHE/xla or "
                    "~/.cache/jinverse/xla), which lets a repeated command skip compilation "
                    "[env: JINVERSE_NO_CACHE=1].")
+@click.option("--no-server", is_flag=True, envvar="JINVERSE_NO_SERVER",
+              help="Run the command in this process even when a `jinverse server` is running "
+                   "[env: JINVERSE_NO_SERVER=1].")
 @click.version_option(package_name="jinverse")
 @click.pass_context
-def main(ctx, precision, quiet, debug, no_cache):
+def main(ctx, precision, quiet, debug, no_cache, no_server):
     """jinverse: batched MAP inversion and posterior sampling for inverse problems, in JAX.
 
     \b
@@ -178,3 +197,55 @@ def bench(**params):
     reference posterior, with which way is better and its ideal value), the time of every phase
     (run, compilation, diagnostics, scoring, total), and for samplers R-hat, ESS/s and the
     coverage of 90% credible intervals. Prints a table, writes report.md and a chart."""
+
+
+@main.group()
+def server():
+    """A resident jinverse process that keeps JAX and every compiled program in memory.
+
+    \b
+    While it runs, `solve`, `sample`, `bench` and `demo` run in it (same working directory,
+    environment, output and exit status), so a repeated command costs its work alone.
+    One per user, cache folder and Python; it stops after --idle-timeout minutes without a
+    command, on `jinverse server stop`, or when jinverse's source changes.
+    """
+
+
+@server.command("start")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="MINUTES", help="Stop after this many minutes without a command.")
+def server_start(idle_timeout):
+    """Start the server in the background (returns once it answers)."""
+    from . import server as srv
+
+    try:
+        info = srv.start(idle_timeout)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    state = "already running" if info.get("already") else "started"
+    click.echo(f"jinverse server {state}: pid {info['pid']}, stops after {info['idle_minutes']:g} idle "
+               f"minutes; log {info['log']}")
+
+
+@server.command("stop")
+def server_stop():
+    """Stop the server (after the command it is running, if any)."""
+    from . import server as srv
+
+    info = srv.request("stop", timeout=None)
+    click.echo("no jinverse server is running" if info is None else
+               f"jinverse server stopped: pid {info['pid']}, {info['served']} commands served")
+
+
+@server.command("status")
+def server_status():
+    """Whether a server is running, and how many commands it has served."""
+    from . import server as srv
+
+    info = srv.request("status")
+    if info is None:
+        click.echo("no jinverse server is running")
+        raise click.exceptions.Exit(1)
+    idle = info["idle_minutes"]
+    click.echo(f"jinverse server running: pid {info['pid']}, {info['served']} commands served, stops after "
+               f"{idle:g} idle minutes; socket {info['socket']}; log {info['log']}")

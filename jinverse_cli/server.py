@@ -135,7 +135,7 @@ def forward(argv: list[str]) -> int | None:
     """Run ``argv`` in the server and return its exit status; None when it is not for a server
     (no server, ``--no-server``, help, another command) or the server turned it down."""
     command, group = command_of(argv)
-    if (command not in SERVED_COMMANDS or "--no-server" in group or os.environ.get("JINVERSE_NO_SERVER")
+    if (not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid") or command not in SERVED_COMMANDS or "--no-server" in group or os.environ.get("JINVERSE_NO_SERVER")
             or any(a in ("-h", "--help", "--version") for a in argv)):
         return None
     try:
@@ -192,6 +192,8 @@ def request(what: str, timeout: float = 10.0) -> dict | None:
 def start(idle_minutes: float, wait: float = 120.0) -> dict:
     """Start a server in the background (a new session, output to its log) and wait until it
     answers; its status."""
+    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
+        raise RuntimeError("jinverse server needs Unix sockets (Linux, macOS)")
     running = request("status")
     if running is not None:
         return {**running, "already": True}
@@ -249,6 +251,8 @@ def _on_sigint(signum, frame):
 def serve(idle_minutes: float = 30.0) -> None:
     """Listen on `socket_path` and run commands until idle for ``idle_minutes`` or stopped."""
     # imported once, here: what the commands import (JAX, blackjax, optax, the problems)
+    import fcntl
+
     import jinverse.bench
     import jinverse.cli._outputs
     import jinverse.problems
@@ -256,6 +260,12 @@ def serve(idle_minutes: float = 30.0) -> None:
     from jinverse_cli.parser import main
 
     stamp, path = source_stamp(), socket_path()
+    lock = open(path.with_suffix(".lock"), "w")  # held while this server lives: one per socket
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("jinverse server: another server with this socket is running", flush=True)
+        return
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a server that died without cleaning up (its socket refuses connections)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -271,7 +281,7 @@ def serve(idle_minutes: float = 30.0) -> None:
     info = {"pid": os.getpid(), "socket": str(path), "started": time.time(), "idle_minutes": idle_minutes,
             "served": 0, "log": str(path.with_suffix(".log"))}
     print(f"jinverse server {info}", flush=True)
-    try:
+    try:  # (the lock file stays open, and locked, until the process ends)
         while True:
             try:
                 conn, _ = listener.accept()
@@ -281,11 +291,11 @@ def serve(idle_minutes: float = 30.0) -> None:
                 conn.settimeout(None)
                 if not _handle(conn, main, stamp, info):
                     break
-    finally:
+    finally:  # a clean stop leaves nothing behind (a crash leaves the log)
         listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            if path.exists():
-                path.unlink()
+        for leftover in (path, path.with_suffix(".log"), path.with_suffix(".lock")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _handle(conn, main, stamp, info) -> bool:

@@ -103,6 +103,16 @@ def test_ctrl_c_stops_the_command_and_the_server_carries_on(env, tmp_path):
     assert again.returncode == 0 and served(env) == before + 2
 
 
+def test_a_second_server_for_the_same_socket_steps_aside(env):
+    before = served(env)
+    second = subprocess.run([sys.executable, "-c", "from jinverse_cli.server import serve; serve(1.0)"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 0 and "another server with this socket is running" in second.stdout
+    assert served(env) == before  # the first one still answers
+    start = run(env, "server", "start")
+    assert start.returncode == 0 and "already running" in start.stdout
+
+
 def test_a_changed_source_stops_the_server_and_the_command_runs_here(env, monkeypatch):
     from jinverse_cli import server
 

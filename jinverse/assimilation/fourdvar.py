@@ -174,7 +174,7 @@ def _cycles(forward, prior0, lik, ys, xb0, settings):
 def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: Float[Array, "k m"], *,
                  window: int, obs_every: int = 1, obs_operator=None, obs_std=1.0,
                  background_std=None, B=None, truth: Float[Array, "T n"] | None = None,
-                 burn_in: int = 0, max_steps: int = 200, optimizer="gauss-newton",
+                 burn_in: int = 0, max_steps: int = 200, optimizer=None,
                  tol: float | None = None, warn: bool = True, model_std=None, Q=None,
                  hybrid: Hybrid | None = None, shift: int | None = None) -> CycledResult:
     """Cycled strong-constraint 4D-Var of ``observations`` with the model ``step``.
@@ -198,16 +198,18 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
         burn_in: cycles left out of the time means.
         optimizer, max_steps, tol: passed to `jinverse.solve_map` for each window;
             Gauss-Newton by default (on 20-step Lorenz-96 windows it converged in every window
-            where L-BFGS stopped at 200 steps in 40% of them: benchmarks/RESULTS.md).
+            where L-BFGS stopped at 200 steps in 40% of them: benchmarks/RESULTS.md), and
+            ``"newton-cg"`` by default for the weak constraint (``model_std``/``Q``).
         warn: a `MAPWarning` naming the windows whose MAP did not converge.
         model_std, Q: weak-constraint 4D-Var with the model error ``x_t = M(x_{t-1}) + η_t``,
             ``η_t ~ N(0, Q)`` per model step: ``Q = diag(model_std²)`` (a scalar or one per
             component, as `cycled_filter` takes it) or ``Q`` a covariance matrix ``(n, n)`` or a
             function ``v ↦ Q v``. The controls are the window-start state and the model error of
             every step (the forcing formulation); ``Q = 0`` is the strong constraint. That is
-            ``n (window + 1)`` unknowns: ``optimizer="newton-cg"`` (Gauss-Newton with CG inner
-            loops, incremental 4D-Var) avoids the dense solve (4x faster on 5-step Lorenz-96
-            windows, 240 controls, on a 2-core CPU).
+            ``n (window + 1)`` unknowns, so the default optimizer is then ``"newton-cg"``
+            (Gauss-Newton with CG inner loops, incremental 4D-Var), which avoids the dense solve
+            (4x faster than dense Gauss-Newton on 5-step Lorenz-96 windows, 240 controls, on a
+            2-core CPU; ``optimizer="gauss-newton"`` for the dense one).
         hybrid: a `Hybrid`: the background covariance ``(1 - β) B + β ρ ∘ P_e`` with ``P_e`` the
             sample covariance of an ensemble cycled alongside (ETKF/EnKF/LETKF), recentred on
             each analysis.
@@ -246,6 +248,8 @@ def cycled_4dvar(step: Callable, background: Float[Array, " n"], observations: F
         raise ValueError(f"burn_in: got {burn_in}, expected fewer than the {n_cycles} cycles")
     if background_std is None and B is None:
         background_std = 1.0
+    if optimizer is None:  # the weak constraint has n (window + 1) controls: no dense solve
+        optimizer = "gauss-newton" if model_std is None and Q is None else "newton-cg"
     prior0 = background_prior(background, background_std, B)
     H = observation_operator(obs_operator, n)
     forward = WindowForward(_as_module(step), H, window, obs_every)

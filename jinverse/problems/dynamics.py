@@ -206,8 +206,10 @@ def cycled_4dvar(system="lorenz96", *, n_cycles: int | None = None, burn_in: int
                  window: int | None = None, obs_every: int | None = None, observed="all",
                  obs_std=1.0, background_std=None, B=None, obs_operator=None, truth=None,
                  observations=None, background=None, seed: int = 0, max_steps: int = 200,
-                 optimizer="gauss-newton", **model):
-    """Cycled strong-constraint 4D-Var on a built-in system or the user's own model and data.
+                 optimizer=None, tol: float | None = None, model_std=None, Q=None, hybrid=None,
+                 shift: int | None = None, truth_model_std=None, **model):
+    """Cycled 4D-Var (strong or weak constraint, static or hybrid B, sliding windows) on a
+    built-in system or the user's own model and data.
 
     Cycle ``c`` analyses the state at step ``c W`` (W = ``window``) from its background and the
     observations at steps ``c W + obs_every, ..., (c+1) W`` — each observation time belongs to
@@ -233,8 +235,16 @@ def cycled_4dvar(system="lorenz96", *, n_cycles: int | None = None, burn_in: int
         obs_std: σ_o, a scalar or one per observed component.
         background_std / B: ``B = background_std² I`` (default 1.0) or a covariance matrix or a
             function ``v ↦ B v``.
-        optimizer, max_steps: per-window MAP solver (Gauss-Newton by default); a `MAPWarning`
-            names the windows that stopped unconverged.
+        optimizer, max_steps, tol: per-window MAP solver (Gauss-Newton by default, Newton-CG
+            for the weak constraint); a `MAPWarning` names the windows that stopped unconverged.
+        model_std / Q, hybrid, shift: weak-constraint 4D-Var with model error ``N(0, Q)`` per
+            model step, a hybrid ensemble-variational B (`jinverse.assimilation.Hybrid`), and
+            sliding windows starting every ``shift`` model steps, as
+            `jinverse.assimilation.cycled_4dvar` takes them (``n_cycles`` windows then span
+            ``(n_cycles - 1) shift + window`` model steps).
+        truth_model_std: a twin experiment of an imperfect model: the default truth of a
+            built-in system (or the one integrated from a given initial state) adds seeded
+            ``N(0, truth_model_std²)`` model error at every step. Default None: a perfect model.
 
     Returns a `jinverse.assimilation.CycledResult`: ``mean_rmse`` is the time-mean analysis
     RMSE at the window end (the figure DA papers report for 4D-Var filtering),
@@ -269,21 +279,25 @@ def cycled_4dvar(system="lorenz96", *, n_cycles: int | None = None, burn_in: int
     if observed != "all" and obs_operator is not None:
         raise ValueError("observed, obs_operator: got both, expected one")
     truth = None if truth is None else jnp.asarray(truth, dtype=float)
+    shift = window if shift is None else check_positive_int("shift", shift)
     if n_cycles is None:
         if observations is not None:
-            n_cycles = np.shape(observations)[0] * obs_every // window
+            n_cycles = max(np.shape(observations)[0] * obs_every - window, 0) // shift + 1
         elif truth is not None and truth.ndim == 2:
-            n_cycles = (truth.shape[0] - 1) // window
+            n_cycles = max(truth.shape[0] - 1 - window, 0) // shift + 1
         else:
             n_cycles = 100
     n_cycles = check_positive_int("n_cycles", n_cycles)
-    n_steps = n_cycles * window
+    n_steps = (n_cycles - 1) * shift + window
     if step is None:  # a built-in system: its RK4 flow, and a spun-up truth by default
         builder = {"lorenz96": lorenz96, "lorenz63": lorenz63}[system]
         first = builder(window=window, obs_every=obs_every, seed=seed, **model)
         step = first.info["operator"].flow.step
         if truth is None and observations is None:
             truth = first.theta_true
+    if truth_model_std is not None and (truth is None or truth.ndim != 1):
+        raise ValueError("truth_model_std: expected a truth to integrate (a built-in system's default truth, "
+                         "or one initial state), not a given trajectory or observations alone")
     n = (truth.shape[-1] if truth is not None else np.shape(background)[-1] if background is not None
          else None)
     if n is None:
@@ -291,7 +305,17 @@ def cycled_4dvar(system="lorenz96", *, n_cycles: int | None = None, burn_in: int
     if obs_operator is None and not (isinstance(observed, str) and observed == "all"):
         obs_operator = _observed_indices(observed, n)
     if truth is not None and truth.ndim == 1:  # one initial state: integrate the model
-        truth = apply(_run, _as_step(step), truth, n_steps)
+        if truth_model_std is None:
+            truth = apply(_run, _as_step(step), truth, n_steps)
+        else:  # with seeded model error at every step
+            from ..assimilation.enkf import checked_model_std
+
+            try:
+                q = checked_model_std(truth_model_std, n)
+            except ValueError as exc:
+                raise ValueError(f"truth_{exc}") from None
+            noise = q * jax.random.normal(jax.random.fold_in(jax.random.key(seed), 4), (n_steps, n), truth.dtype)
+            truth = apply(_run_noisy, _as_step(step), truth, noise)
     if observations is None:  # one noise draw per observation time, at steps obs_every, ..., T
         if truth is None:
             raise ValueError("observations: got None and no truth to observe, expected either")
@@ -315,7 +339,8 @@ def cycled_4dvar(system="lorenz96", *, n_cycles: int | None = None, burn_in: int
                                      obs_operator=obs_operator, obs_std=obs_std,
                                      background_std=None if B is not None else background_std, B=B,
                                      truth=truth, burn_in=burn_in, max_steps=max_steps,
-                                     optimizer=optimizer, warn=True)
+                                     optimizer=optimizer, tol=tol, warn=True, model_std=model_std, Q=Q,
+                                     hybrid=hybrid, shift=shift)
 
 
 def _as_step(step):
@@ -325,4 +350,10 @@ def _as_step(step):
 @eqx.filter_jit
 def _run(step, x0, n_steps: int):
     states = jax.lax.scan(lambda x, _: (step(x),) * 2, x0, None, length=n_steps)[1]
+    return jnp.concatenate([x0[None], states])
+
+
+@eqx.filter_jit
+def _run_noisy(step, x0, noise):
+    states = jax.lax.scan(lambda x, e: (step(x) + e,) * 2, x0, noise)[1]
     return jnp.concatenate([x0[None], states])

@@ -206,6 +206,35 @@ def test_cycled_4dvar_improves_on_background():
                                                   0.01)(res.truth[0], 25), rtol=1e-10)
 
 
+def test_cycled_4dvar_passes_the_weak_constraint_and_sliding_windows_through():
+    """`ji.problems.cycled_4dvar` takes `jinverse.assimilation.cycled_4dvar`'s weak-constraint
+    and sliding-window options, and can draw an imperfect-model truth."""
+    from jinverse import assimilation
+
+    opts = dict(n_cycles=3, burn_in=1, window=20, obs_every=5, seed=1, max_steps=50)
+    perfect = cycled_4dvar("lorenz63", **opts)
+    b0 = perfect.truth[0] + jnp.array([0.5, -0.5, 0.3])
+    res = cycled_4dvar("lorenz63", background=b0, shift=10, model_std=0.1, truth_model_std=0.1, **opts)
+    assert res.analysis.shape == (3, 3) and res.trajectory.shape == (3, 20, 3)
+    np.testing.assert_array_equal(res.obs_steps[:, -1], [20, 30, 40])  # windows every 10 steps
+    assert int(res.obs_steps[1:, :2].max()) == -1  # their first two times were assimilated before
+    assert bool(jnp.all(res.converged))
+    # the same analysis by the assimilation driver, on the problem's observations
+    step = ji.problems.load("lorenz63", window=20, obs_every=5).info["operator"].flow.step
+    by_hand = assimilation.cycled_4dvar(step, b0, res.observations, window=20, obs_every=5, shift=10,
+                                        model_std=0.1, max_steps=50)
+    np.testing.assert_array_equal(by_hand.analysis, res.analysis)
+    np.testing.assert_array_equal(by_hand.trajectory, res.trajectory)
+    # model error in the truth: none at truth_model_std=0, a different trajectory above
+    zero = cycled_4dvar("lorenz63", truth_model_std=0.0, **opts)
+    np.testing.assert_array_equal(zero.truth, perfect.truth)
+    noisy = cycled_4dvar("lorenz63", truth_model_std=0.1, **opts)
+    assert not np.allclose(noisy.truth[1:], perfect.truth[1:])
+    np.testing.assert_array_equal(noisy.truth[0], perfect.truth[0])
+    with pytest.raises(ValueError, match="truth_model_std"):
+        cycled_4dvar("lorenz63", truth_model_std=-1.0, **opts)
+
+
 @pytest.mark.slow
 def test_cycled_4dvar_lorenz96_matches_published_level():
     # The standard configuration (N = 40, F = 8, every component observed every 0.05 with

@@ -354,7 +354,7 @@ def _run(conn, main, req) -> int:
     try:
         os.chdir(req["cwd"])
         os.environ.clear()
-        os.environ.update(req["env"])
+        os.environ.update(req["env"], JINVERSE_SERVED="1")
         with warnings.catch_warnings():  # each command starts from the default filters and shows its warnings
             _State.busy = True
             try:

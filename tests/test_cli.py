@@ -400,3 +400,14 @@ def test_problems_lists_only_options_the_cli_can_set(runner):
     assert "option 'prior' takes a ji.priors prior object" in res.output and "ji.problems.load('shaw'" in res.output
     assert "set 'seed' with --seed" in invoke(runner, ["solve", "shaw", "-o", "seed=1"], code=2).output
     assert "its options: n, noise, rhs" in invoke(runner, ["solve", "shaw", "-o", "m=1"], code=2).output
+
+
+def test_a_long_compilation_gets_a_tip_about_the_server(runner, monkeypatch):
+    import jinverse.cli._run as run_module
+
+    monkeypatch.setattr(run_module, "TIP_COMPILE_SECONDS", 0.0)  # every compilation counts as long here
+    args = ["solve", "deconvolution1d", "-o", "n=32"]
+    assert "jinverse server start" in invoke(runner, args).output
+    assert "tip" not in invoke(runner, ["-q", *args]).output  # --quiet: results only
+    monkeypatch.setenv("JINVERSE_SERVED", "1")
+    assert "tip" not in invoke(runner, args).output  # already in the server

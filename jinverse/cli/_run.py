@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import platform
 
@@ -22,6 +23,7 @@ from ._common import (
     settable_options,
 )
 
+TIP_COMPILE_SECONDS = 5.0  # compilation that long gets a one-line tip about the server (not with -q)
 EXIT_NOT_CONVERGED = 3  # `jinverse solve`: results written, but some observations did not converge
 
 
@@ -116,6 +118,9 @@ def _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs):
         run.diagnostics.setdefault("warnings", []).append(failed)
     for line in summary_lines(bench, run, batch):
         click.echo(line)  # the result: printed even with --quiet
+    if (run.compile_seconds or 0.0) >= TIP_COMPILE_SECONDS and not os.environ.get("JINVERSE_SERVED"):
+        echo(f"  tip        {run.compile_seconds:.0f} s of this run was compilation, kept for the next identical "
+             "command; `jinverse server start` keeps it in memory, so that a repeated command costs its work alone")
     if folder is not None:
         ctx = click.get_current_context()
         meta = {"method": method, "seed": seed, "batch": batch, "settings": kwargs, "timing": timing(run),

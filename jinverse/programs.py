@@ -49,6 +49,7 @@ _VERSIONED = ("jax", "jaxlib", "equinox", "optax", "blackjax", "numpy", "scipy",
 _CONFIG = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl", "jax_numpy_rank_promotion",
            "jax_numpy_dtype_promotion", "jax_threefry_partitionable", "jax_enable_custom_prng")
 _MAX_DEPTH = 64
+MAX_BYTES = 2 << 30  # the store keeps its most recently used programs within this size
 
 _state: dict = {"dir": None, "scope": None, "memo": {}, "environment": None, "stats": {"hit": 0, "miss": 0, "off": 0}}
 
@@ -151,8 +152,26 @@ def _store(key: str, entry) -> None:
     try:
         tmp.write_bytes(payload)
         os.replace(tmp, path)
+        _evict(_state["dir"], MAX_BYTES)
     except OSError:  # a read-only or full cache: the run goes on without it
         tmp.unlink(missing_ok=True)
+
+
+def _evict(folder: pathlib.Path, max_bytes: int) -> None:
+    """Delete the least recently used programs (by modification time: a load touches its file)
+    until the store is within ``max_bytes``."""
+    files = []
+    for path in folder.glob("*.pkl"):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            files.append((st.st_mtime_ns, st.st_size, path))
+    total = sum(size for _, size, _ in files)
+    for _, size, path in sorted(files, key=lambda f: f[0]):
+        if total <= max_bytes:
+            break
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= size
 
 
 def _load(key: str):
@@ -163,6 +182,8 @@ def _load(key: str):
         data = path.read_bytes()
     except OSError:
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # used now: evicted last
     try:
         (payload, in_tree, out_tree), out_def, static_out = pickle.loads(data)
         _runtime_ready()

@@ -42,11 +42,11 @@ def _run(folder, on):
 def test_a_new_process_loads_the_stored_program_and_gets_the_same_bits(tmp_path):
     first = _run(tmp_path, "on")
     assert first["stats"] == {"hit": 0, "miss": 1, "off": 0}
-    stored = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    stored = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert len(stored) == 1 and next(iter(stored)).endswith(".pkl")
     second = _run(tmp_path, "on")
     assert second["stats"] == {"hit": 1, "miss": 0, "off": 0}  # loaded: nothing traced or compiled
-    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stored
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == stored
     plain = _run(tmp_path / "unused", "off")
     assert plain["stats"] == {"hit": 0, "miss": 0, "off": 0}
     assert first["theta"] == second["theta"] == plain["theta"]  # bit for bit, and as without the store
@@ -161,3 +161,13 @@ def test_off_outside_a_scope_or_when_not_enabled(tmp_path):
     finally:
         programs.disable()
     assert programs.wrap(lane, run) is run
+
+
+def test_the_store_keeps_its_most_recently_used_programs_within_its_size(store):
+    for i, name in enumerate(["old", "used", "new"]):
+        path = store / f"{name}.pkl"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, ns=(i * 10**9, i * 10**9))
+    os.utime(store / "used.pkl", ns=(5 * 10**9, 5 * 10**9))  # loaded since: the newest
+    programs._evict(store, 250)
+    assert sorted(p.name for p in store.iterdir()) == ["new.pkl", "used.pkl"]

@@ -244,7 +244,20 @@ def _environment() -> str:
         _state["environment"] = repr((versions, source.hexdigest(), env))
     device = jax.devices()[0]
     config = [(name, getattr(jax.config, name, None)) for name in _CONFIG]
-    return repr((_state["environment"], config, device.platform, device.device_kind, jax.device_count()))
+    return repr((_state["environment"], config, _settings(), device.platform, device.device_kind,
+                 jax.device_count()))
+
+
+def _settings() -> list:
+    """jinverse's module-level settings as they are now (``LAPACK_LIMIT_BYTES``, ``CG_RTOL``, ...:
+    read when a program is traced, and changeable at run time, as tests do)."""
+    out = []
+    for name in [n for n in list(sys.modules) if n.startswith("jinverse.") or n == "jinverse"]:
+        module = sys.modules.get(name)
+        for attr, value in vars(module).items() if module is not None else ():
+            if attr.isupper() and isinstance(value, (bool, int, float, str)):
+                out.append((name, attr, value))
+    return sorted(out)
 
 
 def _fingerprint(obj, h, depth: int, seen: set, dynamic: frozenset | set = frozenset()) -> None:

@@ -171,3 +171,12 @@ def test_the_store_keeps_its_most_recently_used_programs_within_its_size(store):
     os.utime(store / "used.pkl", ns=(5 * 10**9, 5 * 10**9))  # loaded since: the newest
     programs._evict(store, 250)
     assert sorted(p.name for p in store.iterdir()) == ["new.pkl", "used.pkl"]
+
+
+def test_key_follows_jinverse_settings_changed_at_run_time(store, monkeypatch):
+    import jinverse.dense
+
+    block = jnp.ones((4, 3))
+    base = _key(Op(jnp.eye(3), _closure(2.0), "a"), block)
+    monkeypatch.setattr(jinverse.dense, "LAPACK_LIMIT_BYTES", 1024)  # read when programs are traced
+    assert _key(Op(jnp.eye(3), _closure(2.0), "a"), block) not in (None, base)

@@ -5,7 +5,7 @@ Gelman, Simpson, Carpenter & Bürkner 2021; ArviZ's defaults), step for step: sp
 average ranks over the pooled draws, Blom normal scores, split-R-hat of the scores and of the
 folded scores, and the FFT autocovariance with Geyer's initial positive and monotone sequences.
 They give the same values to rounding (`tests/test_posterior.py` compares them) without
-compiling anything: `jinverse.posterior.draw_diagnostics` uses them for draws on the CPU outside
+compiling anything: `jinverse.convergence.draw_diagnostics` uses them for draws on the CPU outside
 a JAX transformation, where compiling blackjax's five rank normalisations cost a quarter of
 ``ji.sample``'s first-call compilation (benchmarks/RESULTS.md, "Start-up and compilation").
 
@@ -118,7 +118,7 @@ def rhat_and_ess(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def draw_stats(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For draws ``(L, chains, draws, d)``: each parameter's R-hat and bulk ESS ``(L, d)``, and each
     lane's worst R-hat of a chain against itself (its two halves as two chains), ``(L,)``: the
-    ``series_stats`` of `jinverse.posterior.draw_diagnostics` on the host."""
+    ``series_stats`` of `jinverse.convergence.draw_diagnostics` on the host."""
     lanes, c, n, d = flat.shape
     rhat_, ess = rhat_and_ess(np.moveaxis(flat, -1, 1).reshape(lanes * d, c, n))
     halves = np.moveaxis(flat[:, :, : 2 * (n // 2)].reshape(lanes, c, 2, n // 2, d), -1, 2)

@@ -5,7 +5,9 @@ included) on the flattened ``u``; draws are mapped back with ``problem.from_unco
 The per-method kernels and warmups live in `jinverse._samplers`. One *lane* is one observation
 with its chains: the per-lane core (warmup, the draw loop) is `jinverse.lanes`. Lanes stream
 through one compiled program in blocks (`jinverse._batching.stream`), optionally sharded over
-the devices of a mesh; `jinverse.checkpoint` runs the draws in chunks saved to disk.
+the devices of a mesh; `jinverse.checkpoint` runs the draws in chunks saved to disk. Where the
+chains start (``init=``, the Laplace metric's modes) is `jinverse.sampling_init`; the R-hat, ESS
+and status of the draws, `jinverse.convergence`.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from . import _samplers, lowrank, traced
+from . import _samplers, traced
 from . import metric as metric_lib
 from . import tempering as tempering_lib
 from ._batching import announce, check_mesh, default_block_size, reporter, stream, tree_bytes
 from ._checks import check_key, check_positive_int
+from .convergence import diagnose_draws, draw_diagnostics
 from .lanes import TRACES as _TRACES  # noqa: F401  (tests count retraces with it)
 from .lanes import Settings as _Settings
 from .lanes import draw_lanes as _draw_lanes
@@ -35,87 +38,12 @@ from .lanes import flatten as _flat
 from .lanes import lane_report, metric_ok
 from .lanes import sample_lanes as _sample_lanes
 from .lanes import warmup_lanes as _warmup_lanes
-from .posterior import ChainModes, Posterior, diagnose_draws, draw_diagnostics, warn
-from .problem import InverseProblem, flat_leaves
+from .posterior import Posterior, warn
+from .problem import InverseProblem
+from .sampling_init import chain_starts, laplace_modes
 from .smc import sample_smc
 
 PROGRESS_CHUNKS = 10  # with progress=True on one block, the draws run in this many chunks
-
-
-def _start(problem, y, batch, init, jitter, num_chains=1, key=None, is_traced=False):
-    """``("prior", None, None)`` or ``("given", u, modes)`` with ``u`` flat, shaped ``(*batch, d)``,
-    or ``(*batch, num_chains, d)`` with a start per chain: the user's (``init`` shaped
-    ``(num_chains, *event)`` or ``(*batch, num_chains, *event)``) or on the modes of
-    ``init="modes"`` (or a `ji.ModeMixture`), whose `posterior.ChainModes` is ``modes`` (else None).
-    ``is_traced``: only shapes are checked (a start outside the support is the lane's status)."""
-    from .modes import ModeMixture, find_modes
-
-    if init is None or (isinstance(init, str) and init == "prior"):
-        return "prior", None, None
-    if isinstance(init, str) and init == "modes":
-        # its own key, so that the sampler's keys are those of any other init
-        init = find_modes(problem, y, key=jax.random.fold_in(key, 0x6D6F), warn=False)
-    if isinstance(init, ModeMixture):
-        return _start_on_modes(problem, y, batch, init, num_chains)
-    if isinstance(init, str) and init == "map":
-        from .map import solve_map
-
-        # only a start: the sampler's own diagnostics (SamplingWarning) judge the draws
-        theta = solve_map(problem, y, warn=False).theta
-    elif isinstance(init, str):
-        raise ValueError(f"init: got {init!r}, expected 'prior', 'map', 'modes', a ji.ModeMixture "
-                         "or a θ shaped like the prior")
-    else:  # one θ for all chains (event or (*batch, *event)), or one per chain: no chain axis in batch
-        def check_theta(theta, name, shape):
-            return traced.check_theta(problem, theta, name, shape) if is_traced else \
-                problem.check_theta(theta, name, shape)
-
-        try:
-            theta = check_theta(init, "init", batch)
-        except ValueError as error:
-            per_chain, theta = (*batch, num_chains), None
-            for shape in (per_chain, (num_chains,)):
-                try:
-                    theta = check_theta(init, "init", shape)
-                except ValueError:
-                    continue
-                lead = len(shape)
-                theta = jax.tree.map(lambda a: jnp.broadcast_to(a, (*per_chain, *a.shape[lead:])), theta)  # noqa: B023
-                break
-            deeper = any(np.ndim(a) > len(batch) + len(r.shape)
-                         for a, r in zip(jax.tree.leaves(init), jax.tree.leaves(problem.theta_shape_dtype())))
-            if theta is None and not deeper:
-                raise
-            if theta is None:  # an extra axis: meant as per-chain starts, presumably
-                raise ValueError(f"{error}; or one start per chain, with a leading axis of num_chains={num_chains}"
-                                 + (" after the batch axes" if batch else "")) from None
-            batch = per_chain
-    nb = len(batch)
-    to_u = problem.to_unconstrained
-    for _ in range(nb):
-        to_u = jax.vmap(to_u)
-    u = to_u(theta)
-    flat = flat_leaves(u, len(batch))
-    if not is_traced and not bool(jnp.all(jnp.isfinite(flat))):
-        raise ValueError("init: got a θ outside the prior's support (its unconstrained value is not "
-                         "finite), expected a point inside the support")
-    return "given", flat, None
-
-
-def _start_on_modes(problem, y, batch, mixture, num_chains):
-    """Chains started on the modes of ``mixture`` (`ji.ModeMixture.chain_starts`)."""
-    if mixture.batch_shape != batch or mixture.mean.shape[-1] != _flat(problem)[0]:
-        raise ValueError(f"init: got a ModeMixture of batch shape {mixture.batch_shape} and "
-                         f"{mixture.mean.shape[-1]} unknowns, expected batch shape {batch} and "
-                         f"{_flat(problem)[0]} (ji.find_modes of this problem and y)")
-    if not np.all(mixture.num_modes > 0):
-        raise ValueError(f"init: no mode was found for {int(np.sum(mixture.num_modes == 0))} observations "
-                         "(ji.find_modes); raise num_starts, or use init='prior'")
-    chain = mixture.chain_starts(num_chains)
-    u = jnp.take_along_axis(mixture.mean, jnp.asarray(chain)[..., None], axis=-2)  # (*batch, chains, d)
-    nb = len(batch)
-    loc = flat_leaves(mixture.theta, nb + 1)
-    return "given", u, ChainModes(weights=mixture.weights, ok=mixture.ok, chain=jnp.asarray(chain), theta=loc)
 
 
 def _sample_in_chunks(problem, s: _Settings, lanes, run: dict, progress):
@@ -141,36 +69,6 @@ def _sample_in_chunks(problem, s: _Settings, lanes, run: dict, progress):
         ok, swaps = jax.vmap(lambda p, st: lane_report(s, p, st))(params, states)
         return draws, stats, (jnp.broadcast_to(ok, (n,)), swaps)
     return draws, stats, jnp.broadcast_to(metric_ok(s, params), (n,))
-
-
-def _modes(problem, y, batch, mesh, batch_axis, progress=None):
-    """Per observation, the mode of the unconstrained density (``jacobian=True``) by
-    `ji.solve_map` (Newton: the Hessian is formed anyway), flat ``(size, d)``, and whether it is
-    usable ``(size,)``: the centres of the ``"laplace"`` metric. Any finite point is usable (the
-    change of coordinates is exact whatever its centre; a mode not converged to ``tol`` only
-    whitens less well), so only a non-finite search makes a lane fall back."""
-    from .map import Status as MAPStatus
-    from .map import solve_map
-
-    # dense Newton while the dense whitening is affordable; above, the matrix-free default
-    optimizer = "newton" if _flat(problem)[0] <= metric_lib.DENSE_MAX else "auto"
-    res = solve_map(problem, y, optimizer=optimizer, jacobian=True, warn=False, mesh=mesh,
-                    batch_axis=batch_axis, progress=progress)
-    size = math.prod(batch)
-    to_u = problem.to_unconstrained
-    for _ in range(len(batch)):
-        to_u = jax.vmap(to_u)
-    u = to_u(res.theta)
-    flat = flat_leaves(u, len(batch)).reshape(size, -1)
-    ok = jnp.reshape(res.status != MAPStatus.NONFINITE, (size,))
-    if flat.shape[-1] <= metric_lib.DENSE_MAX:
-        return flat, ok
-    # the low-rank whitening's eigenpairs, as many as the data inform (metric.LOWRANK_TOL)
-    approx, pd = lowrank.laplace_lowrank(
-        problem, y.reshape(size, *y.shape[len(batch):]), flat, ok, (size,), rank="auto", key=jax.random.key(0),
-        oversampling=10, power_iters=1, block_size=None, mesh=mesh, axis=batch_axis, progress=None,
-        tol=metric_lib.LOWRANK_TOL)
-    return flat, ok & pd, approx.eigvals, approx.eigvecs
 
 
 def _refuse_traced(method, init, progress, checkpoint, checkpoint_every) -> None:
@@ -431,7 +329,7 @@ def sample(
         checkpoint_every = min(check_positive_int("checkpoint_every", every), num_samples)
 
     y, batch = traced.check_y(problem, y)  # problem.check_y unless y is traced: shapes only
-    mode, init_u, start_modes = _start(problem, y, batch, init, float(jitter), num_chains, key, is_traced)
+    mode, init_u, start_modes = chain_starts(problem, y, batch, init, float(jitter), num_chains, key, is_traced)
     if start_modes is None and init_u is not None and init_u.ndim == len(batch) + 2:
         jitter = 0.0  # the user's starts, one per chain (init shaped (num_chains, *event)): used as given
     if init is None and metric in metric_lib.WHITENING:
@@ -448,7 +346,7 @@ def sample(
     verbose = bool(progress) and not callable(progress)
     if metric == "laplace":
         announce(progress, f"sampling: mode search for the Laplace metric ({size} observation{'s' * (size > 1)})")
-    modes = _modes(problem, y, batch, mesh, batch_axis, progress if verbose else None) if metric == "laplace" else None
+    modes = laplace_modes(problem, y, batch, mesh, batch_axis, progress if verbose else None) if metric == "laplace" else None
     lanes = (y.reshape(size, *y.shape[len(batch):]), jax.random.key_data(keys) if typed else keys,
              None if init_u is None else init_u.reshape(size, *init_u.shape[len(batch):]), modes)
     multiple = chunk_size or 1

@@ -66,7 +66,7 @@ def check_theta(problem: InverseProblem, theta: PyTree, name: str, batch_shape: 
 
 
 def sampling_status(diag: dict, num_chains: int, metric_fallback, bad_input) -> Array:
-    """`jinverse.run_status.sampling_flags` in JAX on `jinverse.posterior.draw_diagnostics`
+    """`jinverse.run_status.sampling_flags` in JAX on `jinverse.convergence.draw_diagnostics`
     (``ji.sample`` under a transformation: no messages). ``bad_input`` per observation: a
     non-finite observation or start, which the host refuses and a traced call flags
     `Status.NONFINITE`."""

@@ -65,7 +65,8 @@ def test_separate_modes_are_named():
     random walk: not stationary within a chain) get only the R-hat warning."""
     import jax.numpy as jnp
 
-    from jinverse.posterior import _diagnostics, status_and_warnings
+    from jinverse.convergence import _diagnostics
+    from jinverse.posterior import status_and_warnings
 
     rng = np.random.default_rng(0)
     modes = rng.standard_normal((4, 1000, 2)) + np.array([-3.0, -3.0, 3.0, 3.0])[:, None, None]

@@ -1,5 +1,5 @@
 """R-hat and bulk ESS on the host (`jinverse._host_diagnostics`) against blackjax's estimators
-(the JAX path, `jinverse.posterior._diagnostics`) and ArviZ: the same values to rounding."""
+(the JAX path, `jinverse.convergence._diagnostics`) and ArviZ: the same values to rounding."""
 
 import blackjax.diagnostics as bd
 import jax
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jinverse import _host_diagnostics as host
-from jinverse.posterior import _diagnostics, draw_diagnostics
+from jinverse.convergence import _diagnostics, draw_diagnostics
 
 
 def _ar1(rng, shape, rho):

@@ -6,15 +6,8 @@ import pytest
 
 from jinverse import Posterior
 from jinverse._samplers import Stats
-from jinverse.posterior import (
-    SamplingWarning,
-    Status,
-    _diagnostics,
-    diagnose_draws,
-    draw_diagnostics,
-    status_and_warnings,
-    warn,
-)
+from jinverse.convergence import _diagnostics, diagnose_draws, draw_diagnostics
+from jinverse.posterior import SamplingWarning, Status, status_and_warnings, warn
 
 
 def _posterior(draws, divergent=None):

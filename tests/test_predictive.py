@@ -10,7 +10,8 @@ import scipy.stats
 import jinverse as ji
 from jinverse import Posterior
 from jinverse._samplers import Stats
-from jinverse.posterior import _diagnostics, status_and_warnings
+from jinverse.convergence import _diagnostics
+from jinverse.posterior import status_and_warnings
 
 A = jnp.array([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.0]])
 SIGMA = 0.5

@@ -32,7 +32,8 @@ from jaxtyping import PRNGKeyArray
 from .._batching import default_block_size, stream, tree_bytes
 from .._checks import check_key, check_positive_int
 from .._samplers import Stats
-from ..posterior import Posterior, diagnose_draws, warn
+from ..convergence import diagnose_draws
+from ..posterior import Posterior, warn
 from ..smc import sample_smc
 from ..traced import check_y
 from .estimators import MixtureDensity, mixture_density_fn, mixture_sample, unconstrained_ravel

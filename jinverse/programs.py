@@ -51,7 +51,8 @@ _CONFIG = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_i
 _MAX_DEPTH = 64
 MAX_BYTES = 2 << 30  # the store keeps its most recently used programs within this size
 
-_state: dict = {"dir": None, "scope": None, "memo": {}, "environment": None, "stats": {"hit": 0, "miss": 0, "off": 0}}
+_state: dict = {"dir": None, "scope": None, "memo": {}, "environment": None, "first_seen": {},
+                "stats": {"hit": 0, "miss": 0, "off": 0}}
 
 
 def enable(path: str | os.PathLike) -> pathlib.Path:
@@ -249,14 +250,17 @@ def _environment() -> str:
 
 
 def _settings() -> list:
-    """jinverse's module-level settings as they are now (``LAPACK_LIMIT_BYTES``, ``CG_RTOL``, ...:
-    read when a program is traced, and changeable at run time, as tests do)."""
-    out = []
+    """jinverse's module-level settings (``LAPACK_LIMIT_BYTES``, ``CG_RTOL``, ...: read when a
+    program is traced) that changed since this process first saw them, as tests change them. The
+    values in the source are covered by its hash; listing only changes keeps the key independent
+    of which modules happen to be imported when it is computed."""
+    first, out = _state["first_seen"], []
     for name in [n for n in list(sys.modules) if n.startswith("jinverse.") or n == "jinverse"]:
         module = sys.modules.get(name)
         for attr, value in vars(module).items() if module is not None else ():
             if attr.isupper() and isinstance(value, (bool, int, float, str)):
-                out.append((name, attr, value))
+                if repr(first.setdefault((name, attr), value)) != repr(value):
+                    out.append((name, attr, value))
     return sorted(out)
 
 

@@ -174,9 +174,16 @@ def test_the_store_keeps_its_most_recently_used_programs_within_its_size(store):
 
 
 def test_key_follows_jinverse_settings_changed_at_run_time(store, monkeypatch):
+    import types
+
     import jinverse.dense
 
     block = jnp.ones((4, 3))
     base = _key(Op(jnp.eye(3), _closure(2.0), "a"), block)
+    # a module imported later (another code path, another cache state) leaves the key alone
+    later = types.ModuleType("jinverse._imported_later")
+    later.SOME_SETTING = 3
+    monkeypatch.setitem(sys.modules, later.__name__, later)
+    assert _key(Op(jnp.eye(3), _closure(2.0), "a"), block) == base
     monkeypatch.setattr(jinverse.dense, "LAPACK_LIMIT_BYTES", 1024)  # read when programs are traced
     assert _key(Op(jnp.eye(3), _closure(2.0), "a"), block) not in (None, base)

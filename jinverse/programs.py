@@ -27,15 +27,18 @@ executable) runs as before.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import dataclasses
 import functools
 import hashlib
 import importlib.metadata
+import io
 import os
 import pathlib
 import pickle
 import sys
 import types
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -120,12 +123,18 @@ def _call(fn, run, operand, block):
     else:
         _state["stats"]["hit"] += 1
     _state["memo"][key] = entry
-    compiled, out_def, static_out = entry[:3]
-    return eqx.combine(jax.tree.unflatten(out_def, compiled(*leaves)), static_out)
+    return eqx.combine(jax.tree.unflatten(entry.out_def, entry.compiled(*leaves)), entry.static_out)
 
 
-def _build(fn, in_def, static, leaves):
-    """Trace, lower and compile ``fn`` on the leaves; ``(compiled, out_def, static_out, None)``."""
+class _Entry(NamedTuple):
+    compiled: Any  # a jax.stages.Compiled, called with the dynamic leaves
+    out_def: Any  # the tree of the output's arrays
+    static_out: Any  # the output's other leaves
+    storable: bool  # freshly compiled (one loaded from JAX's persistent cache does not serialise whole)
+
+
+def _build(fn, in_def, static, leaves) -> _Entry:
+    """Trace, lower and compile ``fn`` on the leaves."""
     box = []
 
     def program(*dyn):
@@ -135,17 +144,41 @@ def _build(fn, in_def, static, leaves):
         box.append((out_def, static_out))
         return out_leaves
 
+    _listen()
+    hits = _cache_hits[0]
     compiled = jax.jit(program).lower(*leaves).compile()
-    return (compiled, *box[0], None)
+    # XLA:CPU serialises an executable that JAX loaded from its persistent cache without some of
+    # its kernels ("NOT_FOUND: Function ... fusion not found" when a later process runs it): such
+    # a program is used here but not stored (the next command finds it in JAX's cache again)
+    out_def, static_out = box[0]
+    return _Entry(compiled, out_def, static_out, storable=_cache_hits[0] == hits)
 
 
-def _store(key: str, entry) -> None:
+_cache_hits = [0]
+
+
+def _count_cache_hit(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _cache_hits[0] += 1
+
+
+@functools.cache
+def _listen() -> None:
+    jax.monitoring.register_event_listener(_count_cache_hit)
+
+
+def _store(key: str, entry: _Entry) -> None:
     from jax.experimental import serialize_executable
 
-    compiled, out_def, static_out, _ = entry
+    if not entry.storable:
+        _state["stats"]["off"] += 1
+        return
     try:
-        payload = pickle.dumps((serialize_executable.serialize(compiled), out_def, static_out))
-    except Exception:  # host callbacks, hoisted constants, a static output that does not pickle
+        payload = _dumps((serialize_executable.serialize(entry.compiled), entry.out_def, entry.static_out))
+        _, out_def, static_out = pickle.loads(payload)
+        if out_def != entry.out_def or not _same(static_out, entry.static_out):
+            raise ValueError("the output's structure does not survive pickling")
+    except Exception:  # host callbacks, hoisted constants, an output structure that does not pickle
         _state["stats"]["off"] += 1
         return
     path = _state["dir"] / f"{key}.pkl"
@@ -156,6 +189,38 @@ def _store(key: str, entry) -> None:
         _evict(_state["dir"], MAX_BYTES)
     except OSError:  # a read-only or full cache: the run goes on without it
         tmp.unlink(missing_ok=True)
+
+
+def _same(a, b) -> bool:
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    return ta == tb and all(type(x) is type(y) and x == y for x, y in zip(la, lb, strict=True))
+
+
+def _dumps(obj) -> bytes:
+    """Pickle ``obj``, with equinox's ``MISSING`` marker (in the tree structure of a module)
+    coming back as that same marker (plain pickling makes a new object, which equinox rejects)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer)
+    pickler.dispatch_table = {**copyreg.dispatch_table, **_reducers()}
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _reducers() -> dict:
+    try:
+        from equinox._module._flatten import MISSING
+    except ImportError:  # equinox moved it: such outputs are not stored (`_store` checks)
+        return {}
+    return {type(MISSING): lambda obj: (equinox_missing, ())}
+
+
+def equinox_missing():
+    """equinox's ``MISSING`` marker (what a stored program's output structure unpickles to)."""
+    from equinox._module._flatten import MISSING
+
+    return MISSING
 
 
 def _evict(folder: pathlib.Path, max_bytes: int) -> None:
@@ -191,7 +256,7 @@ def _load(key: str):
         compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
     except Exception:  # a truncated or foreign file: rebuilt and overwritten
         return None
-    return compiled, out_def, static_out, path
+    return _Entry(compiled, out_def, static_out, storable=False)
 
 
 @functools.cache

@@ -147,8 +147,9 @@ def solve(**params):
 @click.option("--warmup", type=click.IntRange(min=1), default=500, show_default=True,
               help="Warm-up (adaptation) steps per chain.")
 @click.option("--samples", type=click.IntRange(min=4), default=500, show_default=True, help="Kept draws per chain.")
-@click.option("--init", type=click.Choice(["prior", "map"]), default="prior", show_default=True,
-              help="Where chains start: prior draws, or the MAP (jittered).")
+@click.option("--init", type=click.Choice(["prior", "map"]), default=None,
+              help="Where chains start: prior draws (the default), or the MAP (jittered). Not for smc, "
+                   "which always starts from the prior.")
 @_batch_opt
 @_seed_opt
 @_chunk_opt

@@ -411,3 +411,11 @@ def test_a_long_compilation_gets_a_tip_about_the_server(runner, monkeypatch):
     assert "tip" not in invoke(runner, ["-q", *args]).output  # --quiet: results only
     monkeypatch.setenv("JINVERSE_SERVED", "1")
     assert "tip" not in invoke(runner, args).output  # already in the server
+
+
+def test_sample_with_smc_runs_from_the_prior(runner):
+    """--init is not passed unless given: SMC, which always starts from the prior, refused any."""
+    out = invoke(runner, ["sample", "gaussian_linear", "--method", "smc", "--no-score", "--samples", "200"]).output
+    assert "not applicable (SMC's draws are weighted particles" in out
+    bad = runner.invoke(main, ["sample", "gaussian_linear", "--method", "smc", "--init", "map", "--no-score"])
+    assert bad.exit_code == 1 and "init" in bad.output

@@ -25,6 +25,8 @@ ROUND_TRIP = textwrap.dedent("""
     bench = ji.problems.load("deconvolution1d", n=32, seed=3)
     if sys.argv[2] == "on":
         programs.enable(sys.argv[1])
+    if len(sys.argv) > 3:  # JAX's persistent compilation cache too
+        ji.enable_compilation_cache(sys.argv[3], min_compile_time_secs=0.0)
     with programs.scope("test", "deconvolution1d", 32, 3):
         result = ji.solve_map(bench.problem, bench.y)  # Gauss-Newton: LAPACK calls in the program
     print(json.dumps({"stats": programs.stats(), "theta": np.asarray(result.theta).tolist(),
@@ -32,9 +34,9 @@ ROUND_TRIP = textwrap.dedent("""
 """)
 
 
-def _run(folder, on):
-    out = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(folder), on], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+def _run(folder, on, *xla):
+    out = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(folder), on, *map(str, xla)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr[-3000:]  # a segfault here: LAPACK not set up before loading
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -51,6 +53,19 @@ def test_a_new_process_loads_the_stored_program_and_gets_the_same_bits(tmp_path)
     assert plain["stats"] == {"hit": 0, "miss": 0, "off": 0}
     assert first["theta"] == second["theta"] == plain["theta"]  # bit for bit, and as without the store
     assert first["status"] == second["status"] == plain["status"] == 0
+
+
+def test_a_program_from_jaxs_persistent_cache_is_used_but_not_stored(tmp_path):
+    """XLA:CPU serialises an executable loaded from JAX's persistent cache without some of its
+    kernels; a later process running it fails ("NOT_FOUND: Function ... fusion not found")."""
+    store, xla = tmp_path / "programs", tmp_path / "xla"
+    first = _run(store, "on", xla)  # compiled: stored, and written to JAX's cache
+    assert first["stats"] == {"hit": 0, "miss": 1, "off": 0} and len(list(store.iterdir())) == 1
+    for path in store.iterdir():
+        path.unlink()  # as for a new scope (another seed) with the same program
+    second = _run(store, "on", xla)  # JAX's cache hit: run, not stored
+    assert second["stats"] == {"hit": 0, "miss": 1, "off": 1} and not list(store.iterdir())
+    assert second["theta"] == first["theta"]
 
 
 # -- the key -------------------------------------------------------------------------------------------
@@ -187,3 +202,25 @@ def test_key_follows_jinverse_settings_changed_at_run_time(store, monkeypatch):
     assert _key(Op(jnp.eye(3), _closure(2.0), "a"), block) == base
     monkeypatch.setattr(jinverse.dense, "LAPACK_LIMIT_BYTES", 1024)  # read when programs are traced
     assert _key(Op(jnp.eye(3), _closure(2.0), "a"), block) not in (None, base)
+
+
+class Out(eqx.Module):
+    value: jax.Array
+    count: jax.Array
+
+
+def lane_module(op, block):
+    return Out(lane(op, block), jnp.zeros(block.shape[0], int))
+
+
+def test_an_output_with_equinox_modules_is_stored_and_loaded(store):
+    op, block = Op(jnp.eye(3), _closure(2.0), "a"), jnp.ones((4, 3))
+    run = programs.wrap(lane_module, eqx.filter_jit(lane_module))
+    with programs.scope("s"):
+        want = run(op, block)
+        assert len(list(store.iterdir())) == 1  # stored: its structure survives pickling
+        programs.forget()
+        got = run(op, block)  # loaded from the file (a module's MISSING marker unpickled as itself)
+    assert programs.stats()["hit"] >= 1
+    assert isinstance(got, Out)
+    np.testing.assert_array_equal(got.value, want.value)

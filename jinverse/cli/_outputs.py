@@ -74,7 +74,10 @@ def summary_lines(bench, run, batch: int | None) -> list[str]:
     if "lam" in d:
         lines.append(f"  lambda     {d['lam']:.4g}" + (" (median over the batch)" if batch else ""))
     if "max_rhat" in d:
-        lines.append(f"  R-hat      {d['max_rhat']:.3f} (worst parameter{', worst observation' if batch else ''})")
+        if math.isnan(d["max_rhat"]) and run.method == "smc":
+            lines.append("  R-hat      not applicable (SMC's draws are weighted particles, not chains)")
+        else:
+            lines.append(f"  R-hat      {d['max_rhat']:.3f} (worst parameter{', worst observation' if batch else ''})")
         total = f", {d['ess_per_s_total']:.4g} per second of the whole run" if "ess_per_s_total" in d else ""
         lines.append(f"  ESS        {d['min_ess']:.0f} (smallest bulk ESS); {d['ess_per_s']:.4g} ESS/s "
                      f"per second of sampling (compilation excluded){total}")

@@ -128,7 +128,8 @@ def applicable(benchmark, method: str) -> str | None:
     check_method(method)
     if method.startswith("tikhonov"):
         if linear_matrix(benchmark) is None:
-            return "Tikhonov needs a linear problem with a matrix"
+            return ("Tikhonov needs the forward model as a matrix (info['A'] or a ji.MatrixOperator); this "
+                    "problem's forward model is a function")
         if method == "tikhonov-discrepancy" and "noise_std" not in benchmark.info:
             return "the discrepancy principle needs the noise level"
     if method == "laplace" and benchmark.info.get("multimodal"):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _samplers
-from ._batching import reporter, stream
+from ._batching import announce, reporter, stream
 from .lanes import draw_lanes, lane_report, metric_ok, warmup_lanes
 
 FORMAT = 1
@@ -129,11 +129,17 @@ def run_checkpointed(problem, s, lanes, path, run: dict, progress):
         one = jax.tree.map(lambda a: a[:1], lanes)
         template = jax.eval_shape(lambda: warmup_lanes(operand, one))
         done, states, draws = _load(path, arrays, template, draws_treedef, num_lanes)
+        announce(progress, f"sampling: resuming from {path}: its warm-up and {done} of {s.num_samples} draws "
+                           "per chain were saved")
     else:
+        announce(progress, f"sampling: warmup, {s.num_warmup} steps of {s.num_chains} chains x {num_lanes} "
+                           f"observation{'s' * (num_lanes > 1)} (compiling first), then saved to {path}")
         states = jax.tree.map(np.asarray, stream(warmup_lanes, operand, lanes, **run))
         done = 0
         _save(path, meta, done, states, None)
     report = reporter(progress, s.num_samples, "draws")
+    if done and not callable(progress):  # the log shows where the run carries on from
+        report(done)
     y = lanes[0]
     # The draw loop: each pass moves every chain of every observation `draws_per_call` draws on
     # from the saved states (the last pass may run past num_samples; the extra draws are dropped).

@@ -8,7 +8,7 @@ import functools
 import os
 import sys
 import tomllib
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -61,13 +61,22 @@ def handle_errors(fn):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
-            raise click.Abort() from None
+            interrupted()
         except Exception as exc:
             if settings().debug:
                 raise
             raise click.ClickException(f"{type(exc).__name__}: {exc}  (run with --debug for the traceback)") from None
 
     return wrapper
+
+
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shells' 128 + SIGINT, so that a script tells it from a failure (1)
+
+
+def interrupted(message: str = "Aborted!") -> NoReturn:
+    """Say ``message`` and exit with `EXIT_INTERRUPTED`."""
+    click.echo(message, err=True)
+    raise click.exceptions.Exit(EXIT_INTERRUPTED)
 
 
 def choice_error(what: str, got: str, valid) -> click.UsageError:

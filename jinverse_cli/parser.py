@@ -71,7 +71,8 @@ def main(ctx, precision, quiet, debug, no_cache, no_server):
 
     \b
     Exit status: 0 success, 1 a failure, 2 a usage error, 3 `solve` finished
-    and wrote its results but some observations did not converge.
+    and wrote its results but some observations did not converge, 130 interrupted
+    (Ctrl-C).
     """
     ctx.obj = Settings(int(precision), quiet, debug, cache=not no_cache)  # JAX set up by each command
 
@@ -139,7 +140,7 @@ def solve(**params):
     """
 
 
-@main.command(short_help="Posterior draws (NUTS, HMC, MALA, RWMH, MCLMC) for one problem.")
+@main.command(short_help="Posterior draws (NUTS, HMC, MALA, RWMH, MCLMC, ChEES, SMC) for one problem.")
 @_problem_arg
 @click.option("--method", "-m", type=click.Choice(list(SAMPLE_METHODS)), default="nuts", show_default=True,
               help="; ".join(f"{k}: {v}" for k, v in SAMPLE_METHODS.items()))
@@ -234,8 +235,17 @@ def server_stop():
     from . import server as srv
 
     info = srv.request("stop", timeout=None)
-    click.echo("no jinverse server is running" if info is None else
+    click.echo(_none_running() if info is None else
                f"jinverse server stopped: pid {info['pid']}, {info['served']} commands served")
+
+
+def _none_running() -> str:
+    import os
+    import sys
+
+    cache = os.environ.get("JINVERSE_CACHE", "~/.cache/jinverse")
+    return (f"no jinverse server is running for this Python ({sys.executable}) and cache folder ({cache}); "
+            "a server started with another JINVERSE_CACHE or JAX_*/XLA_* environment is another server")
 
 
 @server.command("status")
@@ -245,7 +255,7 @@ def server_status():
 
     info = srv.request("status")
     if info is None:
-        click.echo("no jinverse server is running")
+        click.echo(_none_running())
         raise click.exceptions.Exit(1)
     idle = info["idle_minutes"]
     click.echo(f"jinverse server running: pid {info['pid']}, {info['served']} commands served, stops after "

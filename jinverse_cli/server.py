@@ -152,31 +152,41 @@ def forward(argv: list[str]) -> int | None:
 
 
 def _relay(conn: socket.socket) -> int | None:
-    pid, interrupted = None, False
-    while True:
-        try:
+    """Copy the server's output here until the command's exit status comes. The first Ctrl-C is
+    passed on to the server (the command stops as it would here, checkpoints kept); a second
+    one leaves at once (exit 130) while the server finishes on its own."""
+    state = {"pid": None, "interrupts": 0}
+
+    def on_sigint(signum, frame):
+        state["interrupts"] += 1
+        if state["pid"] is None or state["interrupts"] > 1:
+            raise KeyboardInterrupt
+        os.kill(state["pid"], signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while True:
             msg = _recv(conn)
-        except KeyboardInterrupt:
-            if pid is None or interrupted:
-                raise
-            interrupted = True
-            os.kill(pid, signal.SIGINT)  # the command stops as it would here (checkpoints kept)
-            continue
-        if msg is None:
-            print("Error: the jinverse server closed the connection before the command finished "
-                  "(its log: jinverse server status)", file=sys.stderr)
-            return 1
-        kind = msg["kind"]
-        if kind == "hello":
-            pid = msg["pid"]
-        elif kind in ("out", "err"):
-            stream = sys.stdout if kind == "out" else sys.stderr
-            stream.write(msg["text"])
-            stream.flush()
-        elif kind == "exit":
-            return int(msg["code"])
-        else:  # "stale": the server runs an older source and is stopping; run the command here
-            return None
+            if msg is None:
+                print("Error: the jinverse server closed the connection before the command finished "
+                      "(its log: jinverse server status)", file=sys.stderr)
+                return 1
+            kind = msg["kind"]
+            if kind == "hello":
+                state["pid"] = msg["pid"]
+            elif kind in ("out", "err"):
+                stream = sys.stdout if kind == "out" else sys.stderr
+                stream.write(msg["text"])
+                stream.flush()
+            elif kind == "exit":
+                return int(msg["code"])
+            else:  # "stale": the server runs an older source and is stopping; run the command here
+                return None
+    except KeyboardInterrupt:
+        print("Aborted! (the server finishes the command on its own)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def request(what: str, timeout: float = 10.0) -> dict | None:

@@ -276,7 +276,7 @@ def test_sample_checkpoint_resumes_after_ctrl_c(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(C, "_save", save_then_interrupt)
     args = [*SAMPLE_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "5", "--out", str(tmp_path / "r")]
     res = runner.invoke(main, args)
-    assert res.exit_code == 1 and saved == [0, 5, 10]
+    assert res.exit_code == 130 and saved == [0, 5, 10]
     assert f"saved in {ckpt}; run the same command again" in res.output
     assert not (tmp_path / "r" / "result.npz").exists()
     monkeypatch.setattr(C, "_save", lambda *a: (saved.append(a[2]), original(*a)))
@@ -296,7 +296,7 @@ def test_sample_interrupted_without_checkpoint_says_how_to_resume(runner, monkey
 
     monkeypatch.setattr(B, "run_method", interrupted)
     res = runner.invoke(main, SAMPLE_ARGS)
-    assert res.exit_code == 1 and "Add --checkpoint FILE to make the run resumable" in res.output
+    assert res.exit_code == 130 and "Add --checkpoint FILE to make the run resumable" in res.output
 
 
 @pytest.mark.parametrize("cmd", [["solve", "shaw", "-o", f"n={N}", "-m", "tikhonov-gcv"], SAMPLE_ARGS])
@@ -402,15 +402,21 @@ def test_problems_lists_only_options_the_cli_can_set(runner):
     assert "its options: n, noise, rhs" in invoke(runner, ["solve", "shaw", "-o", "m=1"], code=2).output
 
 
-def test_a_long_compilation_gets_a_tip_about_the_server(runner, monkeypatch):
+def test_a_long_compilation_gets_a_tip_about_the_server(monkeypatch):
     import jinverse.cli._run as run_module
+    from jinverse_cli.common import Settings
 
     monkeypatch.setattr(run_module, "TIP_COMPILE_SECONDS", 0.0)  # every compilation counts as long here
+    # the caches stay off in this process (they are process-wide), but the command thinks them on
+    monkeypatch.setattr(Settings, "start", lambda self: jax.config.update("jax_enable_x64", True))
+    runner = CliRunner()
+    monkeypatch.delenv("JINVERSE_NO_CACHE", raising=False)
     args = ["solve", "deconvolution1d", "-o", "n=32"]
     assert "jinverse server start" in invoke(runner, args).output
-    assert "tip" not in invoke(runner, ["-q", *args]).output  # --quiet: results only
+    assert "server start" not in invoke(runner, ["-q", *args]).output  # --quiet: results only
+    assert "server start" not in invoke(runner, ["--no-cache", *args]).output  # nothing is kept
     monkeypatch.setenv("JINVERSE_SERVED", "1")
-    assert "tip" not in invoke(runner, args).output  # already in the server
+    assert "server start" not in invoke(runner, args).output  # already in the server
 
 
 def test_sample_with_smc_runs_from_the_prior(runner):

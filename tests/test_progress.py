@@ -103,3 +103,18 @@ def test_cli_prints_progress_unless_quiet():
     assert re.search(r"^Tikhonov 1/1 \(100%\)", runner.invoke(main, args, catch_exceptions=False).output, re.M)
     res = runner.invoke(main, ["--quiet", *args], catch_exceptions=False)
     assert res.exit_code == 0 and "Tikhonov" not in res.output and "running" not in res.output
+
+
+def test_cli_chunks_and_failed_phases_print_whole_lines_in_a_log():
+    """Not on a terminal (a log): the chunks of a batch are counted in lines, and a phase that
+    fails ends its line before the error."""
+    from jinverse.cli import main
+
+    runner = CliRunner(env={"JINVERSE_NO_CACHE": "1"})
+    args = ["solve", "shaw", "-o", "n=6", "-m", "tikhonov-gcv", "--no-score", "--batch", "6", "--chunk", "2"]
+    res = runner.invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert re.search(r"^tikhonov-gcv: chunks of 2 0/6 \(0%\)", res.output, re.M)
+    assert re.search(r"^tikhonov-gcv: chunks of 2 6/6 \(100%\)", res.output, re.M)
+    bad = runner.invoke(main, ["solve", "shawx"])
+    assert bad.exit_code == 2 and re.search(r"^loading shawx \.\.\. failed$", bad.output, re.M), bad.output

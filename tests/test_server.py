@@ -96,7 +96,7 @@ def test_ctrl_c_stops_the_command_and_the_server_carries_on(env, tmp_path):
         assert line or proc.poll() is None, "the command ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and "Interrupted: the warm-up and the draws so far are saved" in err, err
+    assert proc.returncode == 130 and "Interrupted: the warm-up and the draws so far are saved" in err, err
     assert checkpoint.exists()
     assert served(env) == before + 1
     again = run(env, "-q", *SOLVE)

@@ -89,26 +89,40 @@ def phase(label: str, lines: bool = False):
     if not quiet:
         click.echo(f"{label} ...", err=True, nl=lines)
     t0 = time.perf_counter()
-    yield
+    try:
+        yield
+    except BaseException:
+        if not quiet and not lines:  # end the line: the error message starts on its own
+            click.echo(" failed", err=True)
+        raise
     if not quiet:
         click.echo(f"{label + ':' if lines else ''} done ({time.perf_counter() - t0:.1f} s)", err=True)
 
 
 class ChunkProgress:
-    """A progress bar across the chunks of a batch (`jinverse.bench.run_chunked`'s ``on_chunk``)."""
+    """Progress across the chunks of a batch (`jinverse.bench.run_chunked`'s ``on_chunk``): a bar
+    on a terminal, else a line at the start, at the end and every few seconds between (a log)."""
 
     def __init__(self, label: str, total: int):
-        self.bar = None
+        from .._batching import reporter
+
+        self.bar = self.lines = None
         if not settings().quiet:
-            self.bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
-                                         show_eta=True)
-            self.bar.__enter__()
-            self.bar.render_progress()
+            isatty = getattr(sys.stderr, "isatty", None)
+            if isatty is not None and isatty():
+                self.bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
+                                             show_eta=True)
+                self.bar.__enter__()
+                self.bar.render_progress()
+            else:
+                self.lines = reporter(True, total, label)
         self.done = 0
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is not None:
             self.bar.update(done - self.done)
+        elif self.lines is not None:
+            self.lines(done)
         self.done = done
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ import platform
 
 import click
 
-from jinverse_cli.common import choice_error, echo, settings
+from jinverse_cli.common import choice_error, echo, interrupted, settings
 
 from ._common import (
     PYTHON_ONLY_OPTIONS,
@@ -118,7 +118,8 @@ def _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs):
         run.diagnostics.setdefault("warnings", []).append(failed)
     for line in summary_lines(bench, run, batch):
         click.echo(line)  # the result: printed even with --quiet
-    if (run.compile_seconds or 0.0) >= TIP_COMPILE_SECONDS and not os.environ.get("JINVERSE_SERVED"):
+    if ((run.compile_seconds or 0.0) >= TIP_COMPILE_SECONDS and settings().cache
+            and not os.environ.get("JINVERSE_SERVED")):
         echo(f"  tip        {run.compile_seconds:.0f} s of this run was compilation, kept for the next identical "
              "command; `jinverse server start` keeps it in memory, so that a repeated command costs its work alone")
     if folder is not None:
@@ -170,12 +171,9 @@ def sample(name, method, chains, warmup, samples, init, batch, seed, chunk, fmt,
                  samples=samples, init=init, score=score, options=options)
     except KeyboardInterrupt:
         if checkpoint is None:
-            click.echo("Interrupted: nothing was kept. Add --checkpoint FILE to make the run resumable.",
-                       err=True)
-        else:
-            click.echo(f"Interrupted: the warm-up and the draws so far are saved in {checkpoint}; run the "
-                       "same command again to carry on from there.", err=True)
-        raise click.Abort() from None
+            interrupted("Interrupted: nothing was kept. Add --checkpoint FILE to make the run resumable.")
+        interrupted(f"Interrupted: the warm-up and the draws so far are saved in {checkpoint}; run the same "
+                    "command again to carry on from there.")
 
 
 def _checkpoint_options(checkpoint, every, batch, chunk) -> dict:

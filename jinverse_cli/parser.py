@@ -147,7 +147,8 @@ def solve(**params):
 @click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Chains per observation.")
 @click.option("--warmup", type=click.IntRange(min=1), default=500, show_default=True,
               help="Warm-up (adaptation) steps per chain.")
-@click.option("--samples", type=click.IntRange(min=4), default=500, show_default=True, help="Kept draws per chain.")
+@click.option("--samples", type=click.IntRange(min=4), default=1000, show_default=True,
+              help="Kept draws per chain (ji.sample's default too).")
 @click.option("--init", type=click.Choice(["prior", "map"]), default=None,
               help="Where chains start: prior draws (the default), or the MAP (jittered). Not for smc, "
                    "which always starts from the prior.")

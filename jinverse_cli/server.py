@@ -185,6 +185,9 @@ def _relay(conn: socket.socket) -> int | None:
     except KeyboardInterrupt:
         print("Aborted! (the server finishes the command on its own)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): the command stops at its next output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     finally:
         signal.signal(signal.SIGINT, previous)
 

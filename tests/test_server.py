@@ -103,6 +103,15 @@ def test_ctrl_c_stops_the_command_and_the_server_carries_on(env, tmp_path):
     assert again.returncode == 0 and served(env) == before + 2
 
 
+def test_a_reader_that_goes_away_ends_the_client_quietly(env):
+    before = served(env)
+    cmd = " ".join([sys.executable, "-m", "jinverse_cli", "-q", *SOLVE]) + " | head -n 1"
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.startswith("deconvolution1d(") and out.stdout.count("\n") == 1
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert run(env, "-q", *SOLVE).returncode == 0 and served(env) == before + 2  # the server carries on
+
+
 def test_a_second_server_for_the_same_socket_steps_aside(env):
     before = served(env)
     second = subprocess.run([sys.executable, "-c", "from jinverse_cli.server import serve; serve(1.0)"],

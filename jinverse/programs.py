@@ -20,8 +20,11 @@ tracing, from:
 
 Only `stream` calls made on one device, outside any transformation, inside `scope`, after
 `enable` use it; nothing in the library turns it on (the CLI does, unless ``--no-cache``).
-A program that cannot be serialised (host callbacks, constants JAX keeps outside the
-executable) runs as before.
+A program runs as before, but is not stored, when it cannot be serialised (host callbacks,
+constants JAX keeps outside the executable, an output structure that does not survive
+pickling) or when JAX loaded it from its persistent cache: XLA:CPU serialises such an
+executable without some of its kernels, and a later process running it fails
+(``NOT_FOUND: Function ... fusion not found``).
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ def forget() -> None:
 
 def stats() -> dict:
     """Counts of this process's lookups: ``hit`` (loaded, or reused in this process), ``miss``
-    (traced, compiled and stored), ``off`` (the call could not be keyed or stored)."""
+    (traced and compiled, and stored unless also counted ``off``), ``off`` (a call that could not
+    be keyed, or a program that could not be stored)."""
     return dict(_state["stats"])
 
 

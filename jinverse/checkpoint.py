@@ -79,6 +79,16 @@ def _save(path: pathlib.Path, meta: dict, done: int, states, draws) -> None:
     os.replace(tmp, path)  # atomic: a reader sees the old complete file or the new one
 
 
+def saved_draws(path) -> int:
+    """Draws per chain already saved in the checkpoint ``path`` (0 if there is none or it cannot
+    be read; `run_checkpointed` checks its settings when it resumes)."""
+    try:
+        with np.load(path) as npz:
+            return int(npz["done"])
+    except Exception:  # noqa: BLE001 - no file, or not a checkpoint: nothing to resume
+        return 0
+
+
 def _read(path: pathlib.Path, meta: dict) -> dict:
     """The file's arrays, once its fingerprint is found equal to ``meta``."""
     try:

@@ -280,8 +280,10 @@ def test_sample_checkpoint_resumes_after_ctrl_c(runner, tmp_path, monkeypatch):
     assert f"saved in {ckpt}; run the same command again" in res.output
     assert not (tmp_path / "r" / "result.npz").exists()
     monkeypatch.setattr(C, "_save", lambda *a: (saved.append(a[2]), original(*a)))
-    invoke(runner, args)
+    out = invoke(runner, args).output
     assert saved[3:] == [15, 20]  # carried on from the third chunk
+    assert "sampling: resuming from" in out and "10 of 20 draws per chain were saved" in out
+    assert f"resumed from {ckpt}: 10 of 20 draws per chain were drawn by an earlier run" in out  # ESS/s caveat
     resumed = ji.load_result(tmp_path / "r" / "result.npz")
     assert resumed.metadata["settings"]["options"]["checkpoint"] == str(ckpt)
     np.testing.assert_array_equal(resumed.samples, whole.samples)

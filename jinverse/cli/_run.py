@@ -92,8 +92,12 @@ def _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs):
     from ..bench import NotApplicable, applicable, run_chunked
     from ._outputs import failure_report, summary_lines, timing, write_outputs
 
+    from ..checkpoint import saved_draws
+
     with phase(f"loading {name}"):
         bench = load_benchmark(name, parse_options(option), seed=seed, batch=batch)
+    checkpoint = kwargs.get("options", {}).get("checkpoint")
+    resumed = saved_draws(checkpoint) if checkpoint else 0
     reason = applicable(bench, method)
     if reason:
         raise click.UsageError(f"method {method!r} does not apply to {name!r}: {reason}")
@@ -116,6 +120,10 @@ def _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs):
     failed = failure_report(run)
     if failed:  # in the summary printed below and in summary.json
         run.diagnostics.setdefault("warnings", []).append(failed)
+    if resumed:
+        run.diagnostics.setdefault("warnings", []).append(
+            f"resumed from {checkpoint}: {resumed} of {kwargs.get('samples')} draws per chain were drawn by an "
+            "earlier run, whose time is not counted: ESS/s reads high")
     for line in summary_lines(bench, run, batch):
         click.echo(line)  # the result: printed even with --quiet
     if ((run.compile_seconds or 0.0) >= TIP_COMPILE_SECONDS and settings().cache

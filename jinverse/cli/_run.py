@@ -90,9 +90,8 @@ def _run_one(name, method, option, seed, batch, chunk, out, fmt, **kwargs):
 
 def _run_scoped(name, method, option, seed, batch, chunk, fmt, folder, kwargs):
     from ..bench import NotApplicable, applicable, run_chunked
-    from ._outputs import failure_report, summary_lines, timing, write_outputs
-
     from ..checkpoint import saved_draws
+    from ._outputs import failure_report, summary_lines, timing, write_outputs
 
     with phase(f"loading {name}"):
         bench = load_benchmark(name, parse_options(option), seed=seed, batch=batch)

@@ -51,7 +51,10 @@ def test_a_new_process_loads_the_stored_program_and_gets_the_same_bits(tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == stored
     plain = _run(tmp_path / "unused", "off")
     assert plain["stats"] == {"hit": 0, "miss": 0, "off": 0}
-    assert first["theta"] == second["theta"] == plain["theta"]  # bit for bit, and as without the store
+    assert first["theta"] == second["theta"]  # the same executable: bit for bit
+    # without the store the same computation is compiled through another wrapper (eqx.filter_jit):
+    # equal to well within the solver's tolerance (1e-9), not necessarily to the bit on every machine
+    np.testing.assert_allclose(plain["theta"], first["theta"], rtol=1e-10, atol=1e-12)
     assert first["status"] == second["status"] == plain["status"] == 0
 
 
